@@ -1,0 +1,414 @@
+"""Degradations shared by contrastive training views and simulated evaluation queries.
+
+One implementation serves both uses, so a model is trained on the same kinds of damage it is
+evaluated on. Every function takes and returns mono float32 numpy audio; every random choice
+comes from an explicit ``np.random.Generator``, so results are reproducible given the seed.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import scipy.signal
+import torch
+import torchaudio.functional
+
+# Rational approximations of a speed factor use denominators up to this. The resampling
+# kernel has one phase per denominator step: 200 costs under 1 ms per second of 16 kHz audio
+# (1000 costs 8 ms) and keeps the factor within 1/400 (0.04 semitone) of the request.
+MAX_SPEED_DENOMINATOR = 200
+# Phase-vocoder STFT for pitch shifting: a 64 ms window at 16 kHz, 75 % overlap.
+PITCH_SHIFT_FFT_SIZE = 1024
+PITCH_SHIFT_HOP = 256
+# Early reflections arrive within this time of the direct sound (first-order wall bounces
+# in a living room or small hall).
+EARLY_REFLECTION_MAX_S = 0.03
+EARLY_REFLECTION_COUNT = 4
+# Reverberant-to-direct energy ratio is rt60_s / this: 0 dB at 0.5 s, growing with rt60 as
+# Sabine's law predicts for a fixed room volume and source distance.
+EQUAL_ENERGY_RT60_S = 0.5
+
+QUERY_SNR_DB_RANGE = (0.0, 10.0)
+QUERY_RT60_S_RANGE = (0.3, 1.0)
+QUERY_SPEED_CHANGE_RANGE = (0.03, 0.06)
+QUERY_PITCH_SEMITONES_RANGE = (1.0, 2.0)
+
+
+def _as_mono_float32(audio: np.ndarray) -> np.ndarray:
+    """Check that audio is one non-empty channel and return it as float32."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1 or audio.size == 0:
+        raise ValueError(
+            f"expected non-empty mono audio with shape (num_samples,), got {audio.shape}"
+        )
+    return audio
+
+
+def _power(audio: np.ndarray) -> float:
+    """Mean square in float64, so the SNR arithmetic stays exact for long clips."""
+    return float(np.mean(np.square(audio, dtype=np.float64)))
+
+
+def _fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
+    """Crop or zero-pad at the end to exactly num_samples."""
+    if audio.size >= num_samples:
+        return audio[:num_samples]
+    return np.pad(audio, (0, num_samples - audio.size))
+
+
+def pink_noise(num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-RMS noise with a 1/f power spectrum, the usual stand-in for room and crowd noise.
+
+    Hand-written spectral shaping (amplitude 1/sqrt(f)) of white noise: none of our
+    dependencies generates coloured noise.
+    """
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+    if num_samples < 2:  # no frequency but DC to shape; a random sign keeps unit RMS
+        return rng.choice([-1.0, 1.0], size=num_samples).astype(np.float32)
+    # White Gaussian noise has independent complex Gaussian frequency bins, so draw those
+    # directly instead of transforming white noise.
+    num_bins = num_samples // 2 + 1
+    spectrum = rng.standard_normal(num_bins) + 1j * rng.standard_normal(num_bins)
+    spectrum[0] = 0.0
+    spectrum[1:] /= np.sqrt(np.arange(1, num_bins))
+    noise = np.fft.irfft(spectrum, n=num_samples)
+    return (noise / np.sqrt(_power(noise))).astype(np.float32)
+
+
+def _fit_noise(noise: np.ndarray, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Tile or crop a noise recording to num_samples, starting at a random offset."""
+    noise = _as_mono_float32(noise)
+    offset = int(rng.integers(noise.size))
+    return np.take(noise, np.arange(offset, offset + num_samples), mode="wrap")
+
+
+def add_noise(
+    audio: np.ndarray,
+    snr_db: float,
+    rng: np.random.Generator,
+    noise: np.ndarray | None = None,
+) -> np.ndarray:
+    """Add noise scaled so that 10*log10(signal power / added noise power) equals snr_db.
+
+    Without a noise recording, pink noise is generated. Silent audio gets no noise, since
+    any noise power would make the SNR undefined.
+    """
+    audio = _as_mono_float32(audio)
+    signal_power = _power(audio)
+    if signal_power == 0.0:
+        return audio.copy()
+    if noise is None:
+        noise = pink_noise(audio.size, rng)
+    else:
+        noise = _fit_noise(noise, audio.size, rng)
+    noise_power = _power(noise)
+    if noise_power == 0.0:
+        raise ValueError("noise is silent; it cannot be scaled to an SNR")
+    scale = np.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+    return (audio + scale * noise).astype(np.float32)
+
+
+def synthetic_room_impulse_response(
+    sample_rate: int, rt60_s: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Unit-energy room impulse response: direct path, early reflections, decaying noise tail.
+
+    Hand-written because no library we depend on ships measured or simulated RIRs. The
+    direct path sits at sample 0 so reverberant audio stays aligned with its source.
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
+    if rt60_s <= 0:
+        raise ValueError(f"rt60_s must be > 0, got {rt60_s}")
+    num_samples = int(sample_rate * max(rt60_s, EARLY_REFLECTION_MAX_S)) + 1
+    time_s = np.arange(num_samples) / sample_rate
+    # Amplitude falls by 60 dB (a factor of 1000) at rt60_s.
+    tail = rng.standard_normal(num_samples) * np.exp(-np.log(1000.0) * time_s / rt60_s)
+    tail[0] = 0.0
+    tail *= np.sqrt((rt60_s / EQUAL_ENERGY_RT60_S) / np.sum(tail**2))
+
+    impulse_response = tail
+    impulse_response[0] = 1.0
+    max_delay = int(EARLY_REFLECTION_MAX_S * sample_rate)
+    delays = rng.integers(1, max_delay + 1, size=EARLY_REFLECTION_COUNT)
+    gains = rng.uniform(0.2, 0.6, size=EARLY_REFLECTION_COUNT)
+    signs = rng.choice([-1.0, 1.0], size=EARLY_REFLECTION_COUNT)
+    np.add.at(impulse_response, delays, gains * signs)
+    return (impulse_response / np.sqrt(np.sum(impulse_response**2))).astype(np.float32)
+
+
+def add_reverb(
+    audio: np.ndarray,
+    sample_rate: int,
+    rt60_s: float,
+    rng: np.random.Generator,
+    wet: float = 1.0,
+) -> np.ndarray:
+    """Convolve with a synthetic room; keep the input length (the tail is dropped) and RMS."""
+    audio = _as_mono_float32(audio)
+    if not 0.0 <= wet <= 1.0:
+        raise ValueError(f"wet must be in [0, 1], got {wet}")
+    impulse_response = synthetic_room_impulse_response(sample_rate, rt60_s, rng)
+    reverberant = scipy.signal.fftconvolve(audio, impulse_response, mode="full")[: audio.size]
+    mixed = (1.0 - wet) * audio + wet * reverberant
+    mixed_power = _power(mixed)
+    if mixed_power > 0.0:
+        mixed *= np.sqrt(_power(audio) / mixed_power)
+    return mixed.astype(np.float32)
+
+
+def change_speed(audio: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:
+    """Play faster (factor > 1) or slower, changing tempo and pitch together like a turntable.
+
+    Resampling by a rational approximation of the factor (within 1/400 of it) and reading
+    the result at the original rate; the output has about len(audio) / factor samples.
+    """
+    audio = _as_mono_float32(audio)
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
+    if factor <= 0:
+        raise ValueError(f"speed factor must be > 0, got {factor}")
+    ratio = Fraction(factor).limit_denominator(MAX_SPEED_DENOMINATOR)
+    if ratio == 1:
+        return audio.copy()
+    resampled = torchaudio.functional.resample(
+        torch.from_numpy(audio), orig_freq=ratio.numerator, new_freq=ratio.denominator
+    )
+    return resampled.numpy().astype(np.float32)
+
+
+def _time_stretch(audio: np.ndarray, rate: float) -> np.ndarray:
+    """Change tempo by rate (> 1 is faster) with pitch kept, via torchaudio's phase vocoder."""
+    window = torch.hann_window(PITCH_SHIFT_FFT_SIZE)
+    spectrogram = torch.stft(
+        torch.from_numpy(audio),
+        PITCH_SHIFT_FFT_SIZE,
+        PITCH_SHIFT_HOP,
+        window=window,
+        pad_mode="constant",
+        return_complex=True,
+    )
+    # Expected phase advance per hop of each bin, as torchaudio's phase_vocoder documents.
+    phase_advance = torch.linspace(0, np.pi * PITCH_SHIFT_HOP, spectrogram.shape[0])[:, None]
+    stretched = torchaudio.functional.phase_vocoder(spectrogram, rate, phase_advance)
+    return torch.istft(
+        stretched,
+        PITCH_SHIFT_FFT_SIZE,
+        PITCH_SHIFT_HOP,
+        window=window,
+        length=round(audio.size / rate),
+    ).numpy()
+
+
+def _resample_stretched(
+    audio: np.ndarray, sample_rate: int, speed_factor: float, semitones: float
+) -> np.ndarray:
+    """Change speed by speed_factor and pitch alone by semitones with a single resampling.
+
+    Stretching the tempo by the pitch ratio and then changing speed by speed_factor times it
+    is the phase vocoder plus resampling of librosa.effects.pitch_shift, built from torchaudio.
+    """
+    pitch_ratio = 2.0 ** (semitones / 12.0)
+    stretched = _time_stretch(audio, 1.0 / pitch_ratio) if semitones else audio
+    return change_speed(stretched, sample_rate, speed_factor * pitch_ratio)
+
+
+def shift_pitch(audio: np.ndarray, sample_rate: int, semitones: float) -> np.ndarray:
+    """Shift pitch by semitones while keeping tempo and length.
+
+    Phase vocoder plus resampling in torchaudio. Measured at 16 kHz on one thread: 4-5 ms
+    per 1-s clip and 15-22 ms per 5-s clip, against 7-10 / 33-37 ms for
+    librosa.effects.pitch_shift (the same algorithm) and 22-26 / 64-74 ms for
+    pedalboard.PitchShift (Rubber Band, which also came out 0.7 % flat on a +2-semitone
+    440 Hz sine); the training chain needs the speed. torchaudio's own pitch_shift
+    resamples between integer rates whose gcd is near 1, which takes seconds.
+    """
+    audio = _as_mono_float32(audio)
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
+    if semitones == 0:
+        return audio.copy()
+    return _fit_length(_resample_stretched(audio, sample_rate, 1.0, semitones), audio.size)
+
+
+def band_limit(audio: np.ndarray, sample_rate: int, low_hz: float, high_hz: float) -> np.ndarray:
+    """Keep only low_hz..high_hz, like a phone line or a small loudspeaker.
+
+    A causal 4th-order Linkwitz-Riley band-pass (each edge two cascaded 2nd-order
+    Butterworths: -6 dB at the edge, 24 dB/octave beyond), as a real channel would be.
+    Filtering 1.2 s takes 0.8 ms against 1.3-1.7 ms for scipy's 4th-order Butterworth
+    band-pass, most of which goes to its zpk2sos conversion.
+    """
+    audio = _as_mono_float32(audio)
+    if not 0.0 < low_hz < high_hz < sample_rate / 2:
+        raise ValueError(
+            f"need 0 < low_hz < high_hz < sample_rate / 2, got low_hz={low_hz}, "
+            f"high_hz={high_hz}, sample_rate={sample_rate}"
+        )
+    # A 2nd-order (b, a) pair laid end to end is one second-order section.
+    highpass = np.concatenate(scipy.signal.butter(2, low_hz, btype="highpass", fs=sample_rate))
+    lowpass = np.concatenate(scipy.signal.butter(2, high_hz, btype="lowpass", fs=sample_rate))
+    sections = np.stack([highpass, highpass, lowpass, lowpass])
+    return scipy.signal.sosfilt(sections, audio).astype(np.float32)
+
+
+def apply_gain_db(audio: np.ndarray, gain_db: float) -> np.ndarray:
+    """Scale amplitude by gain_db decibels."""
+    return (_as_mono_float32(audio) * 10.0 ** (gain_db / 20.0)).astype(np.float32)
+
+
+def clip(audio: np.ndarray, threshold: float) -> np.ndarray:
+    """Hard-clip to +-threshold, the distortion of an overdriven input."""
+    if threshold <= 0:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
+    return np.clip(_as_mono_float32(audio), -threshold, threshold)
+
+
+def _random_sign(rng: np.random.Generator) -> float:
+    return 1.0 if rng.random() < 0.5 else -1.0
+
+
+def _degrade_clean(
+    audio: np.ndarray, sample_rate: int, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, float]]:
+    return audio.copy(), {}
+
+
+def _degrade_noise(
+    audio: np.ndarray, sample_rate: int, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, float]]:
+    snr_db = float(rng.uniform(*QUERY_SNR_DB_RANGE))
+    return add_noise(audio, snr_db, rng), {"snr_db": snr_db}
+
+
+def _degrade_reverb(
+    audio: np.ndarray, sample_rate: int, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, float]]:
+    rt60_s = float(rng.uniform(*QUERY_RT60_S_RANGE))
+    return add_reverb(audio, sample_rate, rt60_s, rng), {"rt60_s": rt60_s}
+
+
+def _degrade_speed(
+    audio: np.ndarray, sample_rate: int, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, float]]:
+    speed_factor = 1.0 + _random_sign(rng) * float(rng.uniform(*QUERY_SPEED_CHANGE_RANGE))
+    return change_speed(audio, sample_rate, speed_factor), {"speed_factor": speed_factor}
+
+
+def _degrade_pitch(
+    audio: np.ndarray, sample_rate: int, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, float]]:
+    semitones = _random_sign(rng) * float(rng.uniform(*QUERY_PITCH_SEMITONES_RANGE))
+    return shift_pitch(audio, sample_rate, semitones), {"semitones": semitones}
+
+
+_QUERY_DEGRADERS: dict[
+    str, Callable[[np.ndarray, int, np.random.Generator], tuple[np.ndarray, dict[str, float]]]
+] = {
+    "clean": _degrade_clean,
+    "noise": _degrade_noise,
+    "reverb": _degrade_reverb,
+    "speed": _degrade_speed,
+    "pitch": _degrade_pitch,
+}
+QUERY_DEGRADATIONS: tuple[str, ...] = tuple(_QUERY_DEGRADERS)
+
+
+def degrade(
+    audio: np.ndarray, sample_rate: int, degradation: str, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Apply one named query degradation with randomly drawn parameters.
+
+    Returns the audio and the drawn parameters. Ranges: noise SNR uniform in [0, 10] dB;
+    reverb RT60 uniform in [0.3, 1.0] s; speed factor 1 +- uniform [0.03, 0.06];
+    pitch +- uniform [1, 2] semitones; clean is an unchanged copy. Speed changes the length
+    and is not cropped here: callers read a slightly longer source segment and crop.
+    """
+    if degradation not in _QUERY_DEGRADERS:
+        raise ValueError(
+            f"unknown degradation {degradation!r}; known: {', '.join(QUERY_DEGRADATIONS)}"
+        )
+    return _QUERY_DEGRADERS[degradation](_as_mono_float32(audio), sample_rate, rng)
+
+
+@dataclass
+class TrainingAugmentation:
+    """The random degradation chain that makes one contrastive training view.
+
+    Order follows the signal path of a recorded query: playback speed and pitch at the
+    source, then the room, background noise, the microphone's band limit and its gain.
+    Every probability and range is a field so a config file can set it.
+    """
+
+    sample_rate: int = 16000
+    noise_probability: float = 0.8
+    snr_db_range: tuple[float, float] = (0.0, 20.0)
+    reverb_probability: float = 0.5
+    rt60_s_range: tuple[float, float] = (0.2, 1.0)
+    speed_probability: float = 0.3
+    max_speed_change: float = 0.06
+    pitch_probability: float = 0.3
+    max_pitch_semitones: float = 2.0
+    band_limit_probability: float = 0.3
+    band_low_hz_range: tuple[float, float] = (50.0, 400.0)
+    band_high_hz_range: tuple[float, float] = (3000.0, 7000.0)
+    gain_db_range: tuple[float, float] = (-6.0, 6.0)
+
+    def __post_init__(self) -> None:
+        """Reject a bad config when it is loaded rather than inside a DataLoader worker."""
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be > 0, got {self.sample_rate}")
+        for name in ("noise", "reverb", "speed", "pitch", "band_limit"):
+            probability = getattr(self, f"{name}_probability")
+            if not 0.0 <= probability <= 1.0:
+                raise ValueError(f"{name}_probability must be in [0, 1], got {probability}")
+        for name in ("snr_db", "rt60_s", "band_low_hz", "band_high_hz", "gain_db"):
+            low, high = getattr(self, f"{name}_range")
+            if low > high:
+                raise ValueError(f"{name}_range must be (low, high), got ({low}, {high})")
+        if not 0.0 <= self.max_speed_change < 1.0:
+            raise ValueError(f"max_speed_change must be in [0, 1), got {self.max_speed_change}")
+        if self.rt60_s_range[0] <= 0:
+            raise ValueError(f"rt60_s_range must be positive, got {self.rt60_s_range}")
+
+    def __call__(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Return one augmented view with exactly len(audio) samples and peak at most 1."""
+        audio = _as_mono_float32(audio)
+        view = self._speed_and_pitch(audio, rng)
+        if rng.random() < self.reverb_probability:
+            view = add_reverb(view, self.sample_rate, float(rng.uniform(*self.rt60_s_range)), rng)
+        if rng.random() < self.noise_probability:
+            view = add_noise(view, float(rng.uniform(*self.snr_db_range)), rng)
+        if rng.random() < self.band_limit_probability:
+            view = self._band_limit(view, rng)
+        view = apply_gain_db(view, float(rng.uniform(*self.gain_db_range)))
+        return self._peak_safe(view)
+
+    def _speed_and_pitch(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Random speed and pitch changes in one resampling, back at the input length.
+
+        A faster view is zero-padded at the end, a slower one cropped.
+        """
+        speed_factor, semitones = 1.0, 0.0
+        if rng.random() < self.speed_probability:
+            speed_factor += float(rng.uniform(-self.max_speed_change, self.max_speed_change))
+        if rng.random() < self.pitch_probability:
+            semitones = float(rng.uniform(-self.max_pitch_semitones, self.max_pitch_semitones))
+        if speed_factor == 1.0 and semitones == 0.0:
+            return audio
+        resampled = _resample_stretched(audio, self.sample_rate, speed_factor, semitones)
+        return _fit_length(resampled, audio.size)
+
+    def _band_limit(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Band-limit with random edges; the upper edge stays below Nyquist at any rate."""
+        low_hz = float(rng.uniform(*self.band_low_hz_range))
+        high_hz = min(float(rng.uniform(*self.band_high_hz_range)), 0.45 * self.sample_rate)
+        return band_limit(audio, self.sample_rate, low_hz, high_hz)
+
+    @staticmethod
+    def _peak_safe(audio: np.ndarray) -> np.ndarray:
+        """Scale down, rather than clip, when the chain pushed the peak beyond 1."""
+        peak = float(np.max(np.abs(audio)))
+        return audio / peak if peak > 1.0 else audio

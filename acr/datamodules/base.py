@@ -1,0 +1,168 @@
+"""ACRDataModule: manifests in, contrastive training pairs and retrieval validation out.
+
+Sources subclass it and implement :meth:`build_manifests`; ``prepare_data`` runs it once per
+set of settings and caches the result (pyannote-style), ``setup`` only reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pandas as pd
+from torch.utils.data import DataLoader
+
+from acr.augment import TrainingAugmentation
+from acr.datamodules.datasets import ContrastivePairDataset, RetrievalWindowDataset
+from acr.manifests import read_table, resolve_paths, validate_queries, validate_tracks
+
+TRACKS_FILE = "tracks.csv"
+QUERIES_FILE = "queries.csv"
+SETTINGS_FILE = "settings.json"
+
+
+class ACRDataModule(L.LightningDataModule):
+    """Shared wiring: cached manifests, training pairs, validation windows.
+
+    Args:
+        data_dir: where manifests and generated or cached audio live.
+        sample_rate: the model's sample rate; audio is resampled to it on load.
+        segment_s: training segment and retrieval window length (Chang et al. 2021: 1 s).
+        hop_s: catalog window hop at validation (0.5 s, as in Chang et al. 2021).
+        query_hop_s: query window hop at validation.
+        positive_offset_s: largest time shift between the two views of a training pair.
+        batch_size: training pairs per batch; in-batch negatives, so larger is better.
+        eval_batch_size: windows per validation batch.
+        steps_per_epoch: training batches per epoch (pairs are sampled, so an epoch is a choice).
+        num_workers: DataLoader worker processes.
+        augmentation: the degradation chain for positive views (default: TrainingAugmentation).
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        sample_rate: int = 16000,
+        segment_s: float = 1.0,
+        hop_s: float = 0.5,
+        query_hop_s: float = 0.25,
+        positive_offset_s: float = 0.2,
+        batch_size: int = 64,
+        eval_batch_size: int = 128,
+        steps_per_epoch: int = 200,
+        num_workers: int = 2,
+        augmentation: TrainingAugmentation | None = None,
+    ) -> None:
+        super().__init__()
+        self.data_dir = Path(data_dir)
+        self.sample_rate = sample_rate
+        self.segment_s = segment_s
+        self.hop_s = hop_s
+        self.query_hop_s = query_hop_s
+        self.positive_offset_s = positive_offset_s
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.num_workers = num_workers
+        # The chain always runs at the data's rate, whatever the config says.
+        self.augmentation = replace(augmentation or TrainingAugmentation(), sample_rate=sample_rate)
+        self.tracks: pd.DataFrame | None = None
+        self.queries: pd.DataFrame | None = None
+
+    # -- what subclasses provide ------------------------------------------------------------
+    def manifest_settings(self) -> dict[str, Any]:
+        """Everything the manifests depend on; a change means a new cache directory."""
+        return {"source": type(self).__name__, "sample_rate": self.sample_rate}
+
+    def build_manifests(self, directory: Path) -> None:
+        """Write ``tracks.csv`` and ``queries.csv`` (and any audio they need) into ``directory``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement build_manifests")
+
+    # -- caching --------------------------------------------------------------------------
+    @property
+    def manifest_dir(self) -> Path:
+        settings = json.dumps(self.manifest_settings(), sort_keys=True)
+        digest = hashlib.sha1(settings.encode()).hexdigest()[:10]
+        return self.data_dir / f"{self.manifest_settings()['source'].lower()}-{digest}"
+
+    def prepare_data(self) -> None:
+        """Build the manifests unless a finished build with the same settings is cached."""
+        directory = self.manifest_dir
+        if (directory / SETTINGS_FILE).is_file():
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        self.build_manifests(directory)
+        # Written last: its presence marks a complete build.
+        (directory / SETTINGS_FILE).write_text(
+            json.dumps(self.manifest_settings(), indent=2, sort_keys=True)
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        directory = self.manifest_dir
+        if not (directory / SETTINGS_FILE).is_file():
+            raise FileNotFoundError(f"{directory}: no finished manifests; run prepare_data() first")
+        tracks_path, queries_path = directory / TRACKS_FILE, directory / QUERIES_FILE
+        tracks = resolve_paths(read_table(tracks_path), directory, ["path"])
+        queries = resolve_paths(read_table(queries_path), directory, ["path", "source"])
+        validate_tracks(tracks, tracks_path)
+        validate_queries(queries, tracks, queries_path)
+        self.tracks, self.queries = tracks, queries
+
+    # -- splits ---------------------------------------------------------------------------
+    @property
+    def train_tracks(self) -> pd.DataFrame:
+        return self._tracks_where("train")
+
+    @property
+    def val_catalog(self) -> pd.DataFrame:
+        """Reference tracks of the validation split: none of them is seen in training."""
+        return self._tracks_where("val").reset_index(drop=True)
+
+    @property
+    def val_queries(self) -> pd.DataFrame:
+        assert self.queries is not None, "call setup() first"
+        return self.queries[self.queries["track_id"].isin(self.val_catalog["track_id"])]
+
+    def _tracks_where(self, split: str) -> pd.DataFrame:
+        assert self.tracks is not None, "call setup() first"
+        chosen = (self.tracks["split"] == split) & (self.tracks["role"] == "reference")
+        return self.tracks[chosen]
+
+    # -- loaders --------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        dataset = ContrastivePairDataset(
+            self.train_tracks,
+            self.sample_rate,
+            self.segment_s,
+            self.batch_size * self.steps_per_epoch,
+            self.augmentation,
+            self.positive_offset_s,
+        )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            drop_last=True,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.retrieval_windows(),
+            batch_size=self.eval_batch_size,
+            num_workers=self.num_workers,
+        )
+
+    def retrieval_windows(self) -> RetrievalWindowDataset:
+        """Validation catalog and query windows, as the retrieval callback expects them."""
+        return RetrievalWindowDataset(
+            self.val_catalog,
+            self.val_queries.reset_index(drop=True),
+            self.sample_rate,
+            self.segment_s,
+            self.hop_s,
+            self.query_hop_s,
+        )

@@ -1,0 +1,161 @@
+"""Torch datasets over manifests: contrastive training pairs and retrieval windows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from acr.audio import load_audio
+
+Augmentation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+CATALOG, QUERY = 0, 1  # window kinds in a RetrievalWindowDataset
+
+
+def fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
+    """Crop or zero-pad to exactly ``num_samples``."""
+    if len(audio) >= num_samples:
+        return audio[:num_samples]
+    return np.pad(audio, (0, num_samples - len(audio)))
+
+
+def window_starts(duration_s: float, window_s: float, hop_s: float) -> np.ndarray:
+    """Start times of sliding windows that fit in ``duration_s`` (one window if it is shorter)."""
+    count = (
+        int(np.floor((duration_s - window_s) / hop_s + 1e-6)) + 1 if duration_s > window_s else 1
+    )
+    return np.round(np.arange(count) * hop_s, 6)
+
+
+def load_query(
+    query: pd.Series, sample_rate: int, start_s: float = 0.0, duration_s: float | None = None
+) -> np.ndarray:
+    """``[start_s, start_s + duration_s)`` of a query: its own file, or a stretch of ``source``."""
+    path = query.get("path")
+    if isinstance(path, str) and path:
+        return load_audio(path, sample_rate, start_s, duration_s)
+    remaining_s = float(query["length_s"]) - start_s
+    duration_s = remaining_s if duration_s is None else min(duration_s, remaining_s)
+    return load_audio(query["source"], sample_rate, float(query["offset_s"]) + start_s, duration_s)
+
+
+class ContrastivePairDataset(Dataset):
+    """Two views of the same moment of a random training track: the positives for NT-Xent.
+
+    The anchor is the clean segment (what the catalog will hold); the positive is an augmented
+    copy shifted by up to ``positive_offset_s`` (Chang et al. 2021), so the embedder learns to
+    ignore degradations and window misalignment. Other pairs in the batch are the negatives.
+    """
+
+    def __init__(
+        self,
+        tracks: pd.DataFrame,
+        sample_rate: int,
+        segment_s: float,
+        examples_per_epoch: int,
+        augmentation: Augmentation,
+        positive_offset_s: float = 0.2,
+        augment_anchor: bool = False,
+    ) -> None:
+        if len(tracks) == 0:
+            raise ValueError("no training tracks")
+        self.paths = tracks["path"].tolist()
+        self.durations_s = tracks["duration_s"].to_numpy(dtype=float)
+        self.sample_rate = sample_rate
+        self.segment_samples = int(round(segment_s * sample_rate))
+        self.examples_per_epoch = examples_per_epoch
+        self.augmentation = augmentation
+        self.offset_samples = int(round(positive_offset_s * sample_rate))
+        self.augment_anchor = augment_anchor
+        # Read a little more than a segment: room for the offset and for a speed-up to crop.
+        self.view_samples = int(self.segment_samples * 1.1)
+        self.context_samples = self.view_samples + 2 * self.offset_samples
+
+    def __len__(self) -> int:
+        return self.examples_per_epoch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        # torch's generator is seeded per worker and epoch by the DataLoader (and by
+        # seed_everything), so draws differ across epochs yet replay for a given seed.
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,))))
+        track = int(rng.integers(len(self.paths)))
+        context_s = self.context_samples / self.sample_rate
+        start_s = rng.uniform(0.0, max(0.0, self.durations_s[track] - context_s))
+        context = fit_length(
+            load_audio(self.paths[track], self.sample_rate, start_s, context_s),
+            self.context_samples,
+        )
+        anchor_start = self.offset_samples
+        positive_start = anchor_start + int(
+            rng.integers(-self.offset_samples, self.offset_samples + 1)
+        )
+        anchor = context[anchor_start : anchor_start + self.view_samples]
+        positive = context[positive_start : positive_start + self.view_samples]
+        if self.augment_anchor:
+            anchor = self.augmentation(anchor, rng)
+        positive = self.augmentation(positive, rng)
+        return {
+            "anchor": torch.from_numpy(fit_length(anchor, self.segment_samples).copy()),
+            "positive": torch.from_numpy(fit_length(positive, self.segment_samples).copy()),
+        }
+
+
+class RetrievalWindowDataset(Dataset):
+    """Fixed-length windows of every catalog track, then of every query, for embedding.
+
+    Catalog windows hop by ``hop_s``; query windows by ``query_hop_s`` (denser, so that some
+    query window lines up closely with a catalog window). ``kinds``, ``owners`` (row in the
+    catalog or query table) and ``starts_s`` describe each window.
+    """
+
+    def __init__(
+        self,
+        catalog: pd.DataFrame,
+        queries: pd.DataFrame,
+        sample_rate: int,
+        window_s: float,
+        hop_s: float,
+        query_hop_s: float,
+    ) -> None:
+        self.catalog_ids = catalog["track_id"].tolist()
+        self.catalog_paths = catalog["path"].tolist()
+        self.queries = queries.reset_index(drop=True)
+        self.sample_rate = sample_rate
+        self.window_s = window_s
+        self.hop_s = hop_s
+        self.window_samples = int(round(window_s * sample_rate))
+        catalog_windows = [window_starts(d, window_s, hop_s) for d in catalog["duration_s"]]
+        query_windows = [window_starts(d, window_s, query_hop_s) for d in queries["length_s"]]
+        self.kinds = np.concatenate(
+            [
+                np.full(sum(map(len, catalog_windows)), CATALOG),
+                np.full(sum(map(len, query_windows)), QUERY),
+            ]
+        ).astype(np.int64)
+        self.owners = np.concatenate(
+            [np.full(len(w), i) for i, w in enumerate(catalog_windows)]
+            + [np.full(len(w), i) for i, w in enumerate(query_windows)]
+            + [np.zeros(0)]
+        ).astype(np.int64)
+        self.starts_s = np.concatenate(catalog_windows + query_windows + [np.zeros(0)])
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int | float]:
+        owner, start_s = int(self.owners[index]), float(self.starts_s[index])
+        if self.kinds[index] == CATALOG:
+            audio = load_audio(self.catalog_paths[owner], self.sample_rate, start_s, self.window_s)
+        else:
+            query = self.queries.iloc[owner]
+            audio = load_query(query, self.sample_rate, start_s, self.window_s)
+        return {
+            "audio": torch.from_numpy(fit_length(audio, self.window_samples).copy()),
+            "kind": int(self.kinds[index]),
+            "owner": owner,
+            "start_s": start_s,
+        }

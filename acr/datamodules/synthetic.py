@@ -1,0 +1,242 @@
+"""SyntheticDataModule: procedural songs and degraded queries, the default that needs no download.
+
+Training songs and validation songs are different compositions. Some validation songs also have
+a second *version* (same notes, other orchestration and mix) in the catalog: queries of those
+songs are the ``confused`` hard case. ``humming_like`` queries hum the lead melody.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from acr.audio import audio_info, save_audio
+from acr.augment import QUERY_DEGRADATIONS, degrade
+from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
+from acr.manifests import write_table
+from acr.synth import compose_song, render_humming, render_song
+
+
+@dataclass(frozen=True)
+class _SongJob:
+    """Everything one worker needs to render a song, its version and its queries."""
+
+    index: int
+    seed: int
+    split: str
+    duration_s: float
+    sample_rate: int
+    with_version: bool
+    query_lengths_s: tuple[float, ...]
+    query_degradations: tuple[str, ...]
+    humming_queries: bool
+    directory: str
+
+
+class SyntheticDataModule(ACRDataModule):
+    """Procedural music (``acr.synth``) rendered once into ``data_dir`` and reused.
+
+    Args:
+        train_tracks: songs to train on.
+        val_tracks: unseen songs in the validation catalog; each gets queries.
+        confusable_versions: how many validation songs also have a second version in the catalog.
+        track_duration_s: length of every song.
+        query_lengths_s: query lengths; every (degradation, length) pair gets one query per song.
+        query_degradations: names from ``acr.augment.QUERY_DEGRADATIONS``.
+        humming_queries: add one hummed query per song and length.
+        generation_seed: seeds every composition, rendering and degradation.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data/synthetic",
+        train_tracks: int = 160,
+        val_tracks: int = 40,
+        confusable_versions: int = 10,
+        track_duration_s: float = 30.0,
+        query_lengths_s: Sequence[float] = (1.0, 3.0, 5.0),
+        query_degradations: Sequence[str] = QUERY_DEGRADATIONS,
+        humming_queries: bool = True,
+        generation_seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(data_dir=data_dir, **kwargs)
+        unknown = sorted(set(query_degradations) - set(QUERY_DEGRADATIONS))
+        if unknown:
+            raise ValueError(f"query_degradations: unknown {unknown}; known {QUERY_DEGRADATIONS}")
+        if confusable_versions > val_tracks:
+            raise ValueError("confusable_versions cannot exceed val_tracks")
+        too_long = [length for length in query_lengths_s if length * 1.1 > track_duration_s]
+        if too_long:
+            raise ValueError(
+                f"query_lengths_s {too_long} do not fit in {track_duration_s} s tracks"
+            )
+        self.train_tracks_count = train_tracks
+        self.val_tracks_count = val_tracks
+        self.confusable_versions = confusable_versions
+        self.track_duration_s = track_duration_s
+        self.query_lengths_s = tuple(float(length) for length in query_lengths_s)
+        self.query_degradations = tuple(query_degradations)
+        self.humming_queries = humming_queries
+        self.generation_seed = generation_seed
+
+    def manifest_settings(self) -> dict[str, Any]:
+        return {
+            **super().manifest_settings(),
+            "train_tracks": self.train_tracks_count,
+            "val_tracks": self.val_tracks_count,
+            "confusable_versions": self.confusable_versions,
+            "track_duration_s": self.track_duration_s,
+            "query_lengths_s": self.query_lengths_s,
+            "query_degradations": self.query_degradations,
+            "humming_queries": self.humming_queries,
+            "generation_seed": self.generation_seed,
+        }
+
+    def build_manifests(self, directory: Path) -> None:
+        jobs = [self._job(index, directory) for index in range(self._song_count)]
+        track_rows: list[dict[str, Any]] = []
+        query_rows: list[dict[str, Any]] = []
+        workers = min(len(jobs), os.cpu_count() or 1)
+        # spawn, not fork: a forked child inherits torch's OpenMP pool mid-state and can hang.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+            results = pool.map(_render_song_assets, jobs, chunksize=4)
+            for tracks, queries in tqdm(results, total=len(jobs), desc="synthesising songs"):
+                track_rows.extend(tracks)
+                query_rows.extend(queries)
+        write_table(pd.DataFrame(track_rows), directory / TRACKS_FILE)
+        write_table(pd.DataFrame(query_rows), directory / QUERIES_FILE)
+
+    @property
+    def _song_count(self) -> int:
+        return self.train_tracks_count + self.val_tracks_count
+
+    def _job(self, index: int, directory: Path) -> _SongJob:
+        is_train = index < self.train_tracks_count
+        val_position = index - self.train_tracks_count
+        return _SongJob(
+            index=index,
+            seed=self.generation_seed * 1_000_003 + index,
+            split="train" if is_train else "val",
+            duration_s=self.track_duration_s,
+            sample_rate=self.sample_rate,
+            with_version=not is_train and val_position < self.confusable_versions,
+            query_lengths_s=() if is_train else self.query_lengths_s,
+            query_degradations=self.query_degradations,
+            humming_queries=self.humming_queries,
+            directory=str(directory),
+        )
+
+
+def _one_thread() -> None:
+    """Workers already run in parallel; nested torch threads would only oversubscribe cores."""
+    torch.set_num_threads(1)
+
+
+def _render_song_assets(job: _SongJob) -> tuple[list[dict], list[dict]]:
+    """Render one song (and its version and queries) to files; return manifest rows.
+
+    Files that already exist are kept, so an interrupted build resumes where it stopped.
+    """
+    directory = Path(job.directory)
+    song = compose_song(job.seed, job.duration_s)
+    song_id = f"song{job.index:05d}"
+    audio = _render_and_save(directory / "audio" / f"{song_id}.wav", song, 0, job.sample_rate)
+    tracks = [_track_row(song_id, song_id, 0, job)]
+    if job.with_version:
+        _render_and_save(directory / "audio" / f"{song_id}-v1.wav", song, 1, job.sample_rate)
+        tracks.append(_track_row(f"{song_id}-v1", song_id, 1, job))
+    hard_case = "confused" if job.with_version else "none"
+    queries = []
+    rng = np.random.default_rng([job.seed, 7])
+    for length_s in job.query_lengths_s:
+        for degradation in job.query_degradations:
+            offset_s = float(rng.uniform(0.0, job.duration_s - 1.1 * length_s))
+            query_id = f"{song_id}-{degradation}-{length_s:g}s"
+            path = directory / "queries" / f"{query_id}.wav"
+            query_rng = np.random.default_rng([job.seed, len(queries)])
+            start = int(round(offset_s * job.sample_rate))
+            source = audio[start : start + int(round(1.1 * length_s * job.sample_rate))]
+            degraded, params = degrade(source, job.sample_rate, degradation, query_rng)
+            _save_once(path, degraded[: int(round(length_s * job.sample_rate))], job.sample_rate)
+            queries.append(
+                _query_row(
+                    query_id, song_id, path, offset_s, length_s, degradation, hard_case, params
+                )
+            )
+        if job.humming_queries:
+            offset_s = float(rng.uniform(0.0, job.duration_s - length_s))
+            query_id = f"{song_id}-humming_like-{length_s:g}s"
+            path = directory / "queries" / f"{query_id}.wav"
+            if not path.is_file():
+                hummed = render_humming(song, offset_s, length_s, job.sample_rate, seed=job.seed)
+                _save_once(path, hummed, job.sample_rate)
+            queries.append(
+                _query_row(
+                    query_id, song_id, path, offset_s, length_s, "humming_like", "humming_like", {}
+                )
+            )
+    return tracks, queries
+
+
+def _render_and_save(path: Path, song, version: int, sample_rate: int) -> np.ndarray:
+    audio = render_song(song, sample_rate, version=version)
+    _save_once(path, audio, sample_rate)
+    return audio
+
+
+def _save_once(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Write via a temporary name so a killed build never leaves a truncated file behind."""
+    if path.is_file():
+        return
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    save_audio(temporary, audio, sample_rate)
+    os.replace(temporary, path)
+
+
+def _track_row(track_id: str, group: str, version: int, job: _SongJob) -> dict[str, Any]:
+    path = Path(job.directory) / "audio" / f"{track_id}.wav"
+    return {
+        "track_id": track_id,
+        "path": str(path.relative_to(job.directory)),
+        "duration_s": round(audio_info(path).duration_s, 4),
+        "split": job.split,
+        "role": "reference",
+        "source": "synthetic",
+        "group": group,
+        "version": version,
+        "seed": job.seed,
+    }
+
+
+def _query_row(
+    query_id: str,
+    track_id: str,
+    path: Path,
+    offset_s: float,
+    length_s: float,
+    degradation: str,
+    hard_case: str,
+    params: dict[str, float],
+) -> dict[str, Any]:
+    return {
+        "query_id": query_id,
+        "track_id": track_id,
+        "path": str(path.relative_to(path.parent.parent)),
+        "offset_s": round(offset_s, 4),
+        "length_s": length_s,
+        "degradation": degradation,
+        "hard_case": hard_case,
+        "degradation_params": ";".join(f"{k}={v:.4g}" for k, v in params.items()),
+    }

@@ -1,0 +1,7 @@
+"""Encoders, losses and the LightningModule that trains them."""
+
+from acr.models.ecapa import ECAPATDNN
+from acr.models.embedder import EmbedderModule
+from acr.models.losses import NTXentLoss
+
+__all__ = ["ECAPATDNN", "EmbedderModule", "NTXentLoss"]

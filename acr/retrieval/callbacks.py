@@ -1,0 +1,226 @@
+"""RetrievalEvaluation: validation as the product does it: index the catalog, search the queries.
+
+The model only embeds validation windows; this callback collects them, builds an HNSW index of
+the catalog windows, ranks tracks for every query by offset-consistent voting and logs top-k
+accuracy overall and per bucket value (``val/top1/degradation=noise``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from rich.console import Console
+from rich.table import Table
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from acr.datamodules.datasets import CATALOG, QUERY, RetrievalWindowDataset
+from acr.manifests import bucket_columns
+from acr.retrieval.index import SegmentIndex
+from acr.retrieval.metrics import metrics_by_bucket, rank_of
+
+Results = dict[str, dict[str, float]]
+
+
+@dataclass
+class WindowEmbeddings:
+    """Embedded validation windows and what each one is."""
+
+    embeddings: np.ndarray
+    kinds: np.ndarray
+    owners: np.ndarray
+    starts_s: np.ndarray
+
+
+def evaluate_windows(
+    windows: WindowEmbeddings,
+    dataset: RetrievalWindowDataset,
+    hop_s: float,
+    neighbors: int = 20,
+    top_k: Sequence[int] = (1, 5),
+    crossed_buckets: Sequence[Sequence[str]] = (),
+) -> tuple[Results, np.ndarray]:
+    """Index the catalog windows, rank every query, and score the ranks per bucket."""
+    index = SegmentIndex(windows.embeddings.shape[1])
+    is_catalog = windows.kinds == CATALOG
+    catalog_owners = windows.owners[is_catalog]
+    for owner in np.unique(catalog_owners):
+        rows = np.flatnonzero(is_catalog & (windows.owners == owner))
+        index.add(dataset.catalog_ids[owner], windows.embeddings[rows], windows.starts_s[rows])
+    query_rows = np.flatnonzero(windows.kinds == QUERY)
+    labels, similarities = index.search(windows.embeddings[query_rows], neighbors)
+    by_query = np.split(
+        np.arange(len(query_rows)), np.flatnonzero(np.diff(windows.owners[query_rows])) + 1
+    )
+    queries = dataset.queries
+    ranks = np.full(len(queries), np.inf)
+    for rows in by_query:
+        owner = int(windows.owners[query_rows[rows[0]]])
+        matches = index.rank_from_neighbors(
+            labels[rows],
+            similarities[rows],
+            windows.starts_s[query_rows[rows]],
+            top_k=max(top_k),
+            offset_bin_s=hop_s,
+        )
+        ranks[owner] = rank_of(queries.at[owner, "track_id"], [m.track_id for m in matches])
+    results = metrics_by_bucket(ranks, queries, bucket_columns(queries), crossed_buckets, top_k)
+    return results, ranks
+
+
+class RetrievalEvaluation(L.Callback):
+    """Track-identification metrics at the end of every validation.
+
+    Args:
+        neighbors: catalog windows retrieved per query window before voting.
+        top_k: accuracies to report (top-1, top-5, ...); MRR is always reported.
+        crossed_buckets: bucket-column combinations to report jointly, e.g. degradation x length.
+        evaluate_untrained: before the first training step, also score the untrained network
+            on the same validation set, so every run shows what training bought.
+        print_summary: print a results table when fit ends.
+    """
+
+    def __init__(
+        self,
+        neighbors: int = 20,
+        top_k: Sequence[int] = (1, 5),
+        crossed_buckets: Sequence[Sequence[str]] = (("degradation", "length_s"),),
+        evaluate_untrained: bool = True,
+        print_summary: bool = True,
+    ) -> None:
+        self.neighbors = neighbors
+        self.top_k = tuple(top_k)
+        self.crossed_buckets = [tuple(combo) for combo in crossed_buckets]
+        self.evaluate_untrained = evaluate_untrained
+        self.print_summary = print_summary
+        self.untrained: Results | None = None
+        self.latest: Results | None = None
+        self._batches: list[tuple[torch.Tensor, ...]] = []
+
+    # -- collection during the validation loop ---------------------------------------------
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._batches = []
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._batches.append(
+            (
+                outputs.detach().float().cpu(),
+                batch["kind"].cpu(),
+                batch["owner"].cpu(),
+                batch["start_s"].cpu(),
+            )
+        )
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not self._batches:
+            return
+        windows = WindowEmbeddings(*(torch.cat(parts).numpy() for parts in zip(*self._batches)))
+        self._batches = []
+        results = self._evaluate(windows, trainer.val_dataloaders)
+        self.latest = results
+        pl_module.log_dict(_flatten(results, "val"), sync_dist=False)
+        self._publish(trainer, results, "val")
+
+    # -- the untrained baseline --------------------------------------------------------------
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.evaluate_untrained or trainer.global_step > 0 or trainer.datamodule is None:
+            return
+        loader = trainer.datamodule.val_dataloader()
+        windows = _embed(pl_module, loader)
+        self.untrained = self._evaluate(windows, loader)
+        for logger in trainer.loggers:
+            logger.log_metrics(_flatten(self.untrained, "val_untrained"), step=0)
+        self._publish(trainer, self.untrained, "val_untrained")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.print_summary and self.latest is not None and trainer.is_global_zero:
+            Console().print(summary_table(self.latest, self.untrained, self.top_k))
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _evaluate(self, windows: WindowEmbeddings, loader: DataLoader) -> Results:
+        dataset = loader.dataset
+        results, _ = evaluate_windows(
+            windows,
+            dataset,
+            hop_s=dataset.hop_s,
+            neighbors=self.neighbors,
+            top_k=self.top_k,
+            crossed_buckets=self.crossed_buckets,
+        )
+        return results
+
+    def _publish(self, trainer: L.Trainer, results: Results, stage: str) -> None:
+        """Write the full results as JSON next to the logs, and a table to W&B if attached."""
+        if not trainer.is_global_zero:
+            return
+        directory = Path(trainer.log_dir or trainer.default_root_dir) / "retrieval"
+        directory.mkdir(parents=True, exist_ok=True)
+        report = {"stage": stage, "step": trainer.global_step, "results": results}
+        for name in (f"{stage}-step{trainer.global_step}.json", f"{stage}-latest.json"):
+            (directory / name).write_text(json.dumps(report, indent=2))
+        columns = ["bucket", "queries", *[f"top{k}" for k in self.top_k], "mrr"]
+        rows = [
+            [name, r["queries"], *[r[f"top{k}"] for k in self.top_k], r["mrr"]]
+            for name, r in results.items()
+        ]
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_table(
+                    key=f"{stage}/buckets", columns=columns, data=rows, step=trainer.global_step
+                )
+
+
+def _embed(pl_module: L.LightningModule, loader: DataLoader) -> WindowEmbeddings:
+    """Embed every validation window outside the validation loop (for the untrained baseline)."""
+    was_training = pl_module.training
+    pl_module.eval()
+    parts = []
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc="untrained baseline", leave=False):
+            embeddings = pl_module(batch["audio"].to(pl_module.device))
+            parts.append(
+                (embeddings.float().cpu(), batch["kind"], batch["owner"], batch["start_s"])
+            )
+    pl_module.train(was_training)
+    return WindowEmbeddings(*(torch.cat(columns).numpy() for columns in zip(*parts)))
+
+
+def _flatten(results: Results, prefix: str) -> dict[str, float]:
+    """``val/top1`` for the whole set, ``val/top1/degradation=noise`` per bucket value."""
+    flat = {}
+    for name, values in results.items():
+        for metric, value in values.items():
+            if metric == "queries":
+                continue
+            key = f"{prefix}/{metric}" if name == "overall" else f"{prefix}/{metric}/{name}"
+            flat[key] = float(value)
+    return flat
+
+
+def summary_table(trained: Results, untrained: Results | None, top_k: Sequence[int]) -> Table:
+    """Top-1 per bucket value, the untrained network beside the trained one."""
+    table = Table(title="Retrieval on the validation catalog (songs unseen in training)")
+    table.add_column("bucket")
+    table.add_column("queries", justify="right")
+    if untrained is not None:
+        table.add_column("untrained top1", justify="right")
+    table.add_column("trained top1", justify="right", style="bold")
+    for k in top_k[1:]:
+        table.add_column(f"trained top{k}", justify="right")
+    table.add_column("trained mrr", justify="right")
+    for name, values in trained.items():
+        row = [name, str(values["queries"])]
+        if untrained is not None:
+            row.append(f"{untrained.get(name, {}).get('top1', float('nan')):.3f}")
+        row += [f"{values[f'top{k}']:.3f}" for k in top_k] + [f"{values['mrr']:.3f}"]
+        table.add_row(*row)
+    return table

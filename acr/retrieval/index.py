@@ -1,0 +1,222 @@
+"""HNSW index of sliding-window embeddings and track ranking by offset-consistent voting.
+
+Each vector is one window of a catalog track, tagged with (track, start_s). A query is cut into
+windows too; every query window votes for the tracks of its nearest catalog windows at the
+time offset ``reference_start - query_start``. The right track collects votes from many query
+windows at one offset, a wrong track's votes scatter over offsets (the same principle as
+landmark offset histograms, Wang 2003; applied to embeddings as in Chang et al. 2021).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrackMatch:
+    """One ranked track for a query: score and where in the track the query was found."""
+
+    track_id: str
+    score: float
+    offset_s: float
+
+
+class SegmentIndex:
+    """Approximate nearest-neighbour search (hnswlib, inner product on unit vectors) over windows.
+
+    Args:
+        dim: embedding size.
+        m: HNSW graph degree; 16-32 is the usual recall/memory balance.
+        ef_construction: build-time beam width (higher: better graph, slower build).
+        ef_search: query-time beam width (higher: better recall, slower search).
+    """
+
+    def __init__(
+        self, dim: int, m: int = 16, ef_construction: int = 200, ef_search: int = 128
+    ) -> None:
+        self.dim = dim
+        self.m = m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.track_ids: list[str] = []
+        self._track_positions: dict[str, int] = {}
+        # Per-track parts, concatenated on first use: repeated np.concatenate would be quadratic.
+        self._track_parts: list[np.ndarray] = []
+        self._start_parts: list[np.ndarray] = []
+        self._hnsw = hnswlib.Index(space="ip", dim=dim)
+        self._capacity = 0  # hnswlib allocates on init_index; done lazily so load() can fill it
+
+    def __len__(self) -> int:
+        return self._hnsw.get_current_count() if self._capacity else 0
+
+    @property
+    def _vector_track(self) -> np.ndarray:
+        self._merge_parts()
+        return self._track_parts[0]
+
+    @property
+    def _vector_start_s(self) -> np.ndarray:
+        self._merge_parts()
+        return self._start_parts[0]
+
+    def _merge_parts(self) -> None:
+        if len(self._track_parts) != 1:
+            self._track_parts = [np.concatenate(self._track_parts or [np.zeros(0, np.int32)])]
+            self._start_parts = [np.concatenate(self._start_parts or [np.zeros(0, np.float32)])]
+
+    def add(self, track_id: str, embeddings: np.ndarray, start_s: np.ndarray) -> None:
+        """Add one track's window embeddings (unit-norm rows) and their start times."""
+        embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        start_s = np.asarray(start_s, dtype=np.float32)
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.dim:
+            raise ValueError(f"track {track_id!r}: embeddings must be [n, {self.dim}]")
+        if len(start_s) != len(embeddings):
+            raise ValueError(
+                f"track {track_id!r}: {len(start_s)} start times for {len(embeddings)} embeddings"
+            )
+        if track_id in self._track_positions:
+            raise ValueError(f"track {track_id!r} is already in the index")
+        position = len(self.track_ids)
+        self.track_ids.append(track_id)
+        self._track_positions[track_id] = position
+        first_label = len(self)
+        needed = first_label + len(embeddings)
+        if not self._capacity:
+            self._capacity = max(needed, 1024)
+            self._hnsw.init_index(self._capacity, ef_construction=self.ef_construction, M=self.m)
+        elif needed > self._capacity:
+            self._capacity = max(needed, 2 * self._capacity)
+            self._hnsw.resize_index(self._capacity)
+        self._hnsw.add_items(embeddings, np.arange(first_label, needed))
+        self._track_parts.append(np.full(len(embeddings), position, dtype=np.int32))
+        self._start_parts.append(start_s)
+
+    def search(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest windows: (labels [q, k], cosine similarities [q, k]), best first."""
+        k = min(k, len(self))
+        if k == 0:
+            raise ValueError("the index is empty")
+        self._hnsw.set_ef(max(self.ef_search, k))
+        labels, distances = self._hnsw.knn_query(np.asarray(embeddings, np.float32), k=k)
+        return labels.astype(np.int64), 1.0 - distances
+
+    def window_metadata(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Track position and start time of the given vector labels."""
+        return self._vector_track[labels], self._vector_start_s[labels]
+
+    def rank_tracks(
+        self,
+        embeddings: np.ndarray,
+        start_s: np.ndarray,
+        top_k: int = 5,
+        neighbors: int = 20,
+        offset_bin_s: float = 0.5,
+    ) -> list[TrackMatch]:
+        """Rank tracks for one query given its window embeddings and window start times."""
+        labels, similarities = self.search(embeddings, neighbors)
+        return self.rank_from_neighbors(labels, similarities, start_s, top_k, offset_bin_s)
+
+    def rank_from_neighbors(
+        self,
+        labels: np.ndarray,
+        similarities: np.ndarray,
+        start_s: np.ndarray,
+        top_k: int = 5,
+        offset_bin_s: float = 0.5,
+    ) -> list[TrackMatch]:
+        """Rank tracks from one query's neighbour lists (as returned by :meth:`search`).
+
+        A track's score is, at its best offset, the sum over query windows of each window's best
+        similarity to that track within ±1 offset bin (so tempo drift and window misalignment
+        of up to a bin still count). Only positive similarities vote.
+        """
+        tracks, reference_start_s = self.window_metadata(labels)
+        offsets_s = reference_start_s - np.asarray(start_s, np.float32)[:, None]
+        offset_bins = np.rint(offsets_s / offset_bin_s).astype(np.int64)
+        query_windows = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)
+        keep = similarities > 0
+        return self._vote(
+            query_windows[keep],
+            tracks[keep],
+            offset_bins[keep],
+            similarities[keep],
+            offset_bin_s,
+            top_k,
+        )
+
+    def _vote(
+        self,
+        query_windows: np.ndarray,
+        tracks: np.ndarray,
+        offset_bins: np.ndarray,
+        similarities: np.ndarray,
+        offset_bin_s: float,
+        top_k: int,
+    ) -> list[TrackMatch]:
+        if len(tracks) == 0:
+            return []
+        # Each vote also counts for the two neighbouring offset bins, a hair lighter so that the
+        # reported offset is the bin the votes actually fell in.
+        centers = np.concatenate([offset_bins, offset_bins - 1, offset_bins + 1])
+        windows = np.tile(query_windows, 3)
+        track_votes = np.tile(tracks, 3)
+        spread = np.repeat([1.0, 1.0 - 1e-6, 1.0 - 1e-6], len(similarities))
+        weights = np.tile(similarities, 3).astype(np.float64) * spread
+        # Best similarity per (track, offset, query window), then summed over query windows.
+        keys = np.stack([track_votes, centers, windows], axis=1)
+        cells, cell_index = np.unique(keys, axis=0, return_inverse=True)
+        best = np.zeros(len(cells))
+        np.maximum.at(best, cell_index.ravel(), weights)
+        offsets, offset_index = np.unique(cells[:, :2], axis=0, return_inverse=True)
+        totals = np.bincount(offset_index.ravel(), weights=best, minlength=len(offsets))
+        # Best offset per track.
+        order = np.lexsort((-totals, offsets[:, 0]))
+        first_of_track = np.r_[True, offsets[order[1:], 0] != offsets[order[:-1], 0]]
+        winners = order[first_of_track]
+        ranked = winners[np.argsort(-totals[winners], kind="stable")][:top_k]
+        return [
+            TrackMatch(
+                self.track_ids[offsets[i, 0]], float(totals[i]), float(offsets[i, 1] * offset_bin_s)
+            )
+            for i in ranked
+        ]
+
+    def save(self, directory: str | Path) -> None:
+        """Write the graph, the window table and the settings into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._hnsw.save_index(str(directory / "hnsw.bin"))
+        np.savez(directory / "windows.npz", track=self._vector_track, start_s=self._vector_start_s)
+        settings = {
+            "dim": self.dim,
+            "m": self.m,
+            "ef_construction": self.ef_construction,
+            "ef_search": self.ef_search,
+            "track_ids": self.track_ids,
+        }
+        (directory / "index.json").write_text(json.dumps(settings))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SegmentIndex:
+        """Read an index written by :meth:`save`."""
+        directory = Path(directory)
+        settings_path = directory / "index.json"
+        if not settings_path.is_file():
+            raise FileNotFoundError(f"{settings_path}: not an acr segment index")
+        settings = json.loads(settings_path.read_text())
+        index = cls(
+            settings["dim"], settings["m"], settings["ef_construction"], settings["ef_search"]
+        )
+        windows = np.load(directory / "windows.npz")
+        index.track_ids = list(settings["track_ids"])
+        index._track_positions = {track: i for i, track in enumerate(index.track_ids)}
+        index._track_parts = [windows["track"]]
+        index._start_parts = [windows["start_s"]]
+        index._capacity = max(len(windows["track"]), 1)
+        index._hnsw.load_index(str(directory / "hnsw.bin"), max_elements=index._capacity)
+        return index

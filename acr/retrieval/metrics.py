@@ -1,0 +1,90 @@
+"""Track-identification metrics: top-k accuracy and MRR from the rank of the right track.
+
+A torchmetrics ``Metric`` so that it accumulates over batches, syncs across devices, and one
+instance per bucket value gives per-bucket numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+NOT_FOUND = math.inf  # rank of a right track that is absent from the ranked list
+
+
+def rank_of(track_id: str, ranked_track_ids: Sequence[str]) -> float:
+    """1-based position of ``track_id`` in a ranked list, or NOT_FOUND."""
+    for position, candidate in enumerate(ranked_track_ids, start=1):
+        if candidate == track_id:
+            return float(position)
+    return NOT_FOUND
+
+
+class RetrievalAccuracy(Metric):
+    """Top-k accuracy for each k in ``top_k`` and mean reciprocal rank, from 1-based ranks."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, top_k: Iterable[int] = (1, 5), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.top_k = tuple(top_k)
+        self.add_state("ranks", default=[], dist_reduce_fx="cat")
+
+    def update(self, ranks: torch.Tensor) -> None:
+        self.ranks.append(torch.as_tensor(ranks, dtype=torch.float64).flatten())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        ranks = dim_zero_cat(self.ranks) if self.ranks else torch.zeros(0, dtype=torch.float64)
+        if len(ranks) == 0:
+            nan = torch.tensor(float("nan"), dtype=torch.float64)
+            return {**{f"top{k}": nan for k in self.top_k}, "mrr": nan}
+        results = {f"top{k}": (ranks <= k).double().mean() for k in self.top_k}
+        results["mrr"] = (1.0 / ranks).mean()
+        return results
+
+
+def format_bucket_value(value: object) -> str:
+    """``3.0`` -> ``3`` so bucket names read the way people write them."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def metrics_by_bucket(
+    ranks: Sequence[float],
+    queries: pd.DataFrame,
+    buckets: Sequence[str],
+    crossed_buckets: Sequence[Sequence[str]] = (),
+    top_k: Iterable[int] = (1, 5),
+) -> dict[str, dict[str, float]]:
+    """Metrics overall, per value of each bucket column, and per combination of crossed buckets.
+
+    Keys are ``overall``, ``degradation=noise``, ``degradation=noise,length_s=3``; every entry
+    has the metrics and ``queries`` (how many queries the cell holds).
+    """
+    ranks = np.asarray(ranks, dtype=np.float64)
+    queries = queries.reset_index(drop=True)
+    top_k = tuple(top_k)
+
+    def summarize(rows: np.ndarray) -> dict[str, float]:
+        metric = RetrievalAccuracy(top_k)
+        metric.update(torch.from_numpy(ranks[rows]))
+        values = {name: float(value) for name, value in metric.compute().items()}
+        return {**values, "queries": int(len(rows))}
+
+    results = {"overall": summarize(np.arange(len(ranks)))}
+    groupings = [[column] for column in buckets]
+    groupings += [list(combo) for combo in crossed_buckets if set(combo) <= set(buckets)]
+    for columns in groupings:
+        for values, rows in queries.groupby(columns, sort=True).indices.items():
+            values = values if isinstance(values, tuple) else (values,)
+            name = ",".join(f"{c}={format_bucket_value(v)}" for c, v in zip(columns, values))
+            results[name] = summarize(rows)
+    return results

@@ -1,0 +1,87 @@
+"""The `acr` CLI in process: help, config printing, a short fit, mid-epoch checkpoints, resume."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from acr.cli import main
+from acr.models import EmbedderModule
+
+TINY = str(Path(__file__).parent / "conf" / "tiny.yaml")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a temporary directory: the tiny config writes data/ and runs/ relative to it."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_help_lists_subcommands(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "fit" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--help"])
+    assert exit_info.value.code == 0
+    assert "--ckpt_path" in capsys.readouterr().out
+
+
+def test_print_config_shows_the_resolved_recipe(capsys: pytest.CaptureFixture) -> None:
+    shipped = str(Path(__file__).parents[1] / "configs" / "synthetic.yaml")
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", shipped, "--print_config"])
+    printed = capsys.readouterr().out
+    assert "acr.models.ECAPATDNN" in printed
+    assert "acr.datamodules.SyntheticDataModule" in printed
+    assert "every_n_train_steps: 25" in printed
+
+
+def test_fit_logs_retrieval_metrics_and_checkpoints(workdir: Path) -> None:
+    cli = main(["fit", "--config", TINY, "--trainer.max_steps", "10"])
+    metrics = cli.trainer.callback_metrics
+    for key in (
+        "val/top1",
+        "val/top5",
+        "val/mrr",
+        "val/top1/degradation=clean",
+        "val/top1/length_s=3",
+        "val/top1/hard_case=confused",
+        "val/top1/degradation=noise,length_s=1",
+    ):
+        assert 0.0 <= float(metrics[key]) <= 1.0, key
+    checkpoints = sorted(p.name for p in (workdir / "runs/tiny/checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in checkpoints and any(n.startswith("best-step10") for n in checkpoints)
+    retrieval = workdir / "runs/tiny/csv/version_0/retrieval"
+    assert (retrieval / "val-step10.json").is_file()
+    assert (retrieval / "val_untrained-step0.json").is_file()
+
+
+def test_checkpoint_mid_epoch_and_resume(workdir: Path) -> None:
+    # 10 steps per epoch: stopping at 6 leaves checkpoints from inside the first epoch.
+    main(["fit", "--config", TINY, "--trainer.max_steps", "6"])
+    checkpoint = torch.load(workdir / "runs/tiny/checkpoints/last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 6 and checkpoint["epoch"] == 0
+    resumed = main(["fit", "--config", TINY, "--trainer.max_steps", "8", "--ckpt_path", "last"])
+    assert resumed.trainer.global_step == 8
+    assert (
+        torch.load(workdir / "runs/tiny/checkpoints/last.ckpt", weights_only=False)["global_step"]
+        == 8
+    )
+
+
+def test_checkpoint_rebuilds_the_model_on_its_own(workdir: Path) -> None:
+    cli = main(["fit", "--config", TINY, "--trainer.max_steps", "2"])
+    model = EmbedderModule.load_from_checkpoint(workdir / "runs/tiny/checkpoints/last.ckpt")
+    model.eval()
+    cli.model.eval()
+    waveform = torch.randn(2, 16000)
+    with torch.no_grad():
+        torch.testing.assert_close(model(waveform), cli.model(waveform))
+
+
+def test_sample_rate_mismatch_is_a_clear_error(workdir: Path) -> None:
+    with pytest.raises(ValueError, match="sample_rate=8000 but the encoder expects 16000"):
+        main(["fit", "--config", TINY, "--data.init_args.sample_rate", "8000"])

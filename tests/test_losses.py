@@ -1,0 +1,73 @@
+import math
+
+import pytest
+import torch
+
+from acr.models.losses import NTXentLoss
+
+
+def test_matches_hand_computed_value():
+    # Rows of [a1, a2, p1, p2] after L2 normalisation: a1=(1,0), a2=(0,1), p1=(0.6,0.8), p2=(0,1).
+    anchors = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    positives = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
+    temperature = 0.5
+    t = temperature
+    # Each row: -log softmax of its pair among the three other items.
+    row_a1 = -0.6 / t + math.log(math.exp(0.0 / t) + math.exp(0.6 / t) + math.exp(0.0 / t))
+    row_a2 = -1.0 / t + math.log(math.exp(0.0 / t) + math.exp(0.8 / t) + math.exp(1.0 / t))
+    row_p1 = -0.6 / t + math.log(math.exp(0.6 / t) + math.exp(0.8 / t) + math.exp(0.8 / t))
+    row_p2 = -1.0 / t + math.log(math.exp(0.0 / t) + math.exp(1.0 / t) + math.exp(0.8 / t))
+    expected = (row_a1 + row_a2 + row_p1 + row_p2) / 4
+    loss = NTXentLoss(temperature=temperature)(anchors, positives)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_matched_pairs_give_smaller_loss_than_mismatched():
+    basis = torch.eye(4)
+    loss = NTXentLoss(temperature=0.1)
+    matched = loss(basis, basis.clone())
+    mismatched = loss(basis, basis.roll(1, dims=0))
+    assert matched < mismatched
+
+
+@pytest.mark.parametrize("temperature", [0.2, 0.5, 1.0, 2.0])
+def test_temperature_scales_loss_for_orthogonal_negatives(temperature):
+    # Identical pairs, orthogonal negatives: each row is log(1 + 2 * exp(-1 / tau)).
+    basis = torch.eye(2)
+    loss = NTXentLoss(temperature=temperature)(basis, basis.clone())
+    expected = math.log(1 + 2 * math.exp(-1 / temperature))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_lower_temperature_sharpens_loss_for_perfect_pairs():
+    basis = torch.eye(3)
+    cold = NTXentLoss(temperature=0.05)(basis, basis.clone())
+    warm = NTXentLoss(temperature=1.0)(basis, basis.clone())
+    assert cold < warm
+
+
+def test_gradient_flows_to_both_inputs():
+    anchors = torch.randn(4, 8, requires_grad=True)
+    positives = torch.randn(4, 8, requires_grad=True)
+    NTXentLoss()(anchors, positives).backward()
+    assert anchors.grad.abs().sum() > 0
+    assert positives.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("anchor_shape", "positive_shape"),
+    [((4, 8), (4, 7)), ((4, 8), (3, 8)), ((4, 8, 1), (4, 8, 1))],
+)
+def test_rejects_mismatched_shapes(anchor_shape, positive_shape):
+    with pytest.raises(ValueError, match="same shape"):
+        NTXentLoss()(torch.randn(anchor_shape), torch.randn(positive_shape))
+
+
+def test_rejects_single_pair():
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        NTXentLoss()(torch.randn(1, 8), torch.randn(1, 8))
+
+
+def test_rejects_non_positive_temperature():
+    with pytest.raises(ValueError, match="positive"):
+        NTXentLoss(temperature=0.0)

@@ -1,0 +1,124 @@
+"""Track and query tables: round trips and the errors each kind of bad table gets."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from acr.manifests import (
+    ManifestError,
+    bucket_columns,
+    read_table,
+    resolve_paths,
+    validate_queries,
+    validate_tracks,
+    write_table,
+)
+
+
+@pytest.fixture
+def tracks(tmp_path: Path) -> pd.DataFrame:
+    rows = []
+    for index, split in enumerate(["train", "train", "val", "val"]):
+        path = tmp_path / f"t{index}.wav"
+        path.write_bytes(b"")  # existence is what validation checks
+        rows.append(
+            {
+                "track_id": f"00{index}",
+                "path": str(path),
+                "duration_s": 30.0,
+                "split": split,
+                "role": "reference",
+                "source": "test",
+                "group": f"g{index}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def queries(tmp_path: Path) -> pd.DataFrame:
+    path = tmp_path / "q.wav"
+    path.write_bytes(b"")
+    return pd.DataFrame(
+        [
+            {
+                "query_id": "q1",
+                "track_id": "002",
+                "path": str(path),
+                "length_s": 3.0,
+                "degradation": "noise",
+            },
+            {
+                "query_id": "q2",
+                "track_id": "003",
+                "path": None,
+                "source": str(path),
+                "offset_s": 1.0,
+                "length_s": 1.0,
+                "degradation": "clean",
+            },
+        ]
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_tables_round_trip_and_keep_string_ids(tmp_path: Path, tracks, suffix: str) -> None:
+    path = tmp_path / f"tracks{suffix}"
+    write_table(tracks, path)
+    loaded = read_table(path)
+    assert loaded["track_id"].tolist() == ["000", "001", "002", "003"]
+    assert loaded["duration_s"].tolist() == [30.0] * 4
+    validate_tracks(loaded, path)
+
+
+def test_relative_paths_resolve_against_the_table_folder(tmp_path: Path) -> None:
+    table = pd.DataFrame({"path": ["audio/a.wav", "/abs/b.wav"]})
+    resolved = resolve_paths(table, tmp_path, ["path"])
+    assert resolved["path"].tolist() == [str(tmp_path / "audio/a.wav"), "/abs/b.wav"]
+
+
+def test_missing_path_is_named(tracks) -> None:
+    tracks.loc[1, "path"] = "/nowhere/missing.wav"
+    with pytest.raises(ManifestError, match="tracks.csv: 1 path file.*missing.wav"):
+        validate_tracks(tracks, "tracks.csv")
+
+
+def test_duplicate_ids_unknown_splits_and_missing_columns(tracks) -> None:
+    duplicated = tracks.copy()
+    duplicated.loc[3, "track_id"] = "000"
+    with pytest.raises(ManifestError, match=r"duplicate track_id \['000'\]"):
+        validate_tracks(duplicated, "t.csv")
+    unknown = tracks.copy()
+    unknown.loc[0, "split"] = "dev"
+    with pytest.raises(ManifestError, match=r"unknown split\(s\) \['dev'\]"):
+        validate_tracks(unknown, "t.csv")
+    with pytest.raises(ManifestError, match="missing column.*duration_s"):
+        validate_tracks(tracks.drop(columns="duration_s"), "t.csv")
+
+
+def test_group_in_train_and_val_is_leakage(tracks) -> None:
+    tracks.loc[2, "group"] = "g0"
+    with pytest.raises(ManifestError, match=r"leakage: group\(s\) \['g0'\]"):
+        validate_tracks(tracks, "t.csv")
+
+
+def test_queries_validate_and_report_their_buckets(tracks, queries) -> None:
+    validate_queries(queries, tracks, "q.csv")
+    assert bucket_columns(queries) == ["length_s", "degradation"]
+
+
+def test_query_of_a_training_track_is_leakage(tracks, queries) -> None:
+    queries.loc[0, "track_id"] = "000"
+    with pytest.raises(ManifestError, match=r"leakage: queries of training track\(s\) \['000'\]"):
+        validate_queries(queries, tracks, "q.csv")
+
+
+def test_query_without_location_or_with_unknown_track(tracks, queries) -> None:
+    unlocated = queries.copy()
+    unlocated.loc[1, "source"] = None
+    with pytest.raises(ManifestError, match=r"\['q2'\] have neither path nor source"):
+        validate_queries(unlocated, tracks, "q.csv")
+    queries.loc[0, "track_id"] = "999"
+    with pytest.raises(ManifestError, match="unknown track_id"):
+        validate_queries(queries, tracks, "q.csv")
