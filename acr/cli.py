@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import WandbLogger
 
 import acr.retrieval  # noqa: F401  (registers RetrievalEvaluation for short class_path names)
 from acr.datamodules import ACRDataModule
@@ -22,6 +26,27 @@ class ACRCLI(LightningCLI):
                 " set both to the same value"
             )
 
+    def after_fit(self) -> None:
+        """Say where the run's outputs are."""
+        if not self.trainer.is_global_zero:
+            return
+        print("\nOutputs")
+        for callback in self.trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                best = callback.best_model_path or callback.last_model_path
+                print(f"  checkpoint:  {best}")
+        if self.trainer.log_dir:
+            print(f"  metrics:     {Path(self.trainer.log_dir) / 'metrics.csv'}")
+            print(
+                f"  retrieval:   {Path(self.trainer.log_dir) / 'retrieval'} (JSON per validation)"
+            )
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                print(
+                    f"  wandb:       {Path(logger.experiment.dir).parent} "
+                    "(offline: `wandb sync` it to upload)"
+                )
+
 
 def main(args: list[str] | None = None) -> ACRCLI:
     """Run the CLI; ``args`` lets tests call it in-process (torchgeo style)."""
@@ -33,5 +58,6 @@ def main(args: list[str] | None = None) -> ACRCLI:
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
+        parser_kwargs={"description": "acr: music automatic content recognition."},
         args=args,
     )

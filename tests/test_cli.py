@@ -1,5 +1,6 @@
 """The `acr` CLI in process: help, config printing, a short fit, mid-epoch checkpoints, resume."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ def test_print_config_shows_the_resolved_recipe(capsys: pytest.CaptureFixture) -
     assert "every_n_train_steps: 25" in printed
 
 
+@pytest.mark.slow
 def test_fit_logs_retrieval_metrics_and_checkpoints(workdir: Path) -> None:
     cli = main(["fit", "--config", TINY, "--trainer.max_steps", "10"])
     metrics = cli.trainer.callback_metrics
@@ -59,6 +61,7 @@ def test_fit_logs_retrieval_metrics_and_checkpoints(workdir: Path) -> None:
     assert (retrieval / "val_untrained-step0.json").is_file()
 
 
+@pytest.mark.slow
 def test_checkpoint_mid_epoch_and_resume(workdir: Path) -> None:
     # 10 steps per epoch: stopping at 6 leaves checkpoints from inside the first epoch.
     main(["fit", "--config", TINY, "--trainer.max_steps", "6"])
@@ -72,6 +75,7 @@ def test_checkpoint_mid_epoch_and_resume(workdir: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_checkpoint_rebuilds_the_model_on_its_own(workdir: Path) -> None:
     cli = main(["fit", "--config", TINY, "--trainer.max_steps", "2"])
     model = EmbedderModule.load_from_checkpoint(workdir / "runs/tiny/checkpoints/last.ckpt")
@@ -85,3 +89,33 @@ def test_checkpoint_rebuilds_the_model_on_its_own(workdir: Path) -> None:
 def test_sample_rate_mismatch_is_a_clear_error(workdir: Path) -> None:
     with pytest.raises(ValueError, match="sample_rate=8000 but the encoder expects 16000"):
         main(["fit", "--config", TINY, "--data.init_args.sample_rate", "8000"])
+
+
+@pytest.mark.slow
+def test_shipped_config_logs_offline_to_wandb_with_a_bucket_table(workdir: Path) -> None:
+    shipped = str(Path(__file__).parents[1] / "configs" / "synthetic.yaml")
+    shrink = {
+        "train_tracks": "3",
+        "val_tracks": "2",
+        "confusable_versions": "1",
+        "track_duration_s": "6",
+        "query_lengths_s": "[1.0]",
+        "batch_size": "4",
+        "steps_per_epoch": "2",
+        "num_workers": "0",
+        "generation_workers": "1",
+    }
+    overrides = [arg for key, value in shrink.items() for arg in (f"--data.init_args.{key}", value)]
+    main(["fit", "--config", shipped, "--trainer.max_steps", "2", *overrides])
+    runs = list((workdir / "runs/synthetic/wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    tables = {
+        path.parent.name: json.loads(path.read_text())
+        for path in runs[0].glob("files/media/table/*/buckets_*.table.json")
+    }
+    assert set(tables) == {"val", "val_untrained"}
+    assert tables["val"]["columns"] == ["bucket", "queries", "top1", "top5", "mrr"]
+    rows = {row[0]: row for row in tables["val"]["data"]}
+    assert rows["overall"][1] == 2 * 6  # 2 songs x (5 degradations + humming) at one length
+    assert "degradation=noise" in rows and "hard_case=confused" in rows
+    assert (workdir / "runs/synthetic/checkpoints/last.ckpt").is_file()

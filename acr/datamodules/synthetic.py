@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,7 @@ class SyntheticDataModule(ACRDataModule):
         query_degradations: names from ``acr.augment.QUERY_DEGRADATIONS``.
         humming_queries: add one hummed query per song and length.
         generation_seed: seeds every composition, rendering and degradation.
+        generation_workers: processes rendering songs (default: one per CPU core).
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class SyntheticDataModule(ACRDataModule):
         query_degradations: Sequence[str] = QUERY_DEGRADATIONS,
         humming_queries: bool = True,
         generation_seed: int = 0,
+        generation_workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
@@ -89,6 +93,7 @@ class SyntheticDataModule(ACRDataModule):
         self.query_degradations = tuple(query_degradations)
         self.humming_queries = humming_queries
         self.generation_seed = generation_seed
+        self.generation_workers = generation_workers
 
     def manifest_settings(self) -> dict[str, Any]:
         return {
@@ -107,11 +112,8 @@ class SyntheticDataModule(ACRDataModule):
         jobs = [self._job(index, directory) for index in range(self._song_count)]
         track_rows: list[dict[str, Any]] = []
         query_rows: list[dict[str, Any]] = []
-        workers = min(len(jobs), os.cpu_count() or 1)
-        # spawn, not fork: a forked child inherits torch's OpenMP pool mid-state and can hang.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
-            results = pool.map(_render_song_assets, jobs, chunksize=4)
+        with _song_renderer(self.generation_workers) as render:
+            results = render(_render_song_assets, jobs)
             for tracks, queries in tqdm(results, total=len(jobs), desc="synthesising songs"):
                 track_rows.extend(tracks)
                 query_rows.extend(queries)
@@ -137,6 +139,19 @@ class SyntheticDataModule(ACRDataModule):
             humming_queries=self.humming_queries,
             directory=str(directory),
         )
+
+
+@contextmanager
+def _song_renderer(workers: int | None) -> Iterator[Callable]:
+    """``map`` over songs: in process for one worker, else in a process pool."""
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        yield map
+        return
+    # spawn, not fork: a forked child inherits torch's OpenMP pool mid-state and can hang.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+        yield partial(pool.map, chunksize=4)
 
 
 def _one_thread() -> None:

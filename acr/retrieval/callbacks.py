@@ -143,7 +143,9 @@ class RetrievalEvaluation(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.print_summary and self.latest is not None and trainer.is_global_zero:
-            Console().print(summary_table(self.latest, self.untrained, self.top_k))
+            console = Console()
+            for table in summary_tables(self.latest, self.untrained, self.top_k):
+                console.print(table)
 
     # -- helpers -------------------------------------------------------------------------------
     def _evaluate(self, windows: WindowEmbeddings, loader: DataLoader) -> Results:
@@ -206,21 +208,53 @@ def _flatten(results: Results, prefix: str) -> dict[str, float]:
     return flat
 
 
-def summary_table(trained: Results, untrained: Results | None, top_k: Sequence[int]) -> Table:
-    """Top-1 per bucket value, the untrained network beside the trained one."""
-    table = Table(title="Retrieval on the validation catalog (songs unseen in training)")
-    table.add_column("bucket")
-    table.add_column("queries", justify="right")
+def summary_tables(
+    trained: Results, untrained: Results | None, top_k: Sequence[int]
+) -> list[Table]:
+    """Per-bucket metrics (untrained beside trained), then top-1 for each crossed cell."""
+    per_bucket = Table(title="Retrieval on the validation catalog (songs unseen in training)")
+    for column in ("bucket", "value"):
+        per_bucket.add_column(column)
+    per_bucket.add_column("queries", justify="right")
     if untrained is not None:
-        table.add_column("untrained top1", justify="right")
-    table.add_column("trained top1", justify="right", style="bold")
-    for k in top_k[1:]:
-        table.add_column(f"trained top{k}", justify="right")
-    table.add_column("trained mrr", justify="right")
+        per_bucket.add_column("untrained top1", justify="right")
+    for metric in [*(f"top{k}" for k in top_k), "mrr"]:
+        per_bucket.add_column(metric, justify="right", style="bold" if metric == "top1" else "")
+    crossed: dict[str, dict[str, dict[str, str]]] = {}
     for name, values in trained.items():
-        row = [name, str(values["queries"])]
+        cell = "" if untrained is None else f" ({untrained[name]['top1']:.2f})"
+        if "," in name:  # a crossed cell: degradation=noise,length_s=3
+            (row_key, row), (column_key, column) = (p.split("=", 1) for p in name.split(",", 1))
+            grid = crossed.setdefault(f"{row_key} x {column_key}", {})
+            grid.setdefault(row, {})[column] = f"{values['top1']:.2f}{cell}"
+            continue
+        bucket, _, value = name.partition("=")
+        row = [bucket, value, str(values["queries"])]
         if untrained is not None:
-            row.append(f"{untrained.get(name, {}).get('top1', float('nan')):.3f}")
+            row.append(f"{untrained[name]['top1']:.3f}")
         row += [f"{values[f'top{k}']:.3f}" for k in top_k] + [f"{values['mrr']:.3f}"]
-        table.add_row(*row)
+        per_bucket.add_row(*row)
+    return [per_bucket] + [
+        _grid_table(title, grid, untrained is not None) for title, grid in crossed.items()
+    ]
+
+
+def _grid_table(title: str, grid: dict[str, dict[str, str]], with_untrained: bool) -> Table:
+    suffix = " (untrained)" if with_untrained else ""
+    table = Table(title=f"top1{suffix} by {title}")
+    row_name, column_name = title.split(" x ")
+    columns = sorted({c for cells in grid.values() for c in cells}, key=_natural)
+    table.add_column(f"{row_name} / {column_name}")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row, cells in grid.items():
+        table.add_row(row, *(cells.get(column, "") for column in columns))
     return table
+
+
+def _natural(value: str) -> tuple:
+    """Numbers in numeric order (1, 3, 10), everything else alphabetically after them."""
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)
