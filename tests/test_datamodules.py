@@ -17,7 +17,7 @@ def tiny(data_dir: Path, **overrides) -> SyntheticDataModule:
         train_tracks=3,
         val_tracks=2,
         confusable_versions=1,
-        track_duration_s=6.0,
+        track_duration_s=10.0,
         query_lengths_s=(1.0, 3.0),
         batch_size=4,
         steps_per_epoch=2,
@@ -45,7 +45,7 @@ def test_validation_songs_are_unseen_and_versions_share_a_group(prepared) -> Non
     assert sorted(versions["version"]) == [0, 1]
     original, version = (load_audio(p) for p in versions.sort_values("version")["path"])
     assert abs(np.corrcoef(original, version)[0, 1]) < 0.5  # another orchestration, not a copy
-    assert all(audio_info(p).duration_s == pytest.approx(6.0) for p in tracks["path"])
+    assert all(audio_info(p).duration_s == pytest.approx(10.0) for p in tracks["path"])
 
 
 def test_queries_cover_every_bucket_with_the_right_lengths(prepared) -> None:
@@ -121,7 +121,7 @@ def test_training_pairs_are_two_views_of_one_moment(prepared) -> None:
 
 def test_validation_windows_cover_catalog_and_queries(prepared) -> None:
     windows = prepared.retrieval_windows()
-    catalog_windows = 3 * len(window_starts(6.0, 1.0, 0.5))  # 3 catalog tracks of 6 s
+    catalog_windows = 3 * len(window_starts(10.0, 1.0, 0.5))  # 3 catalog tracks of 10 s
     query_windows = sum(
         len(window_starts(length, 1.0, 0.25)) for length in prepared.val_queries["length_s"]
     )
@@ -140,3 +140,12 @@ def test_bad_settings_are_rejected(tmp_path: Path) -> None:
         tiny(tmp_path, query_degradations=("clean", "vinyl"))
     with pytest.raises(ValueError, match="do not fit"):
         tiny(tmp_path, query_lengths_s=(10.0,))
+
+
+def test_hummed_queries_are_sung_not_silent(prepared) -> None:
+    hummed = prepared.val_queries.query("degradation == 'humming_like'")
+    for path in hummed["path"]:
+        audio = load_audio(path)
+        frames = audio[: len(audio) // 400 * 400].reshape(-1, 400)  # 25 ms at 16 kHz
+        voiced_share = (np.sqrt((frames**2).mean(axis=1)) > 0.01).mean()
+        assert voiced_share > 0.4, path

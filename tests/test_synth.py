@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from acr import synth
+from acr.synth.rendering import _orchestrate as orchestrate
 
 SAMPLE_RATE = 16000
 
@@ -60,7 +61,7 @@ def test_version_keeps_the_notes_but_changes_the_sound(song: synth.Song, track: 
         for audio in (track, version)
     ]
     assert np.mean(np.abs(mel[0] - mel[1])) > 3.0  # decibels, averaged over the spectrogram
-    orchestrations = [synth._orchestrate(song.seed, index) for index in (0, 1)]
+    orchestrations = [orchestrate(song.seed, index) for index in (0, 1)]
     for part, timbre in orchestrations[0].timbres.items():
         assert orchestrations[1].timbres[part] != timbre
 

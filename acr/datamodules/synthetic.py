@@ -26,7 +26,10 @@ from acr.audio import audio_info, save_audio
 from acr.augment import QUERY_DEGRADATIONS, degrade
 from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
 from acr.manifests import write_table
-from acr.synth import compose_song, render_humming, render_song
+from acr.synth import Song, compose_song, render_humming, render_song
+
+# Bump when generation changes what a setting produces, so cached data sets are rebuilt.
+GENERATOR_REVISION = 2
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class SyntheticDataModule(ACRDataModule):
     def manifest_settings(self) -> dict[str, Any]:
         return {
             **super().manifest_settings(),
+            "generator_revision": GENERATOR_REVISION,
             "train_tracks": self.train_tracks_count,
             "val_tracks": self.val_tracks_count,
             "confusable_versions": self.confusable_versions,
@@ -177,11 +181,11 @@ def _render_song_assets(job: _SongJob) -> tuple[list[dict], list[dict]]:
     rng = np.random.default_rng([job.seed, 7])
     for length_s in job.query_lengths_s:
         for degradation in job.query_degradations:
-            offset_s = float(rng.uniform(0.0, job.duration_s - 1.1 * length_s))
+            start = int(rng.uniform(0.0, job.duration_s - 1.1 * length_s) * job.sample_rate)
+            offset_s = start / job.sample_rate  # on a sample, so the excerpt is exact
             query_id = f"{song_id}-{degradation}-{length_s:g}s"
             path = directory / "queries" / f"{query_id}.wav"
             query_rng = np.random.default_rng([job.seed, len(queries)])
-            start = int(round(offset_s * job.sample_rate))
             source = audio[start : start + int(round(1.1 * length_s * job.sample_rate))]
             degraded, params = degrade(source, job.sample_rate, degradation, query_rng)
             _save_once(path, degraded[: int(round(length_s * job.sample_rate))], job.sample_rate)
@@ -190,8 +194,8 @@ def _render_song_assets(job: _SongJob) -> tuple[list[dict], list[dict]]:
                     query_id, song_id, path, offset_s, length_s, degradation, hard_case, params
                 )
             )
-        if job.humming_queries:
-            offset_s = float(rng.uniform(0.0, job.duration_s - length_s))
+        offset_s = _sung_offset_s(song, length_s, rng) if job.humming_queries else None
+        if offset_s is not None:
             query_id = f"{song_id}-humming_like-{length_s:g}s"
             path = directory / "queries" / f"{query_id}.wav"
             if not path.is_file():
@@ -205,7 +209,30 @@ def _render_song_assets(job: _SongJob) -> tuple[list[dict], list[dict]]:
     return tracks, queries
 
 
-def _render_and_save(path: Path, song, version: int, sample_rate: int) -> np.ndarray:
+def _sung_offset_s(song: Song, length_s: float, rng: np.random.Generator) -> float | None:
+    """A query start where the lead sings most of the time, or None if it never sings.
+
+    A hum of a rest is silence, not a query: such songs (an intro-only excerpt) get no hum.
+    """
+    candidates = rng.uniform(0.0, song.duration_s - length_s, size=16)
+    coverage = [_melody_coverage(song, start_s, length_s) for start_s in candidates]
+    good = [start_s for start_s, share in zip(candidates, coverage) if share >= 0.6]
+    if good:
+        return float(good[0])
+    return float(candidates[int(np.argmax(coverage))]) if max(coverage) > 0 else None
+
+
+def _melody_coverage(song: Song, start_s: float, length_s: float) -> float:
+    """Share of ``[start_s, start_s + length_s)`` covered by lead notes."""
+    end_s = start_s + length_s
+    covered = sum(
+        max(0.0, min(end_s, note.start_s + note.duration_s) - max(start_s, note.start_s))
+        for note in song.lead
+    )
+    return min(1.0, covered / length_s)
+
+
+def _render_and_save(path: Path, song: Song, version: int, sample_rate: int) -> np.ndarray:
     audio = render_song(song, sample_rate, version=version)
     _save_once(path, audio, sample_rate)
     return audio
@@ -249,7 +276,7 @@ def _query_row(
         "query_id": query_id,
         "track_id": track_id,
         "path": str(path.relative_to(path.parent.parent)),
-        "offset_s": round(offset_s, 4),
+        "offset_s": offset_s,
         "length_s": length_s,
         "degradation": degradation,
         "hard_case": hard_case,

@@ -8,7 +8,7 @@ accuracy overall and per bucket value (``val/top1/degradation=noise``).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,29 +50,30 @@ def evaluate_windows(
     """Index the catalog windows, rank every query, and score the ranks per bucket."""
     index = SegmentIndex(windows.embeddings.shape[1])
     is_catalog = windows.kinds == CATALOG
-    catalog_owners = windows.owners[is_catalog]
-    for owner in np.unique(catalog_owners):
-        rows = np.flatnonzero(is_catalog & (windows.owners == owner))
+    for owner, rows in _rows_by_owner(windows.owners, is_catalog):
         index.add(dataset.catalog_ids[owner], windows.embeddings[rows], windows.starts_s[rows])
-    query_rows = np.flatnonzero(windows.kinds == QUERY)
-    labels, similarities = index.search(windows.embeddings[query_rows], neighbors)
-    by_query = np.split(
-        np.arange(len(query_rows)), np.flatnonzero(np.diff(windows.owners[query_rows])) + 1
-    )
+    is_query = windows.kinds == QUERY
+    labels = np.zeros((len(windows.kinds), min(neighbors, len(index))), dtype=np.int64)
+    similarities = np.zeros(labels.shape, dtype=np.float32)
+    labels[is_query], similarities[is_query] = index.search(windows.embeddings[is_query], neighbors)
     queries = dataset.queries
     ranks = np.full(len(queries), np.inf)
-    for rows in by_query:
-        owner = int(windows.owners[query_rows[rows[0]]])
+    for owner, rows in _rows_by_owner(windows.owners, is_query):
+        # Every voted track is ranked, so MRR is not cut off at the largest k.
         matches = index.rank_from_neighbors(
-            labels[rows],
-            similarities[rows],
-            windows.starts_s[query_rows[rows]],
-            top_k=max(top_k),
-            offset_bin_s=hop_s,
+            labels[rows], similarities[rows], windows.starts_s[rows], top_k=None, offset_bin_s=hop_s
         )
         ranks[owner] = rank_of(queries.at[owner, "track_id"], [m.track_id for m in matches])
     results = metrics_by_bucket(ranks, queries, bucket_columns(queries), crossed_buckets, top_k)
     return results, ranks
+
+
+def _rows_by_owner(owners: np.ndarray, selected: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(owner, row indices) for each owner among the selected rows."""
+    rows = np.flatnonzero(selected)
+    rows = rows[np.argsort(owners[rows], kind="stable")]
+    unique_owners, starts = np.unique(owners[rows], return_index=True)
+    yield from zip(unique_owners.tolist(), np.split(rows, starts[1:]))
 
 
 class RetrievalEvaluation(L.Callback):

@@ -126,10 +126,12 @@ class SegmentIndex:
         labels: np.ndarray,
         similarities: np.ndarray,
         start_s: np.ndarray,
-        top_k: int = 5,
+        top_k: int | None = 5,
         offset_bin_s: float = 0.5,
     ) -> list[TrackMatch]:
         """Rank tracks from one query's neighbour lists (as returned by :meth:`search`).
+
+        ``top_k=None`` returns every track that got a vote.
 
         A track's score is, at its best offset, the sum over query windows of each window's best
         similarity to that track within ±1 offset bin (so tempo drift and window misalignment
@@ -156,7 +158,7 @@ class SegmentIndex:
         offset_bins: np.ndarray,
         similarities: np.ndarray,
         offset_bin_s: float,
-        top_k: int,
+        top_k: int | None,
     ) -> list[TrackMatch]:
         if len(tracks) == 0:
             return []
