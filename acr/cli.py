@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -11,6 +12,12 @@ from lightning.pytorch.loggers import WandbLogger
 import acr.retrieval  # noqa: F401  (registers RetrievalEvaluation for short class_path names)
 from acr.datamodules import ACRDataModule
 from acr.models import EmbedderModule
+
+# Training pairs are drawn at random (ContrastivePairDataset), so a mid-epoch resume has no
+# epoch order to lose; Lightning's warning about non-resumable dataloaders does not apply.
+warnings.filterwarnings(
+    "ignore", message=".*resuming from a checkpoint that ended before the epoch"
+)
 
 
 class ACRCLI(LightningCLI):
@@ -33,8 +40,10 @@ class ACRCLI(LightningCLI):
         print("\nOutputs")
         for callback in self.trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint):
-                best = callback.best_model_path or callback.last_model_path
-                print(f"  checkpoint:  {best}")
+                if callback.best_model_path:
+                    print(f"  best:        {callback.best_model_path}")
+                if callback.last_model_path:
+                    print(f"  last:        {callback.last_model_path}")
         if self.trainer.log_dir:
             print(f"  metrics:     {Path(self.trainer.log_dir) / 'metrics.csv'}")
             print(
@@ -50,6 +59,9 @@ class ACRCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> ACRCLI:
     """Run the CLI; ``args`` lets tests call it in-process (torchgeo style)."""
+    # Training pairs are drawn at random (ContrastivePairDataset), so a mid-epoch resume has no
+    # epoch order to lose; Lightning's warning about non-resumable dataloaders does not apply.
+    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before")
     return ACRCLI(
         EmbedderModule,
         ACRDataModule,

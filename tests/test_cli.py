@@ -98,7 +98,7 @@ def test_shipped_config_logs_offline_to_wandb_with_a_bucket_table(workdir: Path)
         "train_tracks": "3",
         "val_tracks": "2",
         "confusable_versions": "1",
-        "track_duration_s": "6",
+        "track_duration_s": "10",
         "query_lengths_s": "[1.0]",
         "batch_size": "4",
         "steps_per_epoch": "2",
