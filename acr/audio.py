@@ -107,6 +107,13 @@ def resample(audio: np.ndarray, orig_sample_rate: int, new_sample_rate: int) -> 
     return resampled.numpy()
 
 
+def fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
+    """Crop or zero-pad at the end to exactly ``num_samples``."""
+    if len(audio) >= num_samples:
+        return audio[:num_samples]
+    return np.pad(audio, (0, num_samples - len(audio)))
+
+
 def save_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write audio; the format follows the file extension (wav files are 16-bit PCM)."""
     path = Path(path)

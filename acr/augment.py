@@ -14,6 +14,8 @@ import scipy.signal
 import torch
 import torchaudio.functional
 
+from acr.audio import fit_length
+
 # Rational approximations of a speed factor use denominators up to this. The resampling
 # kernel has one phase per denominator step: 200 costs under 1 ms per second of 16 kHz audio
 # (1000 costs 8 ms) and keeps the factor within 1/400 (0.04 semitone) of the request.
@@ -48,13 +50,6 @@ def _as_mono_float32(audio: np.ndarray) -> np.ndarray:
 def _power(audio: np.ndarray) -> float:
     """Mean square in float64, so the SNR arithmetic stays exact for long clips."""
     return float(np.mean(np.square(audio, dtype=np.float64)))
-
-
-def _fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
-    """Crop or zero-pad at the end to exactly num_samples."""
-    if audio.size >= num_samples:
-        return audio[:num_samples]
-    return np.pad(audio, (0, num_samples - audio.size))
 
 
 def pink_noise(num_samples: int, rng: np.random.Generator) -> np.ndarray:
@@ -230,7 +225,7 @@ def shift_pitch(audio: np.ndarray, sample_rate: int, semitones: float) -> np.nda
         raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
     if semitones == 0:
         return audio.copy()
-    return _fit_length(_resample_stretched(audio, sample_rate, 1.0, semitones), audio.size)
+    return fit_length(_resample_stretched(audio, sample_rate, 1.0, semitones), audio.size)
 
 
 def band_limit(audio: np.ndarray, sample_rate: int, low_hz: float, high_hz: float) -> np.ndarray:
@@ -399,7 +394,7 @@ class TrainingAugmentation:
         if speed_factor == 1.0 and semitones == 0.0:
             return audio
         resampled = _resample_stretched(audio, self.sample_rate, speed_factor, semitones)
-        return _fit_length(resampled, audio.size)
+        return fit_length(resampled, audio.size)
 
     def _band_limit(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Band-limit with random edges; the upper edge stays below Nyquist at any rate."""

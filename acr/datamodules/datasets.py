@@ -9,18 +9,11 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from acr.audio import load_audio
+from acr.audio import fit_length, load_audio
 
 Augmentation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 CATALOG, QUERY = 0, 1  # window kinds in a RetrievalWindowDataset
-
-
-def fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
-    """Crop or zero-pad to exactly ``num_samples``."""
-    if len(audio) >= num_samples:
-        return audio[:num_samples]
-    return np.pad(audio, (0, num_samples - len(audio)))
 
 
 def window_starts(duration_s: float, window_s: float, hop_s: float) -> np.ndarray:

@@ -42,7 +42,6 @@ class WindowEmbeddings:
 def evaluate_windows(
     windows: WindowEmbeddings,
     dataset: RetrievalWindowDataset,
-    hop_s: float,
     neighbors: int = 20,
     top_k: Sequence[int] = (1, 5),
     crossed_buckets: Sequence[Sequence[str]] = (),
@@ -61,7 +60,11 @@ def evaluate_windows(
     for owner, rows in _rows_by_owner(windows.owners, is_query):
         # Every voted track is ranked, so MRR is not cut off at the largest k.
         matches = index.rank_from_neighbors(
-            labels[rows], similarities[rows], windows.starts_s[rows], top_k=None, offset_bin_s=hop_s
+            labels[rows],
+            similarities[rows],
+            windows.starts_s[rows],
+            top_k=None,
+            offset_bin_s=dataset.hop_s,
         )
         ranks[owner] = rank_of(queries.at[owner, "track_id"], [m.track_id for m in matches])
     results = metrics_by_bucket(ranks, queries, bucket_columns(queries), crossed_buckets, top_k)
@@ -154,7 +157,6 @@ class RetrievalEvaluation(L.Callback):
         results, _ = evaluate_windows(
             windows,
             dataset,
-            hop_s=dataset.hop_s,
             neighbors=self.neighbors,
             top_k=self.top_k,
             crossed_buckets=self.crossed_buckets,
