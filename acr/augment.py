@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+import pedalboard
 import scipy.signal
 import torch
 import torchaudio.functional
@@ -35,6 +36,13 @@ QUERY_SNR_DB_RANGE = (0.0, 10.0)
 QUERY_RT60_S_RANGE = (0.3, 1.0)
 QUERY_SPEED_CHANGE_RANGE = (0.03, 0.06)
 QUERY_PITCH_SEMITONES_RANGE = (1.0, 2.0)
+PHONE_LOW_HZ_RANGE = (250.0, 400.0)
+PHONE_HIGH_HZ_RANGE = (3100.0, 3600.0)
+LIVE_RT60_S_RANGE = (0.4, 1.2)
+LIVE_SNR_DB_RANGE = (5.0, 15.0)
+LIVE_LOW_HZ_RANGE = (100.0, 250.0)
+LIVE_HIGH_HZ_RANGE = (4000.0, 7000.0)
+LIVE_DRIVE_DB_RANGE = (6.0, 12.0)
 
 
 def _as_mono_float32(audio: np.ndarray) -> np.ndarray:
@@ -261,6 +269,12 @@ def clip(audio: np.ndarray, threshold: float) -> np.ndarray:
     return np.clip(_as_mono_float32(audio), -threshold, threshold)
 
 
+def gsm_codec(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The GSM full-rate phone codec (13 kbit/s, 8 kHz), via pedalboard; time-aligned output."""
+    coded = pedalboard.GSMFullRateCompressor()(_as_mono_float32(audio), sample_rate)
+    return fit_length(coded.astype(np.float32), len(audio))
+
+
 def _random_sign(rng: np.random.Generator) -> float:
     return 1.0 if rng.random() < 0.5 else -1.0
 
@@ -299,14 +313,49 @@ def _degrade_pitch(
     return shift_pitch(audio, sample_rate, semitones), {"semitones": semitones}
 
 
+def _degrade_phone_codec(
+    audio: np.ndarray, sample_rate: int, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, float]]:
+    """A phone call: telephone band (~300-3400 Hz) then the GSM codec."""
+    low_hz = float(rng.uniform(*PHONE_LOW_HZ_RANGE))
+    high_hz = float(rng.uniform(*PHONE_HIGH_HZ_RANGE))
+    coded = gsm_codec(band_limit(audio, sample_rate, low_hz, high_hz), sample_rate)
+    return coded, {"low_hz": low_hz, "high_hz": high_hz}
+
+
+def _degrade_live_mix(
+    audio: np.ndarray, sample_rate: int, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, float]]:
+    """A phone filming a loud venue: room, crowd noise, a small microphone, an overdriven input."""
+    rt60_s = float(rng.uniform(*LIVE_RT60_S_RANGE))
+    snr_db = float(rng.uniform(*LIVE_SNR_DB_RANGE))
+    low_hz = float(rng.uniform(*LIVE_LOW_HZ_RANGE))
+    high_hz = float(rng.uniform(*LIVE_HIGH_HZ_RANGE))
+    drive_db = float(rng.uniform(*LIVE_DRIVE_DB_RANGE))
+    mixed = add_noise(add_reverb(audio, sample_rate, rt60_s, rng), snr_db, rng)
+    mixed = band_limit(mixed, sample_rate, low_hz, high_hz)
+    peak = float(np.abs(mixed).max()) or 1.0
+    clipped = clip(apply_gain_db(mixed / peak, drive_db), 1.0) * peak
+    params = {
+        "rt60_s": rt60_s,
+        "snr_db": snr_db,
+        "low_hz": low_hz,
+        "high_hz": high_hz,
+        "drive_db": drive_db,
+    }
+    return clipped.astype(np.float32), params
+
+
 _QUERY_DEGRADERS: dict[
     str, Callable[[np.ndarray, int, np.random.Generator], tuple[np.ndarray, dict[str, float]]]
 ] = {
     "clean": _degrade_clean,
     "noise": _degrade_noise,
     "reverb": _degrade_reverb,
+    "phone_codec": _degrade_phone_codec,
     "speed": _degrade_speed,
     "pitch": _degrade_pitch,
+    "live_mix": _degrade_live_mix,
 }
 QUERY_DEGRADATIONS: tuple[str, ...] = tuple(_QUERY_DEGRADERS)
 
@@ -318,8 +367,10 @@ def degrade(
 
     Returns the audio and the drawn parameters. Ranges: noise SNR uniform in [0, 10] dB;
     reverb RT60 uniform in [0.3, 1.0] s; speed factor 1 +- uniform [0.03, 0.06];
-    pitch +- uniform [1, 2] semitones; clean is an unchanged copy. Speed changes the length
-    and is not cropped here: callers read a slightly longer source segment and crop.
+    pitch +- uniform [1, 2] semitones; phone_codec: a 250-400 Hz to 3.1-3.6 kHz band then GSM;
+    live_mix: RT60 0.4-1.2 s, SNR 5-15 dB, a 100-250 Hz to 4-7 kHz band and 6-12 dB of drive
+    into clipping; clean is an unchanged copy. Speed changes the length and is not cropped
+    here: callers read a slightly longer source segment and crop.
     """
     if degradation not in _QUERY_DEGRADERS:
         raise ValueError(

@@ -179,6 +179,14 @@ def params_in_documented_range(degradation: str, params: dict[str, float]) -> bo
         return 0.3 <= params["rt60_s"] <= 1.0
     if degradation == "speed":
         return 0.03 <= abs(params["speed_factor"] - 1.0) <= 0.06
+    if degradation == "phone_codec":
+        return 250 <= params["low_hz"] <= 400 and 3100 <= params["high_hz"] <= 3600
+    if degradation == "live_mix":
+        return (
+            0.4 <= params["rt60_s"] <= 1.2
+            and 5 <= params["snr_db"] <= 15
+            and 6 <= params["drive_db"] <= 12
+        )
     return 1.0 <= abs(params["semitones"]) <= 2.0
 
 
@@ -197,7 +205,9 @@ def test_degrade_draws_documented_parameters_deterministically(degradation: str)
 
 
 def test_degrade_rejects_unknown_name_and_lists_known_ones() -> None:
-    with pytest.raises(ValueError, match="clean, noise, reverb, speed, pitch"):
+    with pytest.raises(
+        ValueError, match="clean, noise, reverb, phone_codec, speed, pitch, live_mix"
+    ):
         degrade(music_like(), SAMPLE_RATE, "telephone", np.random.default_rng(0))
 
 
@@ -235,3 +245,21 @@ def test_training_augmentation_views_of_one_segment_differ() -> None:
 def test_training_augmentation_rejects_bad_probability() -> None:
     with pytest.raises(ValueError, match="noise_probability"):
         TrainingAugmentation(noise_probability=1.5)
+
+
+def test_phone_codec_keeps_the_telephone_band_only() -> None:
+    rng = np.random.default_rng(0)
+    low, speech_band = sine(100.0), sine(1000.0)
+    settled = slice(SAMPLE_RATE // 2, None)
+    for audio, kept in ((low, False), (speech_band, True)):
+        coded, _ = degrade(audio, SAMPLE_RATE, "phone_codec", rng)
+        ratio = power(coded[settled]) / power(audio[settled])
+        assert (ratio > 0.3) if kept else (ratio < 0.05)
+
+
+def test_live_mix_is_noisy_and_clipped() -> None:
+    audio = music_like()
+    mixed, params = degrade(audio, SAMPLE_RATE, "live_mix", np.random.default_rng(1))
+    peak = np.abs(mixed).max()
+    assert np.mean(np.abs(mixed) >= 0.999 * peak) > 0.001  # samples sit at the clip level
+    assert np.corrcoef(mixed, audio)[0, 1] < 0.95

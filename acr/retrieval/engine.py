@@ -1,0 +1,68 @@
+"""The engine interface every retrieval path implements (fingerprint, embedding, melody).
+
+Indexing is split in two so that the expensive, stateless part runs in worker processes:
+``extractor()`` returns a small picklable callable that turns a track's audio into features
+(peak-pair hashes, a pitch contour, audio windows) in any process; ``add`` puts them into the
+engine's index in the main process.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from acr.retrieval.index import TrackMatch
+
+
+class Engine(ABC):
+    """One retrieval path over one catalog.
+
+    Subclasses set ``name`` (the ``--engine`` value) and ``sample_rate`` (what ``extract`` and
+    ``search`` expect; callers resample).
+    """
+
+    name: ClassVar[str]
+    sample_rate: int
+
+    @abstractmethod
+    def extractor(self) -> Callable[[np.ndarray], Any]:
+        """A picklable function: one track's mono float32 audio -> its (picklable) features."""
+
+    @abstractmethod
+    def add(self, track_id: str, features: Any) -> int:
+        """Index one track's features; returns how many items (hashes, vectors) it added."""
+
+    @abstractmethod
+    def search(self, audio: np.ndarray, top_k: int = 5) -> list[TrackMatch]:
+        """Ranked tracks for a query clip, best first, with the matched offset in each."""
+
+    @property
+    @abstractmethod
+    def track_ids(self) -> list[str]:
+        """Tracks in the index, in the order they were added."""
+
+    @property
+    @abstractmethod
+    def item_count(self) -> int:
+        """Items (hashes, vectors) in the index."""
+
+    @abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """Feature and index settings, recorded in the index directory."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write the whole engine state into an empty ``directory``."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path) -> Engine:
+        """Read an engine written by :meth:`save`."""
+
+    def add_audio(self, track_id: str, audio: np.ndarray) -> int:
+        """Extract and add in one call (tests, small catalogs)."""
+        return self.add(track_id, self.extractor()(audio))
