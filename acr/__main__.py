@@ -1,6 +1,6 @@
 """``python -m acr`` is the ``acr`` command."""
 
-from acr.cli import main
+from acr.cli import run
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run())

@@ -114,6 +114,14 @@ def fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:
     return np.pad(audio, (0, num_samples - len(audio)))
 
 
+def window_starts(duration_s: float, window_s: float, hop_s: float) -> np.ndarray:
+    """Start times of sliding windows that fit in ``duration_s`` (one window if it is shorter)."""
+    count = (
+        int(np.floor((duration_s - window_s) / hop_s + 1e-6)) + 1 if duration_s > window_s else 1
+    )
+    return np.round(np.arange(count) * hop_s, 6)
+
+
 def save_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write audio; the format follows the file extension (wav files are 16-bit PCM)."""
     path = Path(path)

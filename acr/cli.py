@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -9,7 +10,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
-import acr.retrieval  # noqa: F401  (registers RetrievalEvaluation for short class_path names)
+import acr.retrieval.callbacks  # noqa: F401  (registers RetrievalEvaluation for class_path names)
+from acr.commands import COMMANDS, run_tool
 from acr.datamodules import ACRDataModule
 from acr.models import EmbedderModule
 
@@ -57,8 +59,31 @@ class ACRCLI(LightningCLI):
                 )
 
 
-def main(args: list[str] | None = None) -> ACRCLI:
+OVERVIEW = """usage: acr COMMAND [options]   (same as python -m acr)
+
+Training (LightningCLI; `acr fit --help`):
+  fit         train an embedder, e.g. acr fit --config configs/synthetic.yaml
+  validate    score a model on the validation set
+  test        run the test loop
+  predict     run the predict loop
+
+Retrieval and data (`acr COMMAND --help`):
+  index       index a catalog with fingerprint, embedding, melody or hybrid engines
+  recognize   identify clips: ranked tracks, scores and offsets
+  evaluate    top-1/top-5/MRR per bucket with bootstrap confidence intervals
+  fuse        fit the hybrid fusion on validation queries
+  data        data preparation: data make-queries
+"""
+
+
+def main(args: list[str] | None = None) -> ACRCLI | int:
     """Run the CLI; ``args`` lets tests call it in-process (torchgeo style)."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(OVERVIEW)
+        raise SystemExit(0)
+    if argv[0] in COMMANDS:
+        return run_tool(argv)
     # Training pairs are drawn at random (ContrastivePairDataset), so a mid-epoch resume has no
     # epoch order to lose; Lightning's warning about non-resumable dataloaders does not apply.
     warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before")
@@ -71,5 +96,11 @@ def main(args: list[str] | None = None) -> ACRCLI:
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
         parser_kwargs={"description": "acr: music automatic content recognition."},
-        args=args,
+        args=argv,
     )
+
+
+def run() -> int:
+    """Console-script entry point: the exit status of ``main``."""
+    result = main()
+    return result if isinstance(result, int) else 0

@@ -162,6 +162,34 @@ def validate_queries(
             _require_existing_files(queries.loc[has_source & ~has_path, "source"], "source", name)
 
 
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
+
+
+def read_catalog(catalog: str | Path) -> pd.DataFrame:
+    """``track_id, path`` for every track of a catalog: a folder of audio or a CSV/JSONL table.
+
+    In a folder (searched recursively) the track id is the file name without extension; in a
+    table, relative paths resolve against the table's folder. Extra table columns are kept.
+    """
+    catalog = Path(catalog)
+    if catalog.is_dir():
+        paths = sorted(p for p in catalog.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        table = pd.DataFrame({"track_id": [p.stem for p in paths], "path": [str(p) for p in paths]})
+    elif catalog.is_file():
+        table = read_table(catalog)
+        _require_columns(table, ("track_id", "path"), catalog)
+        table = resolve_paths(table, catalog.parent, ["path"])
+    else:
+        raise ManifestError(catalog, "catalog does not exist (expected a folder or a CSV/JSONL)")
+    if table.empty:
+        raise ManifestError(catalog, "catalog holds no audio files")
+    duplicated = table[table["track_id"].duplicated(keep=False)].sort_values("track_id")
+    if not duplicated.empty:
+        track_id, paths = duplicated["track_id"].iloc[0], duplicated.head(2)["path"].tolist()
+        raise ManifestError(catalog, f"duplicate track_id {track_id!r} ({' and '.join(paths)})")
+    return table.reset_index(drop=True)
+
+
 def bucket_columns(queries: pd.DataFrame) -> list[str]:
     """Every other query column is a bucket (degradation, length_s, genre, hard_case...)."""
     return [column for column in queries.columns if column not in QUERY_DETAIL_COLUMNS]

@@ -16,7 +16,7 @@ from acr.audio import save_audio
 from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
 from acr.datamodules.datasets import CATALOG
 from acr.manifests import write_table
-from acr.retrieval import RetrievalEvaluation
+from acr.retrieval.callbacks import RetrievalEvaluation
 
 SAMPLE_RATE = 8000
 TRACKS = 10

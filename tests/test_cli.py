@@ -116,6 +116,6 @@ def test_shipped_config_logs_offline_to_wandb_with_a_bucket_table(workdir: Path)
     assert set(tables) == {"val", "val_untrained"}
     assert tables["val"]["columns"] == ["bucket", "queries", "top1", "top5", "mrr"]
     rows = {row[0]: row for row in tables["val"]["data"]}
-    assert rows["overall"][1] == 2 * 6  # 2 songs x (5 degradations + humming) at one length
+    assert rows["overall"][1] == 2 * 8  # 2 songs x (7 degradations + humming) at one length
     assert "degradation=noise" in rows and "hard_case=confused" in rows
     assert (workdir / "runs/synthetic/checkpoints/last.ckpt").is_file()

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from acr.audio import audio_info, load_audio
+from acr.audio import audio_info, load_audio, window_starts
 from acr.datamodules import SyntheticDataModule
-from acr.datamodules.datasets import window_starts
 from acr.manifests import bucket_columns
 
 
@@ -51,14 +50,16 @@ def test_validation_songs_are_unseen_and_versions_share_a_group(prepared) -> Non
 def test_queries_cover_every_bucket_with_the_right_lengths(prepared) -> None:
     queries = prepared.val_queries
     assert bucket_columns(queries) == ["length_s", "degradation", "hard_case"]
-    # 2 songs x 2 lengths x (5 degradations + humming)
-    assert len(queries) == 24
+    # 2 songs x 2 lengths x (7 degradations + humming)
+    assert len(queries) == 32
     assert set(queries["degradation"]) == {
         "clean",
         "noise",
         "reverb",
+        "phone_codec",
         "speed",
         "pitch",
+        "live_mix",
         "humming_like",
     }
     confused = queries[queries["hard_case"] == "confused"]

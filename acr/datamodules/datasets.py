@@ -9,19 +9,11 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from acr.audio import fit_length, load_audio
+from acr.audio import fit_length, load_audio, window_starts
 
 Augmentation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 CATALOG, QUERY = 0, 1  # window kinds in a RetrievalWindowDataset
-
-
-def window_starts(duration_s: float, window_s: float, hop_s: float) -> np.ndarray:
-    """Start times of sliding windows that fit in ``duration_s`` (one window if it is shorter)."""
-    count = (
-        int(np.floor((duration_s - window_s) / hop_s + 1e-6)) + 1 if duration_s > window_s else 1
-    )
-    return np.round(np.arange(count) * hop_s, 6)
 
 
 def load_query(

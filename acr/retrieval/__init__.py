@@ -1,7 +1,6 @@
-"""Search: the HNSW segment index, track ranking, retrieval metrics and the validation callback."""
+"""Search: engines (fingerprint, embedding, melody), the HNSW segment index, fusion, the
+Recognizer, index building, evaluation and the validation callback.
 
-from acr.retrieval.callbacks import RetrievalEvaluation
-from acr.retrieval.index import SegmentIndex, TrackMatch
-from acr.retrieval.metrics import RetrievalAccuracy
-
-__all__ = ["RetrievalAccuracy", "RetrievalEvaluation", "SegmentIndex", "TrackMatch"]
+Kept free of imports so that worker processes that only decode and extract features do not
+pay for importing Lightning.
+"""

@@ -204,7 +204,7 @@ def _flatten(results: Results, prefix: str) -> dict[str, float]:
     flat = {}
     for name, values in results.items():
         for metric, value in values.items():
-            if metric == "queries":
+            if metric in ("queries", "ci95"):
                 continue
             key = f"{prefix}/{metric}" if name == "overall" else f"{prefix}/{metric}/{name}"
             flat[key] = float(value)

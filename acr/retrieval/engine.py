@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from acr.retrieval.index import TrackMatch
+
+
+@dataclass(frozen=True)
+class AudioPassthrough:
+    """An extractor whose features are the audio itself, for engines that need a model."""
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(audio, dtype=np.float32)
 
 
 class Engine(ABC):

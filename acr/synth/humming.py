@@ -1,8 +1,10 @@
-"""Humming resynthesis: a glottal source through vowel formants following the lead melody."""
+"""Humming resynthesis: a glottal source through vowel formants following the lead melody, or
+following any pitch track (the melody extracted from a recording)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import signal
@@ -17,6 +19,9 @@ from ._common import (
     _wavetable,
 )
 from .composition import Note, Song
+
+if TYPE_CHECKING:  # only an annotation here: acr.synth stays free of librosa's import time
+    from ..pitch import PitchTrack
 
 # Formants (centre Hz, bandwidth Hz, gain) of a closed-mouth "mm" hum and an "oo" vowel (Peterson &
 # Barney 1952 for "oo"; the nasal murmur of "mm" is a low resonance near 250 Hz).
@@ -76,9 +81,51 @@ def render_humming(
     time_s = np.arange(length) / sample_rate
     vibrato = voice.vibrato_semitones * np.minimum(since_onset_s / 0.3, 1.0)
     pitch_midi = pitch_midi + vibrato * np.sin(2 * np.pi * voice.vibrato_hz * time_s)
+    return _voice_hum(pitch_midi, gate, voice, rng, sample_rate)
+
+
+def hum_contour(track: PitchTrack, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """Hum a pitch track (say, the melody of a real recording) in the voice render_humming uses:
+    a drawn transposition of a few semitones, an octave in the hummer's register, slow drift,
+    glides, and silence where the track is unvoiced. The track's own vibrato is kept, none is
+    added. Returns round(track.duration_s * sample_rate) samples."""
+    rng = np.random.default_rng([HUM_STREAM, seed])
+    voice = _draw_voice(rng)
+    length = round(track.duration_s * sample_rate)
+    if length == 0 or not track.voiced.any():
+        return np.zeros(length, np.float32)
+    frame_midi = track.midi
+    # Hold the last voiced pitch through unvoiced frames (and the first one before it), so that
+    # each new phrase glides from where the previous one ended.
+    frames = np.arange(len(frame_midi))
+    first_voiced = int(np.argmax(track.voiced))
+    frame_midi = frame_midi[np.maximum.accumulate(np.where(track.voiced, frames, first_voiced))]
+    shift = voice.transposition
+    shift += 12 * np.round((voice.centre_midi - np.median(frame_midi) - shift) / 12)
+    time_s = np.arange(length) / sample_rate
+    nearest_frame = np.minimum(np.round(time_s / track.hop_s).astype(int), len(frames) - 1)
+    gate = _smooth(track.voiced[nearest_frame].astype(float), 0.03, sample_rate)
+    target_midi = np.interp(time_s, frames * track.hop_s, frame_midi + shift)
+    pitch_midi = _smooth(target_midi, voice.glide_s, sample_rate)
+    return _voice_hum(pitch_midi, gate, voice, rng, sample_rate)
+
+
+def _voice_hum(
+    pitch_midi: np.ndarray,
+    gate: np.ndarray,
+    voice: _Voice,
+    rng: np.random.Generator,
+    sample_rate: int,
+) -> np.ndarray:
+    """Sing a per-sample pitch (MIDI) under a loudness gate: slow drift, a glottal source through
+    the vowel's formants, and breath noise."""
+    length = len(pitch_midi)
+    time_s = np.arange(length) / sample_rate
     for drift_hz in rng.uniform(0.1, 0.5, size=2):
         phase = rng.uniform(0, 2 * np.pi)
-        pitch_midi += voice.drift_semitones * np.sin(2 * np.pi * drift_hz * time_s + phase)
+        pitch_midi = pitch_midi + voice.drift_semitones * np.sin(
+            2 * np.pi * drift_hz * time_s + phase
+        )
     frequency_hz = 440.0 * 2 ** ((pitch_midi - 69) / 12)
     count = max(1, min(len(GLOTTAL_HARMONICS), int(sample_rate / 2 / frequency_hz.max())))
     source = _oscillate(_wavetable(GLOTTAL_HARMONICS, count), np.cumsum(frequency_hz) / sample_rate)

@@ -1,0 +1,317 @@
+"""The non-training subcommands: ``index``, ``recognize``, ``evaluate``, ``fuse`` and ``data``.
+
+Each parser takes ``--config FILE`` (YAML with the same keys as the flags), like ``fit``. Each
+command prints a short summary, and a failure is a one-line error and exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from rich.console import Console
+
+from acr.audio import AudioError
+from acr.manifests import ManifestError
+
+COMMANDS = ("index", "recognize", "evaluate", "fuse", "data")
+
+
+def _parser(description: str) -> ArgumentParser:
+    parser = ArgumentParser(description=description)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with these options")
+    return parser
+
+
+def index_parser() -> ArgumentParser:
+    parser = _parser("Index a catalog (a folder of audio, or a CSV/JSONL with track_id,path).")
+    parser.add_argument("--catalog", type=str, required=True)
+    parser.add_argument("--output", type=str, required=True, help="index directory")
+    parser.add_argument(
+        "--engine",
+        type=str,
+        default="fingerprint",
+        choices=["fingerprint", "embedding", "melody", "hybrid"],
+    )
+    parser.add_argument(
+        "--model",
+        type=str | None,
+        default=None,
+        help="checkpoint from `acr fit` (embedding and hybrid engines)",
+    )
+    parser.add_argument(
+        "--resume", type=bool, default=False, help="continue an interrupted build of --output"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int | None,
+        default=None,
+        help="decoding processes (default: one per CPU core)",
+    )
+    parser.add_argument(
+        "--save_every", type=int, default=200, help="snapshot the index every N tracks"
+    )
+    return parser
+
+
+def recognize_parser() -> ArgumentParser:
+    parser = _parser("Identify audio clips: ranked tracks with score and offset per query.")
+    parser.add_argument("--index", type=str, required=True)
+    parser.add_argument("files", nargs="*", type=str, help="audio files to recognise")
+    parser.add_argument(
+        "--queries",
+        type=str | None,
+        default=None,
+        help="CSV/JSONL with query_id and path (or source+offset_s+length_s)",
+    )
+    parser.add_argument("--top_k", "--top-k", type=int, default=5)
+    parser.add_argument("--output", type=str | None, default=None, help="default: stdout")
+    parser.add_argument("--format", type=str, default="jsonl", choices=["jsonl", "csv"])
+    return parser
+
+
+def evaluate_parser() -> ArgumentParser:
+    parser = _parser("Score an index on labelled queries: top-1/top-5/MRR per bucket, with CIs.")
+    parser.add_argument("--index", type=str, required=True)
+    parser.add_argument(
+        "--queries",
+        type=str,
+        required=True,
+        help="CSV/JSONL with query_id, path, track_id; other columns are buckets",
+    )
+    parser.add_argument("--output", type=str | None, default=None, help="report JSON")
+    parser.add_argument("--top_k", "--top-k", type=int, default=5)
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    return parser
+
+
+def fuse_parser() -> ArgumentParser:
+    parser = _parser("Fit the hybrid fusion (calibration and weights) on validation queries.")
+    parser.add_argument("--index", type=str, required=True)
+    parser.add_argument(
+        "--queries",
+        type=str,
+        required=True,
+        help="validation queries (not the ones you will report)",
+    )
+    return parser
+
+
+def make_queries_parser() -> ArgumentParser:
+    from acr.queries import DEGRADATIONS
+
+    parser = _parser("Write degraded query clips of catalog tracks and their queries.csv.")
+    parser.add_argument("--catalog", type=str, required=True)
+    parser.add_argument("--output", type=str, required=True)
+    parser.add_argument("--lengths", type=float, default=[1.0, 3.0, 10.0], nargs="+")
+    parser.add_argument(
+        "--degradations",
+        type=str,
+        default=list(DEGRADATIONS),
+        nargs="+",
+        help=f"any of: {' '.join(DEGRADATIONS)}",
+    )
+    parser.add_argument("--per_track", "--per-track", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--max_tracks",
+        "--max-tracks",
+        type=int | None,
+        default=None,
+        help="a seeded sample of the catalog",
+    )
+    parser.add_argument("--workers", type=int | None, default=None)
+    return parser
+
+
+def run_index(options: Namespace) -> None:
+    from acr.retrieval.indexing import build_index
+
+    summary = build_index(
+        options.catalog,
+        options.output,
+        options.engine,
+        options.model,
+        options.resume,
+        options.workers,
+        options.save_every,
+    )
+    hours = max(summary.audio_hours, 1e-9)
+    print(f"index {summary.directory}: engines {'+'.join(summary.engines)}")
+    print(
+        f"  tracks {summary.tracks}, skipped {summary.skipped} (see skipped.csv), "
+        f"{summary.audio_hours:.2f} h of audio"
+    )
+    print(
+        f"  items {summary.items}; {summary.index_bytes / 1e6:.1f} MB, "
+        f"{summary.index_bytes / hours / 1e6:.1f} MB per hour"
+    )
+    print(
+        f"  this run: {summary.seconds:.1f} s, {summary.real_time_factor:.0f}x real time, "
+        f"peak memory {summary.peak_rss_mb:.0f} MB"
+    )
+
+
+def run_recognize(options: Namespace) -> None:
+    from acr.retrieval.evaluation import read_queries, recognize_queries
+    from acr.retrieval.recognizer import Recognizer
+
+    if bool(options.files) == bool(options.queries):
+        raise ValueError("give audio files or --queries QUERIES.csv (one of the two)")
+    recognizer = Recognizer.load(options.index)
+    if options.queries:
+        recognitions = recognize_queries(
+            recognizer, read_queries(options.queries, False), options.top_k
+        )
+    else:
+        recognitions = (
+            recognizer.recognize_file(path, top_k=options.top_k) for path in options.files
+        )
+    output = open(options.output, "w") if options.output else sys.stdout
+    errors = total = 0
+    try:
+        if options.format == "csv":
+            tracks = ",".join(f"track_{k}" for k in range(1, options.top_k + 1))
+            output.write(f"query_id,{tracks},status\n")
+        for recognition in recognitions:
+            total += 1
+            errors += recognition.status != "ok"
+            output.write(_format_recognition(recognition, options.format, options.top_k))
+    finally:
+        if options.output:
+            output.close()
+    print(f"recognised {total - errors} of {total} queries; {errors} errors", file=sys.stderr)
+
+
+def _format_recognition(recognition, output_format: str, top_k: int) -> str:
+    if output_format == "csv":
+        tracks = [match.track_id for match in recognition.matches]
+        tracks += [""] * (top_k - len(tracks))
+        status = "ok" if recognition.status == "ok" else f"error: {recognition.error}"
+        return ",".join([recognition.query_id, *tracks, json.dumps(status)]) + "\n"
+    return (
+        json.dumps(
+            {
+                "query_id": recognition.query_id,
+                "status": recognition.status,
+                "error": recognition.error,
+                "matches": [
+                    {
+                        "track_id": m.track_id,
+                        "score": round(m.score, 4),
+                        "offset_s": round(m.offset_s, 3),
+                    }
+                    for m in recognition.matches
+                ],
+            }
+        )
+        + "\n"
+    )
+
+
+def run_evaluate(options: Namespace) -> None:
+    from acr.retrieval.evaluation import evaluate, read_queries, report_table
+    from acr.retrieval.recognizer import Recognizer
+
+    report = evaluate(
+        Recognizer.load(options.index),
+        read_queries(options.queries),
+        options.top_k,
+        options.bootstrap,
+    )
+    report.update(index=options.index, query_table=options.queries)
+    Console().print(report_table(report))
+    if report["errors"]:
+        print(
+            f"{len(report['errors'])} queries failed (counted as misses), e.g. "
+            f"{report['errors'][0]}"
+        )
+    if options.output:
+        Path(options.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(options.output).write_text(json.dumps(report, indent=2))
+        print(f"report: {options.output}")
+
+
+def run_fuse(options: Namespace) -> None:
+    from acr.retrieval.evaluation import read_queries, recognize_queries
+    from acr.retrieval.fusion import Fusion
+    from acr.retrieval.recognizer import FUSION_FILE, Recognizer
+
+    recognizer = Recognizer.load(options.index)
+    if len(recognizer.engines) < 2:
+        raise ValueError(f"{options.index} has one engine; fusion needs a hybrid index")
+    queries = read_queries(options.queries)
+    recognitions = [r for r in recognize_queries(recognizer, queries, 20) if r.status == "ok"]
+    truth = dict(zip(queries["query_id"], queries["track_id"]))
+    fusion = Fusion.fit(
+        [r.engine_matches for r in recognitions], [truth[r.query_id] for r in recognitions]
+    )
+    fusion.save(Path(options.index) / FUSION_FILE)
+    print(f"fusion fitted on {len(recognitions)} queries: weights {fusion.weights}")
+
+
+def run_make_queries(options: Namespace) -> None:
+    from acr.queries import QUERIES_FILE, make_queries
+
+    table = make_queries(
+        options.catalog,
+        options.output,
+        options.lengths,
+        options.degradations,
+        options.per_track,
+        options.seed,
+        max_tracks=options.max_tracks,
+        workers=options.workers,
+    )
+    print(f"{len(table)} queries in {Path(options.output) / QUERIES_FILE}")
+    skipped = table.attrs.get("skipped", [])
+    if skipped:
+        print(f"{len(skipped)} left out, e.g. {skipped[0]}")
+
+
+def tool_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="acr", description="acr retrieval and data commands")
+    subcommands = parser.add_subcommands(dest="command")
+    for name, build in (
+        ("index", index_parser),
+        ("recognize", recognize_parser),
+        ("evaluate", evaluate_parser),
+        ("fuse", fuse_parser),
+    ):
+        command = build()
+        subcommands.add_subcommand(name, command, help=command.description)
+    data = ArgumentParser(description="Data preparation")
+    subcommands.add_subcommand("data", data, help="data preparation (make-queries)")
+    make_queries = make_queries_parser()  # nested subcommands are added after their parent
+    data.add_subcommands(dest="data_command").add_subcommand(
+        "make-queries", make_queries, help=make_queries.description
+    )
+    return parser
+
+
+RUNNERS: dict[str, Callable[[Namespace], None]] = {
+    "index": run_index,
+    "recognize": run_recognize,
+    "evaluate": run_evaluate,
+    "fuse": run_fuse,
+    "make-queries": run_make_queries,
+}
+
+
+def run_tool(args: list[str]) -> int:
+    """Parse and run one non-training subcommand; 1 with a one-line error on failure."""
+    from acr.retrieval.indexing import IndexError_
+
+    options = tool_parser().parse_args(args)
+    command = options.command
+    name = options.data.data_command if command == "data" else command
+    selected = options[command][name] if command == "data" else options[command]
+    try:
+        RUNNERS[name](selected)
+    except (IndexError_, ManifestError, AudioError, FileNotFoundError, ValueError) as error:
+        print(f"acr {name}: error: {error}", file=sys.stderr)
+        return 1
+    return 0

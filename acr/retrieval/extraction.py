@@ -1,0 +1,74 @@
+"""Decoding catalog tracks and extracting engine features in worker processes.
+
+Imports only what workers need (acr.audio, numpy): spawned workers import this module, and
+importing Lightning in each of them would cost seconds and hundreds of MB.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from acr.audio import AudioError, audio_info, load_audio, resample
+
+SILENCE_RMS = 1e-4  # -80 dBFS: a track this quiet holds nothing to recognise
+Extractors = list[tuple[str, int, Callable]]  # (engine name, sample rate, extractor)
+Result = tuple[str, str, dict[str, Any] | str, float]
+
+_worker_extractors: Extractors = []
+
+
+def _use_extractors(extractors: Extractors) -> None:
+    global _worker_extractors
+    _worker_extractors = extractors
+
+
+def _init_worker(extractors: Extractors) -> None:
+    torch.set_num_threads(1)  # the workers are the parallelism
+    _use_extractors(extractors)
+
+
+def _decode_and_extract(job: tuple[str, str]) -> Result:
+    """(track_id, path, features per engine or the reason it was skipped, duration_s)."""
+    track_id, path = job
+    try:
+        sample_rate = audio_info(path).sample_rate
+        audio = load_audio(path)
+    except AudioError as error:
+        return track_id, path, error.reason, 0.0
+    duration_s = len(audio) / sample_rate
+    if float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < SILENCE_RMS:
+        return track_id, path, "silent (below -80 dBFS)", duration_s
+    features = {
+        name: extract(resample(audio, sample_rate, rate))
+        for name, rate, extract in _worker_extractors
+    }
+    return track_id, path, features, duration_s
+
+
+def extract_in_workers(
+    jobs: list[tuple[str, str]], extractors: Extractors, workers: int
+) -> Iterator[Result]:
+    """Decode and extract in worker processes (spawned: forking a process that has used
+    torch's thread pool can hang), in catalog order so resumes are reproducible."""
+    if workers <= 1:
+        _use_extractors(extractors)
+        yield from map(_decode_and_extract, jobs)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, _init_worker, (extractors,)) as pool:
+        # A bounded window of jobs in flight: Executor.map would submit the whole catalog and
+        # pile up decoded audio whenever the main process (e.g. model inference) is slower.
+        pending: deque[Future] = deque()
+        for job in jobs:
+            pending.append(pool.submit(_decode_and_extract, job))
+            if len(pending) >= 2 * workers + 2:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -1,0 +1,314 @@
+"""Melody retrieval for hummed or sung queries: key-invariant matching of pitch contours.
+
+Two stages, as in query-by-humming systems that search audio (Ryynänen & Klapuri 2008: melodic
+fragments found by approximate nearest-neighbour search, candidates re-ranked by alignment):
+
+1. Candidates. A track's predominant pitch (acr.pitch) is pooled into cells of ``cell_s``; a
+   cell is the pitch-class phasor ``exp(2πi·k·midi/12)`` for k = 1..``harmonics``, scaled by how
+   much of the cell is voiced. Windows of ``window_s`` are rotated so that their mean pitch class
+   sits at zero (key invariance), searched with hnswlib (SegmentIndex), and vote per track with
+   offset consistency, at a few tempo scales of the query.
+2. Re-ranking. The whole query contour is correlated with each candidate's contour at every
+   offset and tempo scale, maximised over transpositions: a matched filter on the pitch-class
+   circle, whose harmonics k > 1 sharpen it from a cosine into a narrow peak.
+
+Pitch classes (octave-folded melody, as in the query-by-humming features of Salamon et al. 2013,
+"Tonal representations for music retrieval") make the match immune to octave errors, the
+commonest error of melody extraction in polyphonic music (Salamon et al. 2014, "Melody extraction
+from polyphonic music signals"), and to the octave a person hums in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import signal
+
+from acr.pitch import PitchTrack, predominant_pitch
+from acr.retrieval.engine import Engine
+from acr.retrieval.index import SegmentIndex, TrackMatch
+
+TRANSPOSITION_STEPS = 24  # transpositions tried in re-ranking: every half semitone
+
+_TRANSPOSITIONS = 2 * np.pi * np.arange(TRANSPOSITION_STEPS) / TRANSPOSITION_STEPS
+
+
+@dataclass(frozen=True)
+class MelodyContour:
+    """A melody pooled into fixed cells: pitch (MIDI, NaN where unvoiced), voiced fraction."""
+
+    pitch_midi: np.ndarray
+    voiced_fraction: np.ndarray
+
+    def phasors(self, harmonics: int) -> np.ndarray:
+        """[harmonics, cells] complex: voiced_fraction * exp(2πi k midi / 12), 0 where unvoiced."""
+        angle = 2 * np.pi * np.nan_to_num(self.pitch_midi) / 12
+        multiples = np.arange(1, harmonics + 1)[:, None]
+        return (self.voiced_fraction * np.exp(1j * multiples * angle)).astype(np.complex64)
+
+
+def pool_contour(track: PitchTrack, cell_s: float, scale: float = 1.0) -> MelodyContour:
+    """Cells of ``cell_s * scale`` seconds (rounded to whole frames; a scale above 1 reads a slow
+    query at the catalog's tempo). A cell's pitch is the lower median of its voiced frames: a
+    pitch that was sung, never the mean of two octaves."""
+    frames_per_cell = max(1, round(cell_s * scale / track.hop_s))
+    cells = len(track.f0_hz) // frames_per_cell
+    usable = cells * frames_per_cell
+    voiced = track.voiced[:usable].reshape(cells, frames_per_cell)
+    midi = np.where(track.voiced, track.midi, np.inf)[:usable].reshape(cells, frames_per_cell)
+    count = voiced.sum(axis=1)
+    lower_median = np.sort(midi, axis=1)[np.arange(cells), np.maximum(count - 1, 0) // 2]
+    pitch_midi = np.where(count > 0, lower_median, np.nan).astype(np.float32)
+    return MelodyContour(pitch_midi, (count / frames_per_cell).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class MelodyExtractor:
+    """Audio -> MelodyContour; picklable, stateless (runs in indexing worker processes)."""
+
+    sample_rate: int
+    hop_s: float
+    fmin_hz: float
+    fmax_hz: float
+    cell_s: float
+
+    def __call__(self, audio: np.ndarray) -> MelodyContour:
+        track = predominant_pitch(audio, self.sample_rate, self.hop_s, self.fmin_hz, self.fmax_hz)
+        return pool_contour(track, self.cell_s)
+
+
+def window_vectors(
+    phasors: np.ndarray,
+    voiced_fraction: np.ndarray,
+    window_cells: int,
+    hop_cells: int,
+    min_voiced: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Key-normalised unit vectors of the windows that are at least ``min_voiced`` voiced, and
+    their first cells. Each window is rotated by its circular mean pitch class (harmonic k by k
+    times that angle), so a transposed melody gives the same vector."""
+    harmonics, cells = phasors.shape
+    starts = np.arange(0, cells - window_cells + 1, hop_cells)
+    cell_index = starts[:, None] + np.arange(window_cells)
+    starts = starts[voiced_fraction[cell_index].mean(axis=1) >= min_voiced]
+    cell_index = starts[:, None] + np.arange(window_cells)
+    windows = phasors[:, cell_index]  # [harmonics, windows, cells]
+    mean_class = windows[0].sum(axis=1)
+    key = np.exp(-1j * np.angle(mean_class))
+    windows = windows * key[None, :, None] ** np.arange(1, harmonics + 1)[:, None, None]
+    vectors = np.concatenate([windows.real, windows.imag]).transpose(1, 0, 2)
+    vectors = vectors.reshape(len(starts), 2 * harmonics * window_cells)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-9)).astype(np.float32), starts
+
+
+def alignment_scores(
+    query: np.ndarray, query_weight: np.ndarray, reference: np.ndarray, reference_weight: np.ndarray
+) -> np.ndarray:
+    """Normalised correlation of a query contour with a reference at every offset, maximised
+    over transpositions: sum_k Re(e^{-ikt} sum_i r_k[o+i] conj(q_k[i])), with the reference
+    counted only where the query is voiced (a hum's rests match anything)."""
+    harmonics, length = query.shape
+    if reference.shape[1] < length:
+        missing = length - reference.shape[1]
+        reference = np.pad(reference, ((0, 0), (0, missing)))
+        reference_weight = np.pad(reference_weight, (0, missing))
+    correlations = np.stack(
+        [signal.correlate(reference[k], query[k], mode="valid") for k in range(harmonics)]
+    )
+    angles = np.outer(np.arange(1, harmonics + 1), _TRANSPOSITIONS)  # Re(c e^{-ia}), as matmuls:
+    cosine, sine = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    real, imaginary = correlations.real.T.astype(np.float32), correlations.imag.T.astype(np.float32)
+    agreement = (real @ cosine + imaginary @ sine).max(axis=1) / harmonics
+    sung = (query_weight > 0).astype(np.float32)
+    reference_energy = signal.correlate(np.square(reference_weight), sung, mode="valid")
+    norms = np.sqrt(np.maximum(reference_energy, 0) * np.square(query_weight).sum())
+    return np.where(norms > 1e-9, agreement / np.maximum(norms, 1e-9), 0.0)
+
+
+class MelodyEngine(Engine):
+    """Query by humming over a catalog of recordings (see the module docstring).
+
+    Args:
+        sample_rate: audio rate of ``extractor`` input and ``search`` queries.
+        hop_s, fmin_hz, fmax_hz: predominant-pitch frame hop and search range.
+        cell_s: contour resolution; notes are rarely shorter than 0.1 s.
+        window_s, window_hop_s: catalog windows for the candidate search.
+        query_hop_s: query window hop (finer than the catalog's, so some query window lines up).
+        harmonics: pitch-class harmonics per cell (1 = plain circle; 3 is sharper).
+        tempo_scales: query tempo ratios tried (hummers drift from the recording's tempo).
+        candidates: tracks re-ranked by alignment; a catalog this small is re-ranked whole.
+        neighbors: nearest windows per query window in the candidate search.
+        min_voiced: voiced fraction a window needs to be indexed or searched.
+        min_query_voiced_s: a query with less voiced pitch than this returns no matches.
+    """
+
+    name = "melody"
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        hop_s: float = 0.01,
+        fmin_hz: float = 80.0,
+        fmax_hz: float = 1000.0,
+        cell_s: float = 0.1,
+        window_s: float = 2.0,
+        window_hop_s: float = 0.2,
+        query_hop_s: float = 0.1,
+        harmonics: int = 3,
+        tempo_scales: Sequence[float] = (0.9, 1.0, 1.1),
+        candidates: int = 20,
+        neighbors: int = 20,
+        min_voiced: float = 0.5,
+        min_query_voiced_s: float = 1.0,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.hop_s = hop_s
+        self.fmin_hz = fmin_hz
+        self.fmax_hz = fmax_hz
+        self.cell_s = cell_s
+        self.window_s = window_s
+        self.window_hop_s = window_hop_s
+        self.query_hop_s = query_hop_s
+        self.harmonics = harmonics
+        self.tempo_scales = tuple(float(scale) for scale in tempo_scales)
+        self.candidates = candidates
+        self.neighbors = neighbors
+        self.min_voiced = min_voiced
+        self.min_query_voiced_s = min_query_voiced_s
+        self._window_cells = round(window_s / cell_s)
+        self._index = SegmentIndex(2 * harmonics * self._window_cells)
+        self._contours: dict[str, MelodyContour] = {}
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "sample_rate": self.sample_rate,
+            "hop_s": self.hop_s,
+            "fmin_hz": self.fmin_hz,
+            "fmax_hz": self.fmax_hz,
+            "cell_s": self.cell_s,
+            "window_s": self.window_s,
+            "window_hop_s": self.window_hop_s,
+            "query_hop_s": self.query_hop_s,
+            "harmonics": self.harmonics,
+            "tempo_scales": list(self.tempo_scales),
+            "candidates": self.candidates,
+            "neighbors": self.neighbors,
+            "min_voiced": self.min_voiced,
+            "min_query_voiced_s": self.min_query_voiced_s,
+        }
+
+    def extractor(self) -> MelodyExtractor:
+        return MelodyExtractor(
+            self.sample_rate, self.hop_s, self.fmin_hz, self.fmax_hz, self.cell_s
+        )
+
+    @property
+    def track_ids(self) -> list[str]:
+        return list(self._contours)
+
+    @property
+    def item_count(self) -> int:
+        return len(self._index)
+
+    def add(self, track_id: str, features: MelodyContour) -> int:
+        """Index one track's contour; returns the number of windows it put in the index."""
+        if track_id in self._contours:
+            raise ValueError(f"track {track_id!r} is already in the index")
+        vectors, starts = self._windows(features, round(self.window_hop_s / self.cell_s))
+        if len(vectors):
+            self._index.add(track_id, vectors, starts * self.cell_s)
+        self._contours[track_id] = features
+        return len(vectors)
+
+    def search(self, audio: np.ndarray, top_k: int = 5) -> list[TrackMatch]:
+        """Tracks whose melody the query hums, best first; [] for a query without enough melody."""
+        track = predominant_pitch(audio, self.sample_rate, self.hop_s, self.fmin_hz, self.fmax_hz)
+        if not self._contours or track.voiced.sum() * track.hop_s < self.min_query_voiced_s:
+            return []
+        queries = [pool_contour(track, self.cell_s, scale) for scale in self.tempo_scales]
+        candidates = self._candidates(queries)
+        matches = [self._align(track_id, queries) for track_id in candidates]
+        return sorted(matches, key=lambda match: -match.score)[:top_k]
+
+    def _windows(self, contour: MelodyContour, hop_cells: int) -> tuple[np.ndarray, np.ndarray]:
+        return window_vectors(
+            contour.phasors(self.harmonics),
+            contour.voiced_fraction,
+            self._window_cells,
+            max(1, hop_cells),
+            self.min_voiced,
+        )
+
+    def _candidates(self, queries: list[MelodyContour]) -> list[str]:
+        """Every track of a small catalog; otherwise the best-voted tracks of the window search,
+        each scored by its best tempo scale."""
+        if len(self._contours) <= self.candidates:
+            return self.track_ids
+        votes: dict[str, float] = {}
+        for query in queries:
+            vectors, starts = self._windows(query, round(self.query_hop_s / self.cell_s))
+            if len(vectors) == 0 or len(self._index) == 0:
+                continue
+            # Query cells sit at the catalog tempo: cell c is c * cell_s into the track.
+            ranked = self._index.rank_tracks(
+                vectors, starts * self.cell_s, self.candidates, self.neighbors
+            )
+            for match in ranked:
+                votes[match.track_id] = max(votes.get(match.track_id, 0.0), match.score)
+        return sorted(votes, key=lambda track_id: -votes[track_id])[: self.candidates]
+
+    def _align(self, track_id: str, queries: list[MelodyContour]) -> TrackMatch:
+        """The candidate's best alignment over tempo scales and offsets."""
+        reference = self._contours[track_id]
+        reference_phasors = reference.phasors(self.harmonics)
+        best_score, best_offset = -np.inf, 0
+        for query in queries:
+            scores = alignment_scores(
+                query.phasors(self.harmonics),
+                query.voiced_fraction,
+                reference_phasors,
+                reference.voiced_fraction,
+            )
+            offset = int(np.argmax(scores))
+            if scores[offset] > best_score:
+                best_score, best_offset = float(scores[offset]), offset
+        return TrackMatch(track_id, best_score, best_offset * self.cell_s)
+
+    def save(self, directory: Path) -> None:
+        """settings.json, contours.npz (all tracks' cells, concatenated) and the window index."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if any(directory.iterdir()):
+            raise FileExistsError(f"{directory}: not empty")
+        contours = list(self._contours.values())
+        np.savez(
+            directory / "contours.npz",
+            pitch_midi=np.concatenate([c.pitch_midi for c in contours] or [np.zeros(0)]),
+            voiced_fraction=np.concatenate([c.voiced_fraction for c in contours] or [np.zeros(0)]),
+            cells=np.array([len(c.pitch_midi) for c in contours], dtype=np.int64),
+        )
+        state = {"engine": self.name, "settings": self.settings(), "track_ids": self.track_ids}
+        (directory / "settings.json").write_text(json.dumps(state, indent=2))
+        if len(self._index):
+            self._index.save(directory / "windows")
+
+    @classmethod
+    def load(cls, directory: Path) -> MelodyEngine:
+        directory = Path(directory)
+        state = json.loads((directory / "settings.json").read_text())
+        engine = cls(**state["settings"])
+        arrays = np.load(directory / "contours.npz")
+        bounds = np.cumsum(np.r_[0, arrays["cells"]])
+        for track_id, start, end in zip(state["track_ids"], bounds[:-1], bounds[1:]):
+            engine._contours[track_id] = MelodyContour(
+                arrays["pitch_midi"][start:end], arrays["voiced_fraction"][start:end]
+            )
+        if (directory / "windows").is_dir():
+            engine._index = SegmentIndex.load(directory / "windows")
+        return engine

@@ -1,0 +1,89 @@
+"""Recognizer: one object that answers queries with every engine of an index, fused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from acr.audio import AudioError, audio_info, load_audio, resample
+from acr.retrieval.engine import Engine
+from acr.retrieval.fusion import EngineMatches, Fusion
+from acr.retrieval.index import TrackMatch
+from acr.retrieval.indexing import load_engines
+
+FUSION_FILE = "fusion.json"
+MIN_QUERY_S = 0.5
+SILENT_QUERY_RMS = 10 ** (-60 / 20)  # -60 dBFS
+
+
+@dataclass
+class Recognition:
+    """The answer for one query: ranked tracks, or an error status saying why there are none."""
+
+    query_id: str
+    status: str = "ok"
+    error: str = ""
+    matches: list[TrackMatch] = field(default_factory=list)
+    engine_matches: EngineMatches = field(default_factory=dict)
+
+
+class Recognizer:
+    """Runs each engine on a query and fuses their rankings (a single engine needs no fusion)."""
+
+    def __init__(self, engines: dict[str, Engine], fusion: Fusion | None = None) -> None:
+        self.engines = engines
+        self.fusion = fusion or Fusion()
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Recognizer:
+        directory = Path(directory)
+        fusion_path = directory / FUSION_FILE
+        fusion = Fusion.load(fusion_path) if fusion_path.is_file() else None
+        return cls(load_engines(directory), fusion)
+
+    def recognize(self, audio: np.ndarray, sample_rate: int, top_k: int = 5) -> Recognition:
+        """Rank tracks for mono audio, after checking it is long and loud enough."""
+        recognition = Recognition(query_id="")
+        duration_s = len(audio) / sample_rate
+        if duration_s < MIN_QUERY_S:
+            return _error(recognition, f"too short ({duration_s:.2f} s < {MIN_QUERY_S} s)")
+        if float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < SILENT_QUERY_RMS:
+            return _error(recognition, "silent (below -60 dBFS)")
+        # Ask each engine for more than top_k so fusion sees tracks that one engine ranks low.
+        depth = max(top_k, 20)
+        recognition.engine_matches = {
+            name: engine.search(resample(audio, sample_rate, engine.sample_rate), depth)
+            for name, engine in self.engines.items()
+        }
+        if len(self.engines) == 1:
+            recognition.matches = next(iter(recognition.engine_matches.values()))[:top_k]
+        else:
+            recognition.matches = self.fusion.fuse(recognition.engine_matches, top_k)
+        return recognition
+
+    def recognize_file(
+        self,
+        path: str | Path,
+        query_id: str | None = None,
+        offset_s: float = 0.0,
+        duration_s: float | None = None,
+        top_k: int = 5,
+    ) -> Recognition:
+        """Like :meth:`recognize` for a file (or a stretch of one); unreadable files get an
+        error status, not an exception."""
+        query_id = query_id or Path(path).stem
+        try:
+            sample_rate = audio_info(path).sample_rate
+            audio = load_audio(path, offset_s=offset_s, duration_s=duration_s)
+        except AudioError as error:
+            return _error(Recognition(query_id), f"unreadable: {error.reason}")
+        recognition = self.recognize(audio, sample_rate, top_k)
+        recognition.query_id = query_id
+        return recognition
+
+
+def _error(recognition: Recognition, message: str) -> Recognition:
+    recognition.status, recognition.error = "error", message
+    return recognition

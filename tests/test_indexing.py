@@ -1,0 +1,134 @@
+"""Index builds: catalogs as folders or tables, skipped files, snapshots and resume."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from acr.audio import save_audio
+from acr.manifests import ManifestError, read_catalog, write_table
+from acr.retrieval.indexing import IndexError_, IndexState, build_index, load_engines
+from acr.retrieval.recognizer import Recognizer
+from acr.synth import synthesize_track
+
+SAMPLE_RATE = 22050  # not the engines' rate: indexing resamples
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six 12-s songs in nested folders (one stereo), one corrupt file, one silent file."""
+    root = tmp_path_factory.mktemp("catalog")
+    for seed in range(6):
+        audio = synthesize_track(seed, 12.0, SAMPLE_RATE)
+        if seed == 0:
+            audio = np.stack([audio, 0.5 * audio], axis=1)
+        save_audio(root / f"album{seed % 2}" / f"song{seed}.flac", audio, SAMPLE_RATE)
+    (root / "broken.mp3").write_bytes(b"ID3" + b"\x00garbage" * 50)
+    save_audio(root / "silence.wav", np.zeros(SAMPLE_RATE * 5, np.float32), SAMPLE_RATE)
+    return root
+
+
+def test_folder_catalog_ids_come_from_file_names(catalog: Path) -> None:
+    tracks = read_catalog(catalog)
+    assert sorted(tracks["track_id"]) == ["broken", "silence", *[f"song{i}" for i in range(6)]]
+
+
+def test_table_catalog_resolves_relative_paths_and_rejects_duplicates(catalog: Path) -> None:
+    table = pd.DataFrame(
+        {"track_id": ["a", "b"], "path": ["album0/song0.flac", "album1/song1.flac"]}
+    )
+    write_table(table, catalog / "catalog.jsonl")
+    assert read_catalog(catalog / "catalog.jsonl")["path"].iloc[0] == str(
+        catalog / "album0" / "song0.flac"
+    )
+    write_table(pd.concat([table, table.head(1)]), catalog / "twice.csv")
+    with pytest.raises(ManifestError, match="duplicate track_id 'a'"):
+        read_catalog(catalog / "twice.csv")
+    (catalog / "catalog.jsonl").unlink()
+    (catalog / "twice.csv").unlink()
+
+
+def test_build_skips_bad_files_and_recognises_an_excerpt(catalog: Path, tmp_path: Path) -> None:
+    summary = build_index(catalog, tmp_path / "index", "fingerprint", workers=1, save_every=3)
+    assert summary.tracks == 6 and summary.skipped == 2
+    skipped = pd.read_csv(tmp_path / "index" / "skipped.csv")
+    reasons = dict(zip(skipped["track_id"], skipped["reason"]))
+    assert "cannot decode" in reasons["broken"] and "silent" in reasons["silence"]
+    state = IndexState.read(tmp_path / "index")
+    assert state.complete and state.acr_version and state.engines["fingerprint"]
+    assert state.audio_s == pytest.approx(72.0, abs=0.1)
+    excerpt = synthesize_track(3, 12.0, SAMPLE_RATE)[4 * SAMPLE_RATE : 7 * SAMPLE_RATE]
+    recognition = Recognizer.load(tmp_path / "index").recognize(excerpt, SAMPLE_RATE)
+    assert recognition.matches[0].track_id == "song3"
+    assert recognition.matches[0].offset_s == pytest.approx(4.0, abs=0.1)
+
+
+def test_existing_index_needs_resume(catalog: Path, tmp_path: Path) -> None:
+    build_index(catalog, tmp_path / "index", "fingerprint", workers=1)
+    with pytest.raises(IndexError_, match="--resume"):
+        build_index(catalog, tmp_path / "index", "fingerprint", workers=1)
+    with pytest.raises(IndexError_, match="needs --model"):
+        build_index(catalog, tmp_path / "other", "hybrid", workers=1)
+
+
+def test_resume_continues_a_partial_index_without_duplicates(catalog: Path, tmp_path: Path) -> None:
+    complete = build_index(catalog, tmp_path / "complete", "fingerprint", workers=1)
+    # What a kill after three tracks leaves: a consistent snapshot of those three.
+    tracks = read_catalog(catalog)
+    write_table(tracks.head(3), tmp_path / "first_three.csv")
+    build_index(tmp_path / "first_three.csv", tmp_path / "partial", "fingerprint", workers=1)
+    resumed = build_index(catalog, tmp_path / "partial", "fingerprint", resume=True, workers=1)
+    assert (resumed.tracks, resumed.skipped, resumed.items) == (
+        complete.tracks,
+        complete.skipped,
+        complete.items,
+    )
+    resumed_ids = load_engines(tmp_path / "partial")["fingerprint"].track_ids
+    assert len(resumed_ids) == len(set(resumed_ids)) == 6
+    complete_ids = load_engines(tmp_path / "complete")["fingerprint"].track_ids
+    assert sorted(resumed_ids) == sorted(complete_ids)
+    # Nothing left to do: a second resume adds nothing.
+    again = build_index(catalog, tmp_path / "partial", "fingerprint", resume=True, workers=1)
+    assert again.items == complete.items
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_resume(catalog: Path, tmp_path: Path) -> None:
+    """The real thing: kill -9 the CLI after its first snapshot, then --resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [
+        sys.executable,
+        "-m",
+        "acr",
+        "index",
+        "--catalog",
+        str(catalog),
+        "--output",
+        str(tmp_path / "killed"),
+        "--workers",
+        "1",
+        "--save_every",
+        "1",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and process.poll() is None:
+        if (tmp_path / "killed" / "index.json").is_file():
+            break
+        time.sleep(0.02)
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    resumed = build_index(catalog, tmp_path / "killed", "fingerprint", resume=True, workers=1)
+    complete = build_index(catalog, tmp_path / "complete", "fingerprint", workers=1)
+    assert (resumed.tracks, resumed.skipped, resumed.items) == (
+        complete.tracks,
+        complete.skipped,
+        complete.items,
+    )
