@@ -330,7 +330,7 @@ def _degrade_live_mix(
     rt60_s = float(rng.uniform(*LIVE_RT60_S_RANGE))
     snr_db = float(rng.uniform(*LIVE_SNR_DB_RANGE))
     low_hz = float(rng.uniform(*LIVE_LOW_HZ_RANGE))
-    high_hz = float(rng.uniform(*LIVE_HIGH_HZ_RANGE))
+    high_hz = min(float(rng.uniform(*LIVE_HIGH_HZ_RANGE)), 0.45 * sample_rate)  # below Nyquist
     drive_db = float(rng.uniform(*LIVE_DRIVE_DB_RANGE))
     mixed = add_noise(add_reverb(audio, sample_rate, rt60_s, rng), snr_db, rng)
     mixed = band_limit(mixed, sample_rate, low_hz, high_hz)

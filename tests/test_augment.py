@@ -263,3 +263,10 @@ def test_live_mix_is_noisy_and_clipped() -> None:
     peak = np.abs(mixed).max()
     assert np.mean(np.abs(mixed) >= 0.999 * peak) > 0.001  # samples sit at the clip level
     assert np.corrcoef(mixed, audio)[0, 1] < 0.95
+
+
+@pytest.mark.parametrize("degradation", QUERY_DEGRADATIONS)
+def test_every_degradation_runs_at_8_khz(degradation: str) -> None:
+    audio = np.sin(2 * np.pi * 440 * np.arange(8000) / 8000).astype(np.float32) * 0.5
+    degraded, _ = degrade(audio, 8000, degradation, np.random.default_rng(0))
+    assert np.all(np.isfinite(degraded)) and len(degraded) > 0
