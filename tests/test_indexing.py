@@ -132,3 +132,20 @@ def test_sigkill_midway_then_resume(catalog: Path, tmp_path: Path) -> None:
         complete.skipped,
         complete.items,
     )
+
+
+def test_resume_ignores_snapshots_a_kill_left_behind(catalog: Path, tmp_path: Path) -> None:
+    """A kill between writing snapshot N and pointing index.json at it leaves an orphan that
+    a resumed build will want to write again under the same name."""
+    tracks = read_catalog(catalog)
+    write_table(tracks.head(2), tmp_path / "first_two.csv")
+    build_index(tmp_path / "first_two.csv", tmp_path / "index", "fingerprint", workers=1)
+    orphan = tmp_path / "index" / "snapshot-000004"
+    (orphan / "fingerprint").mkdir(parents=True)
+    (orphan / "fingerprint" / "partial.npy").write_bytes(b"half written")
+    (tmp_path / "index" / ".snapshot-000006.tmp").mkdir()
+    resumed = build_index(catalog, tmp_path / "index", "fingerprint", resume=True, workers=1,
+                          save_every=2)
+    assert resumed.tracks == 6 and resumed.skipped == 2
+    snapshots = sorted(p.name for p in (tmp_path / "index").iterdir() if "snapshot" in p.name)
+    assert snapshots == [IndexState.read(tmp_path / "index").snapshot]

@@ -196,8 +196,6 @@ def _open(
     directory: Path, names: list[str], checkpoint: str | None, resume: bool, catalog: str
 ) -> tuple[dict[str, Engine], IndexState, pd.DataFrame]:
     """Fresh engines for a new index, or the last snapshot of an existing one (``resume``)."""
-    for leftover in directory.glob(".snapshot-*.tmp"):  # a snapshot a kill interrupted
-        shutil.rmtree(leftover)
     if (directory / INDEX_FILE).is_file():
         if not resume:
             raise IndexError_(
@@ -209,6 +207,7 @@ def _open(
             raise IndexError_(
                 f"{directory} was built with engines {sorted(state.engines)}, not {sorted(names)}"
             )
+        _remove_orphan_snapshots(directory, state.snapshot)
         engines = load_engines(directory)
         embedding = engines.get("embedding")
         if embedding is not None and checkpoint:
@@ -217,12 +216,21 @@ def _open(
                 raise IndexError_(f"{directory} was built with another model than {checkpoint}")
         state.complete = False
         return engines, state, _read_skipped(directory / state.snapshot)
+    _remove_orphan_snapshots(directory, keep="")
     if directory.exists() and any(directory.iterdir()):
         raise IndexError_(f"{directory} exists and is not an acr index; choose an empty folder")
     directory.mkdir(parents=True, exist_ok=True)
     engines = create_engines(names, checkpoint)
     state = IndexState(engines={name: e.settings() for name, e in engines.items()}, catalog=catalog)
     return engines, state, pd.DataFrame(columns=["track_id", "path", "reason"])
+
+
+def _remove_orphan_snapshots(directory: Path, keep: str) -> None:
+    """Snapshots that index.json does not point at: a kill came between writing one and
+    switching to it, or before deleting the one before. They hold nothing the index needs."""
+    for path in [*directory.glob(".snapshot-*.tmp"), *directory.glob("snapshot-*")]:
+        if path.name != keep:
+            shutil.rmtree(path)
 
 
 def _snapshot(
