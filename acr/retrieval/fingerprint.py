@@ -49,6 +49,8 @@ from acr.retrieval.index import TrackMatch
 
 # Filtered magnitudes below this (a tone at about -110 dBFS) are silence: no peaks there.
 MAGNITUDE_FLOOR = 1e-3
+SHORTLIST_OFFSET_FRAMES = 32  # ~1 s at 8 kHz and a 256-sample hop
+SHORTLIST_TABLE = 1 << 20  # hashed (track, hypothesis, offset) cells counted per query
 
 
 class Peaks(NamedTuple):
@@ -267,6 +269,9 @@ class FingerprintEngine(Engine):
         max_postings_per_hash: hashes more common than this in the index are skipped (they
             vote everywhere and cost most of the search time).
         min_votes: tracks whose best bin scores less are not returned.
+        candidate_groups: (track, hypothesis) pairs with the most raw hash matches that get
+            an offset histogram; the rest are dropped unsorted, which keeps search time nearly
+            flat in catalog size (audfprint shortlists tracks by raw hash count the same way).
     """
 
     name: ClassVar[str] = "fingerprint"
@@ -295,6 +300,7 @@ class FingerprintEngine(Engine):
         offset_bin_frames: int = 1,
         max_postings_per_hash: int = 1000,
         min_votes: int = 2,
+        candidate_groups: int = 64,
     ) -> None:
         self.sample_rate = sample_rate
         self._extractor = LandmarkExtractor(
@@ -321,6 +327,7 @@ class FingerprintEngine(Engine):
         self.offset_bin_frames = offset_bin_frames
         self.max_postings_per_hash = max_postings_per_hash
         self.min_votes = min_votes
+        self.candidate_groups = candidate_groups
         if pitch_step_semitones <= 0:
             raise ValueError(f"pitch_step_semitones must be > 0, got {pitch_step_semitones}")
         self._track_ids: list[str] = []
@@ -347,6 +354,7 @@ class FingerprintEngine(Engine):
             "offset_bin_frames": self.offset_bin_frames,
             "max_postings_per_hash": self.max_postings_per_hash,
             "min_votes": self.min_votes,
+            "candidate_groups": self.candidate_groups,
         }
 
     def extractor(self) -> LandmarkExtractor:
@@ -464,12 +472,15 @@ class FingerprintEngine(Engine):
         (reference frame - scaled query frame) bin; a bin's score adds its two neighbours."""
         if len(postings) == 0:
             return []
+        group = self._tracks[postings].astype(np.int64) * len(self.hypotheses)
+        group += query_hypotheses[query_index]
         offsets = self._frames[postings] - query_frames[query_index]
+        shortlist = self._shortlist(group, offsets)
+        group, offsets = group[shortlist], offsets[shortlist]
         offset_bins = np.floor(offsets / self.offset_bin_frames + 0.5).astype(np.int64)
         lowest = int(offset_bins.min()) - 1
         width = int(offset_bins.max()) - lowest + 2  # a free bin either side: no wrap-around
-        group = self._tracks[postings].astype(np.int64) * len(self.hypotheses)
-        cell_of_vote = (group + query_hypotheses[query_index]) * width + (offset_bins - lowest)
+        cell_of_vote = group * width + (offset_bins - lowest)
         cells, scores = _windowed_counts(cell_of_vote)
         cell_tracks = cells // (width * len(self.hypotheses))
         best = _best_per_group(cell_tracks, scores)
@@ -485,6 +496,24 @@ class FingerprintEngine(Engine):
                 TrackMatch(track_id, float(scores[cell]), offset_frames * seconds_per_frame)
             )
         return matches
+
+    def _shortlist(self, group: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Votes in the ``candidate_groups`` (track, hypothesis, ~1-s offset) cells with the
+        most raw matches, or next to one: a linear-time count (the exact histogram needs a
+        sort). Cells are hashed into a fixed table; a collision only lets a few extra votes
+        through."""
+        coarse = (offsets * (1.0 / SHORTLIST_OFFSET_FRAMES)).astype(np.int64)
+        cell = (group * 1_000_003 + coarse) & (SHORTLIST_TABLE - 1)
+        counts = np.bincount(cell, minlength=SHORTLIST_TABLE)
+        occupied = counts[counts > 0]
+        if len(occupied) <= self.candidate_groups:
+            return np.ones(len(group), dtype=bool)
+        threshold = max(np.partition(occupied, -self.candidate_groups)[-self.candidate_groups],
+                        self.min_votes)
+        # A true alignment may straddle two coarse cells: a vote counts if either neighbour
+        # cell made the cut too.
+        neighbourhood = np.maximum(counts, np.maximum(np.roll(counts, 1), np.roll(counts, -1)))
+        return neighbourhood[cell] >= threshold
 
     def save(self, directory: Path) -> None:
         """Write settings and track ids as JSON and the postings as three .npy arrays."""
