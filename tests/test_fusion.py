@@ -41,8 +41,9 @@ def test_fit_calibrates_and_weights_towards_the_reliable_engine(tmp_path: Path) 
     assert fusion.calibrated
     assert fusion.weights["strong"] > fusion.weights["weak"]
     # Calibration: a high fingerprint-like score means a likely right answer.
-    assert fusion.calibrations["strong"].probability(40.0) > 0.8
-    assert fusion.calibrations["strong"].probability(3.0) < 0.2
+    clear_match = [TrackMatch("T", 40.0, 0.0), TrackMatch("S2", 3.0, 0.0)]
+    assert fusion.calibrations["strong"].probabilities(clear_match)[0] > 0.8
+    assert fusion.calibrations["strong"].probabilities(clear_match)[1] < 0.2
     top1 = np.mean([fusion.fuse(r, 1)[0].track_id == t for r, t in zip(results, truth)])
     assert top1 >= 0.88  # at least the strong engine alone
     fusion.save(tmp_path / "fusion.json")
@@ -50,7 +51,29 @@ def test_fit_calibrates_and_weights_towards_the_reliable_engine(tmp_path: Path) 
     assert loaded == fusion
 
 
-def test_calibration_probability_is_monotonic() -> None:
-    calibration = Calibration(slope=2.0, intercept=-4.0)
-    probabilities = [calibration.probability(score) for score in (0, 1, 5, 50)]
-    assert probabilities == sorted(probabilities) and 0 < probabilities[0] < probabilities[-1] < 1
+def test_calibration_rewards_score_and_lead_over_the_runner_up() -> None:
+    calibration = Calibration([1.0, 2.0, -4.0])
+    ranked = [TrackMatch(t, s, 0.0) for t, s in (("A", 50), ("B", 5), ("C", 4.5), ("D", 0))]
+    probabilities = calibration.probabilities(ranked)
+    assert probabilities[0] > 0.98 and probabilities[0] > probabilities[1:].max()
+    close_call = calibration.probabilities([TrackMatch("A", 50, 0), TrackMatch("B", 49, 0)])
+    assert close_call[0] < probabilities[0]
+
+
+def test_fit_does_not_lose_to_a_single_engine_in_any_group() -> None:
+    """Engine "clip" is right on clips and wrong on hums; "hum" the opposite. A weighting that
+    follows only one of them would lose a whole group."""
+    results, truth, groups = [], [], []
+    for query in range(120):
+        right, is_hum = f"T{query}", query % 3 == 0
+        clip = [
+            TrackMatch("X" if is_hum else right, 4.0 if is_hum else 60.0, 0.0),
+            TrackMatch("Y", 3.5, 0.0),
+        ]
+        hum = [TrackMatch(right if is_hum else "Z", 9.0, 0.0), TrackMatch("W", 2.0, 0.0)]
+        results.append({"clip": clip, "hum": hum})
+        truth.append(right)
+        groups.append("hum" if is_hum else "clip")
+    fusion = Fusion.fit(results, truth, groups)
+    fused = [fusion.fuse(r, 1)[0].track_id == t for r, t in zip(results, truth)]
+    assert np.mean(fused) == 1.0

@@ -144,8 +144,9 @@ def test_resume_ignores_snapshots_a_kill_left_behind(catalog: Path, tmp_path: Pa
     (orphan / "fingerprint").mkdir(parents=True)
     (orphan / "fingerprint" / "partial.npy").write_bytes(b"half written")
     (tmp_path / "index" / ".snapshot-000006.tmp").mkdir()
-    resumed = build_index(catalog, tmp_path / "index", "fingerprint", resume=True, workers=1,
-                          save_every=2)
+    resumed = build_index(
+        catalog, tmp_path / "index", "fingerprint", resume=True, workers=1, save_every=2
+    )
     assert resumed.tracks == 6 and resumed.skipped == 2
     snapshots = sorted(p.name for p in (tmp_path / "index").iterdir() if "snapshot" in p.name)
     assert snapshots == [IndexState.read(tmp_path / "index").snapshot]

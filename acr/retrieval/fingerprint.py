@@ -508,8 +508,9 @@ class FingerprintEngine(Engine):
         occupied = counts[counts > 0]
         if len(occupied) <= self.candidate_groups:
             return np.ones(len(group), dtype=bool)
-        threshold = max(np.partition(occupied, -self.candidate_groups)[-self.candidate_groups],
-                        self.min_votes)
+        threshold = max(
+            np.partition(occupied, -self.candidate_groups)[-self.candidate_groups], self.min_votes
+        )
         # A true alignment may straddle two coarse cells: a vote counts if either neighbour
         # cell made the cut too.
         neighbourhood = np.maximum(counts, np.maximum(np.roll(counts, 1), np.roll(counts, -1)))

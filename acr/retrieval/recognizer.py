@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class Recognizer:
     def __init__(self, engines: dict[str, Engine], fusion: Fusion | None = None) -> None:
         self.engines = engines
         self.fusion = fusion or Fusion()
+        # Engines run side by side: their heavy parts (numpy, torch, hnswlib) release the GIL.
+        self._pool = ThreadPoolExecutor(len(engines)) if len(engines) > 1 else None
 
     @classmethod
     def load(cls, directory: str | Path) -> Recognizer:
@@ -53,10 +56,16 @@ class Recognizer:
             return _error(recognition, "silent (below -60 dBFS)")
         # Ask each engine for more than top_k so fusion sees tracks that one engine ranks low.
         depth = max(top_k, 20)
-        recognition.engine_matches = {
-            name: engine.search(resample(audio, sample_rate, engine.sample_rate), depth)
-            for name, engine in self.engines.items()
-        }
+
+        def search(engine: Engine) -> list[TrackMatch]:
+            return engine.search(resample(audio, sample_rate, engine.sample_rate), depth)
+
+        searches = (
+            self._pool.map(search, self.engines.values())
+            if self._pool
+            else map(search, self.engines.values())
+        )
+        recognition.engine_matches = dict(zip(self.engines, searches))
         if len(self.engines) == 1:
             recognition.matches = next(iter(recognition.engine_matches.values()))[:top_k]
         else:
