@@ -217,7 +217,7 @@ def run_evaluate(options: Namespace) -> None:
     from acr.retrieval.recognizer import Recognizer
 
     report = evaluate(
-        Recognizer.load(options.index),
+        Recognizer.load(options.index, cascade=False),
         read_queries(options.queries),
         options.top_k,
         options.bootstrap,
@@ -240,17 +240,27 @@ def run_fuse(options: Namespace) -> None:
     from acr.retrieval.fusion import Fusion
     from acr.retrieval.recognizer import FUSION_FILE, Recognizer
 
-    recognizer = Recognizer.load(options.index)
+    recognizer = Recognizer.load(options.index, cascade=False)
     if len(recognizer.engines) < 2:
         raise ValueError(f"{options.index} has one engine; fusion needs a hybrid index")
     queries = read_queries(options.queries)
     recognitions = [r for r in recognize_queries(recognizer, queries, 20) if r.status == "ok"]
     truth = dict(zip(queries["query_id"], queries["track_id"]))
     fusion = Fusion.fit(
-        [r.engine_matches for r in recognitions], [truth[r.query_id] for r in recognitions]
+        [r.engine_matches for r in recognitions],
+        [truth[r.query_id] for r in recognitions],
+        [r.query_features for r in recognitions],
     )
     fusion.save(Path(options.index) / FUSION_FILE)
-    print(f"fusion fitted on {len(recognitions)} queries: weights {fusion.weights}")
+    exit_rule = fusion.early_exit
+    print(
+        f"fusion fitted on {len(recognitions)} queries over {', '.join(fusion.engines)}; "
+        + (
+            f"early exit: {exit_rule.engine} alone when P(right) >= {exit_rule.probability}"
+            if exit_rule
+            else "no early exit"
+        )
+    )
 
 
 def run_make_queries(options: Namespace) -> None:

@@ -1,16 +1,22 @@
 """Fusing several engines' ranked tracks into one ranking.
 
-Engines score on unrelated scales (hash votes, summed cosine similarities, melody matches), so
-scores are first *calibrated*: per engine, a logistic curve on log(1 + score) gives the
-probability that a candidate is the right track (Platt scaling, fit on validation queries).
-The fused score is a weighted sum of those probabilities; the weights are chosen on the same
-validation queries. Until fitted, fusion falls back to reciprocal-rank fusion (Cormack et al.
-2009), which needs no scale at all.
+Engines score on unrelated scales (hash votes, summed cosine similarities, melody matches), and
+which engine to believe depends on the query: a hum has no landmarks to match, a noisy full
+mix little melody to follow. So fusion is *stacked*: a logistic regression, fit on validation
+queries, gives each candidate track the probability that it is the right one, from every
+engine's evidence about that candidate (its score, lead over the next candidate, rank) and the
+engines' confidence on this query, all of it also scaled by the query's harmonicity (near 1
+for a hum or a solo voice, lower for a mix: :func:`acr.pitch.harmonicity`).
+
+A fitted fusion also has an *early exit*: when the most accurate engine's own top-1 is
+certain enough, its ranking is the answer and the other engines need not run. The threshold is
+the lowest at which exiting never changed a validation answer for the worse.
+
+Until fitted, fusion is reciprocal-rank fusion (Cormack et al. 2009), which needs no scale.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,99 +28,93 @@ from acr.retrieval.index import TrackMatch
 
 RRF_K = 60  # Cormack et al. 2009
 EngineMatches = dict[str, list[TrackMatch]]
+QueryFeatures = dict[str, float]
+QUERY_FEATURES = ("harmonicity",)
+ENGINE_FEATURES = 7  # per engine and candidate, see _candidate_features
+EXIT_THRESHOLDS = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 
 
 @dataclass
-class Calibration:
-    """P(right track | candidate) = sigmoid(w . [log1p(score), margin, 1]), where margin is
-    log1p(score) minus log1p of the next candidate's score in the same ranking: a clear lead
-    over the runner-up is what separates a real match from the best of a bad lot."""
+class EarlyExit:
+    """Answer with ``engine`` alone when P(its top-1 is right) >= ``probability``, where
+    P = sigmoid(weights . [log1p(top score), lead over the runner-up, 1])."""
 
-    weights: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.0])
+    engine: str
+    weights: list[float]
+    probability: float
 
-    def probabilities(self, ranked: list[TrackMatch]) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-_features(ranked) @ np.asarray(self.weights)))
+    def decides(self, ranked: list[TrackMatch]) -> bool:
+        if not ranked:
+            return False
+        return _top1_probability(ranked, self.weights) >= self.probability
 
-
-def _features(ranked: list[TrackMatch]) -> np.ndarray:
-    """[candidates, 3]: log1p(score), margin over the next candidate, and a constant."""
-    log_scores = np.log1p(np.maximum([match.score for match in ranked], 0.0))
-    margins = log_scores - np.r_[log_scores[1:], 0.0]
-    return np.stack([log_scores, margins, np.ones(len(ranked))], axis=1).reshape(-1, 3)
+    def ranking(self, ranked: list[TrackMatch], top_k: int) -> list[TrackMatch]:
+        """The engine's ranking, scored like fused rankings: the top-1 gets its probability of
+        being right, and the others (all below it) what is left, 1 - P."""
+        top1 = _top1_probability(ranked, self.weights)
+        return [
+            TrackMatch(m.track_id, top1 if rank == 0 else 1.0 - top1, m.offset_s)
+            for rank, m in enumerate(ranked[:top_k])
+        ]
 
 
 @dataclass
 class Fusion:
-    """Per-engine weights and calibrations; ``calibrated`` False means reciprocal-rank fusion."""
+    """A stacked model over ``engines`` (most accurate first); no weights means reciprocal-rank
+    fusion."""
 
-    weights: dict[str, float] = field(default_factory=dict)
-    calibrations: dict[str, Calibration] = field(default_factory=dict)
-    calibrated: bool = False
+    engines: list[str] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    early_exit: EarlyExit | None = None
 
-    def fuse(self, matches: EngineMatches, top_k: int = 5) -> list[TrackMatch]:
-        """One ranking from each engine's ranking; offsets come from the most trusted engine."""
-        scores: dict[str, float] = {}
-        offsets: dict[str, tuple[float, float]] = {}
-        for engine, ranked in matches.items():
-            weight = self.weights.get(engine, 1.0)
-            if self.calibrated:
-                contributions = weight * self.calibrations[engine].probabilities(ranked)
-            else:
-                contributions = weight / (RRF_K + np.arange(1, len(ranked) + 1))
-            for match, contribution in zip(ranked, contributions.tolist()):
-                scores[match.track_id] = scores.get(match.track_id, 0.0) + contribution
-                if contribution > offsets.get(match.track_id, (-1.0, 0.0))[0]:
-                    offsets[match.track_id] = (contribution, match.offset_s)
-        ranked_ids = sorted(scores, key=lambda track: -scores[track])[:top_k]
-        return [TrackMatch(t, scores[t], offsets[t][1]) for t in ranked_ids]
+    @property
+    def fitted(self) -> bool:
+        return bool(self.weights)
+
+    def fuse(
+        self, matches: EngineMatches, query: QueryFeatures | None = None, top_k: int = 5
+    ) -> list[TrackMatch]:
+        """One ranking from each engine's ranking; a track's offset comes from the most accurate
+        engine that found it."""
+        if not self.fitted:
+            return _reciprocal_rank_fusion(matches, top_k)
+        if self.early_exit and self.early_exit.decides(matches.get(self.early_exit.engine, [])):
+            return self.early_exit.ranking(matches[self.early_exit.engine], top_k)
+        candidates, features = _candidate_features(matches, self.engines, query or {})
+        if not candidates:
+            return []
+        probabilities = _sigmoid(features @ np.asarray(self.weights))
+        order = np.argsort(-probabilities, kind="stable")[:top_k]
+        offsets = _offsets(matches, self.engines)
+        return [
+            TrackMatch(candidates[i], float(probabilities[i]), offsets[candidates[i]])
+            for i in order
+        ]
 
     @classmethod
     def fit(
         cls,
         results: Sequence[EngineMatches],
         right_track_ids: Sequence[str],
-        groups: Sequence[str] | None = None,
-        weight_step: float = 0.1,
+        queries: Sequence[QueryFeatures] | None = None,
+        l2: float = 1e-2,
     ) -> Fusion:
-        """Calibrate each engine, then pick weights on a simplex grid. Fit on validation
-        queries, never on the ones you report.
-
-        The weights are chosen, in this order, to (1) lose to no single engine in any group
-        (e.g. degradation) when ``groups`` are given, (2) maximise top-1, (3) maximise MRR,
-        (4) trust engines in proportion to their own top-1.
-        """
-        engines = sorted({engine for result in results for engine in result})
-        calibrations = {
-            engine: _fit_calibration([r.get(engine, []) for r in results], right_track_ids)
-            for engine in engines
-        }
-        group_codes = np.unique(
-            np.asarray(groups if groups is not None else [""] * len(results)), return_inverse=True
-        )[1]
-        alone = [
-            _hits(
-                cls({engine: 1.0}, calibrations, True),
-                [{engine: r.get(engine, [])} for r in results],
-                right_track_ids,
-            )
-            for engine in engines
-        ]
-        best_alone = np.max([_group_means(hits, group_codes) for hits, _ in alone], axis=0)
-        alone_top1 = [hits.mean() for hits, _ in alone]
-        best: tuple[float, ...] = (-np.inf,)
-        fusion = cls(calibrations=calibrations, calibrated=True)
-        for weights in _simplex(len(engines), weight_step):
-            candidate = cls(dict(zip(engines, weights)), calibrations, calibrated=True)
-            hits, reciprocal = _hits(candidate, results, right_track_ids)
-            worst_loss = min(0.0, float(np.min(_group_means(hits, group_codes) - best_alone)))
-            quality = (
-                worst_loss,
-                hits.mean(),
-                reciprocal.mean(),
-                float(np.dot(weights, alone_top1)),
-            )
-            if quality > best:
-                best, fusion = quality, candidate
+        """Fit the stacked model and the early exit on validation queries (never on the ones
+        you report)."""
+        queries = queries or [{} for _ in results]
+        engines = sorted(
+            {engine for result in results for engine in result},
+            key=lambda engine: -_top1_rate([r.get(engine, []) for r in results], right_track_ids),
+        )
+        design, target = [], []
+        for result, right, query in zip(results, right_track_ids, queries):
+            candidates, features = _candidate_features(result, engines, query)
+            design.append(features)
+            target.append([float(candidate == right) for candidate in candidates])
+        fusion = cls(
+            engines, _logistic_regression(np.concatenate(design), np.concatenate(target), l2)
+        )
+        fusion.early_exit = _fit_early_exit(fusion, results, right_track_ids, queries)
         return fusion
 
     def save(self, path: Path) -> None:
@@ -123,61 +123,124 @@ class Fusion:
     @classmethod
     def load(cls, path: Path) -> Fusion:
         raw = json.loads(path.read_text())
-        calibrations = {name: Calibration(c["weights"]) for name, c in raw["calibrations"].items()}
-        return cls(raw["weights"], calibrations, raw["calibrated"])
+        if "engines" not in raw:
+            raise ValueError(f"{path}: fusion from an older acr; fit it again with `acr fuse`")
+        early_exit = EarlyExit(**raw["early_exit"]) if raw.get("early_exit") else None
+        return cls(raw["engines"], raw["weights"], early_exit)
 
 
-def _fit_calibration(
-    rankings: Sequence[list[TrackMatch]], right_track_ids: Sequence[str]
-) -> Calibration:
-    """Logistic regression of 'is the right track' on each candidate's features, by Newton's
-    method. Written by hand: three parameters do not justify a scikit-learn dependency."""
-    rows = [
-        (_features(ranked), [float(m.track_id == right) for m in ranked])
-        for ranked, right in zip(rankings, right_track_ids)
-        if ranked
-    ]
+def _reciprocal_rank_fusion(matches: EngineMatches, top_k: int) -> list[TrackMatch]:
+    scores: dict[str, float] = {}
+    offsets: dict[str, tuple[float, float]] = {}
+    for ranked in matches.values():
+        for rank, match in enumerate(ranked, start=1):
+            contribution = 1 / (RRF_K + rank)
+            scores[match.track_id] = scores.get(match.track_id, 0.0) + contribution
+            if contribution > offsets.get(match.track_id, (-1.0, 0.0))[0]:
+                offsets[match.track_id] = (contribution, match.offset_s)
+    ranked_ids = sorted(scores, key=lambda track: -scores[track])[:top_k]
+    return [TrackMatch(t, scores[t], offsets[t][1]) for t in ranked_ids]
+
+
+def _candidate_features(
+    matches: EngineMatches, engines: Sequence[str], query: QueryFeatures
+) -> tuple[list[str], np.ndarray]:
+    """Every track any engine ranked, and its features: per engine, log1p(score), its lead over
+    the engine's next candidate, whether it is the engine's top-1, its log-score gap to that
+    top-1, whether the engine ranked it at all, and the engine's top log-score and top lead;
+    then a constant; then all of that again times each query feature."""
+    candidates = list(dict.fromkeys(m.track_id for e in engines for m in matches.get(e, [])))
+    position = {track_id: i for i, track_id in enumerate(candidates)}
+    columns = []
+    for engine in engines:
+        ranked = matches.get(engine, [])
+        block = np.zeros((len(candidates), ENGINE_FEATURES))
+        log_scores = np.log1p(np.maximum([m.score for m in ranked], 0.0))
+        leads = log_scores - np.r_[log_scores[1:], 0.0]
+        top, top_lead = (log_scores[0], leads[0]) if len(ranked) else (0.0, 0.0)
+        block[:, 3] = -top
+        block[:, 5:] = top, top_lead
+        rows = [position[m.track_id] for m in ranked]
+        block[rows, 0], block[rows, 1] = log_scores, leads
+        block[rows, 3] = log_scores - top
+        block[rows, 4] = 1.0
+        if rows:
+            block[rows[0], 2] = 1.0
+        columns.append(block)
+    base = np.hstack([*columns, np.ones((len(candidates), 1))])
+    scaled = [base * query.get(name, 0.0) for name in QUERY_FEATURES]
+    return candidates, np.hstack([base, *scaled])
+
+
+def _offsets(matches: EngineMatches, engines: Sequence[str]) -> dict[str, float]:
+    offsets: dict[str, float] = {}
+    for engine in engines:
+        for match in matches.get(engine, []):
+            offsets.setdefault(match.track_id, match.offset_s)
+    return offsets
+
+
+def _fit_early_exit(
+    fusion: Fusion,
+    results: Sequence[EngineMatches],
+    right_track_ids: Sequence[str],
+    queries: Sequence[QueryFeatures],
+) -> EarlyExit | None:
+    """Calibrate the most accurate engine's top-1, and exit at the lowest threshold where no
+    exiting validation query would have been answered better by the full fusion."""
+    engine = fusion.engines[0]
+    rankings = [result.get(engine, []) for result in results]
+    rows = [(r, right) for r, right in zip(rankings, right_track_ids) if r]
     if not rows:
-        return Calibration()
-    design = np.concatenate([features for features, _ in rows])
-    target = np.concatenate([labels for _, labels in rows])
+        return None
+    design = np.stack([_top1_features(r) for r, _ in rows])
+    target = np.array([float(r[0].track_id == right) for r, right in rows])
     if target.min() == target.max():
-        return Calibration()
+        return None
+    weights = _logistic_regression(design, target, l2=1e-2)
+    for threshold in EXIT_THRESHOLDS:
+        exit_rule = EarlyExit(engine, [float(w) for w in weights], threshold)
+        costly = False
+        for result, right, query, ranked in zip(results, right_track_ids, queries, rankings):
+            if exit_rule.decides(ranked) and ranked[0].track_id != right:
+                fused = fusion.fuse(result, query, top_k=1)
+                costly |= bool(fused) and fused[0].track_id == right
+        if not costly:
+            return exit_rule
+    return None
+
+
+def _top1_features(ranked: list[TrackMatch]) -> np.ndarray:
+    scores = np.log1p(np.maximum([m.score for m in ranked[:2]], 0.0))
+    return np.array([scores[0], scores[0] - (scores[1] if len(scores) > 1 else 0.0), 1.0])
+
+
+def _top1_probability(ranked: list[TrackMatch], weights: Sequence[float]) -> float:
+    return float(_sigmoid(_top1_features(ranked) @ np.asarray(weights)))
+
+
+def _top1_rate(rankings: Sequence[list[TrackMatch]], right_track_ids: Sequence[str]) -> float:
+    return float(
+        np.mean([bool(r) and r[0].track_id == t for r, t in zip(rankings, right_track_ids)])
+    )
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+
+
+def _logistic_regression(design: np.ndarray, target: np.ndarray, l2: float) -> list[float]:
+    """L2-regularised logistic regression by Newton's method. Written by hand: a few dozen
+    parameters and one call per fit do not justify a scikit-learn dependency."""
     weights = np.zeros(design.shape[1])
-    for _ in range(50):
-        probability = 1.0 / (1.0 + np.exp(-design @ weights))
-        gradient = design.T @ (probability - target)
+    if len(target) == 0:
+        return weights.tolist()
+    for _ in range(100):
+        probability = _sigmoid(design @ weights)
+        gradient = design.T @ (probability - target) + l2 * weights
         hessian = design.T @ (design * (probability * (1 - probability))[:, None])
-        hessian += 1e-3 * np.eye(len(weights))  # finite steps even if the classes separate
-        step = np.linalg.solve(hessian, gradient)
+        step = np.linalg.solve(hessian + l2 * np.eye(len(weights)), gradient)
         weights -= step
         if np.abs(step).max() < 1e-8:
             break
-    return Calibration([float(w) for w in weights])
-
-
-def _simplex(dimensions: int, step: float) -> list[tuple[float, ...]]:
-    """All weight vectors on a grid of ``step`` that sum to one."""
-    units = round(1 / step)
-    return [
-        tuple(count * step for count in counts)
-        for counts in itertools.product(range(units + 1), repeat=dimensions)
-        if sum(counts) == units
-    ]
-
-
-def _hits(
-    fusion: Fusion, results: Sequence[EngineMatches], right_track_ids: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per query: is the fused top-1 right, and the reciprocal rank of the right track."""
-    hits, reciprocal = np.zeros(len(results)), np.zeros(len(results))
-    for query, (result, right) in enumerate(zip(results, right_track_ids)):
-        ranked = [match.track_id for match in fusion.fuse(result, top_k=10)]
-        if right in ranked:
-            position = ranked.index(right) + 1
-            hits[query], reciprocal[query] = position == 1, 1 / position
-    return hits, reciprocal
-
-
-def _group_means(values: np.ndarray, group_codes: np.ndarray) -> np.ndarray:
-    return np.bincount(group_codes, weights=values) / np.bincount(group_codes)
+    return weights.tolist()

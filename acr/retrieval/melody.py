@@ -185,6 +185,7 @@ class MelodyEngine(Engine):
         self._window_cells = round(window_s / cell_s)
         self._index = SegmentIndex(2 * harmonics * self._window_cells)
         self._contours: dict[str, MelodyContour] = {}
+        self._phasors: dict[str, np.ndarray] = {}  # per track, computed on first alignment
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -234,7 +235,8 @@ class MelodyEngine(Engine):
             return []
         queries = [pool_contour(track, self.cell_s, scale) for scale in self.tempo_scales]
         candidates = self._candidates(queries)
-        matches = [self._align(track_id, queries) for track_id in candidates]
+        query_phasors = [(q.phasors(self.harmonics), q.voiced_fraction) for q in queries]
+        matches = [self._align(track_id, query_phasors) for track_id in candidates]
         return sorted(matches, key=lambda match: -match.score)[:top_k]
 
     def _windows(self, contour: MelodyContour, hop_cells: int) -> tuple[np.ndarray, np.ndarray]:
@@ -264,17 +266,16 @@ class MelodyEngine(Engine):
                 votes[match.track_id] = max(votes.get(match.track_id, 0.0), match.score)
         return sorted(votes, key=lambda track_id: -votes[track_id])[: self.candidates]
 
-    def _align(self, track_id: str, queries: list[MelodyContour]) -> TrackMatch:
-        """The candidate's best alignment over tempo scales and offsets."""
+    def _align(self, track_id: str, queries: list[tuple[np.ndarray, np.ndarray]]) -> TrackMatch:
+        """The candidate's best alignment over the query's tempo scales (phasors, voiced
+        fraction) and offsets."""
         reference = self._contours[track_id]
-        reference_phasors = reference.phasors(self.harmonics)
+        if track_id not in self._phasors:
+            self._phasors[track_id] = reference.phasors(self.harmonics)
         best_score, best_offset = -np.inf, 0
-        for query in queries:
+        for query_phasors, query_voiced in queries:
             scores = alignment_scores(
-                query.phasors(self.harmonics),
-                query.voiced_fraction,
-                reference_phasors,
-                reference.voiced_fraction,
+                query_phasors, query_voiced, self._phasors[track_id], reference.voiced_fraction
             )
             offset = int(np.argmax(scores))
             if scores[offset] > best_score:
