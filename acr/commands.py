@@ -102,6 +102,7 @@ def fuse_parser() -> ArgumentParser:
 
 def make_queries_parser() -> ArgumentParser:
     from acr.queries import DEGRADATIONS
+    from acr.segments import STRATEGIES
 
     parser = _parser("Write degraded query clips of catalog tracks and their queries.csv.")
     parser.add_argument("--catalog", type=str, required=True)
@@ -124,6 +125,13 @@ def make_queries_parser() -> ArgumentParser:
         help="a seeded sample of the catalog",
     )
     parser.add_argument("--workers", type=int | None, default=None)
+    parser.add_argument(
+        "--strategy",
+        type=str,
+        default="random",
+        choices=list(STRATEGIES),
+        help="where excerpts start (acr.segments): " + " ".join(STRATEGIES),
+    )
     return parser
 
 
@@ -275,6 +283,7 @@ def run_make_queries(options: Namespace) -> None:
         options.seed,
         max_tracks=options.max_tracks,
         workers=options.workers,
+        strategy=options.strategy,
     )
     print(f"{len(table)} queries in {Path(options.output) / QUERIES_FILE}")
     skipped = table.attrs.get("skipped", [])

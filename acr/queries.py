@@ -1,15 +1,16 @@
 """Simulated query sets: degraded excerpts of catalog tracks, written as WAVs plus a table.
 
 The table has exactly the columns ``acr evaluate`` reads: ``query_id, path, track_id,
-offset_s, length_s, degradation`` (and ``degradation_params``, which is not a bucket).
-Everything is drawn from ``seed``, so the same call writes the same queries.
+offset_s, length_s, degradation`` (and ``degradation_params``, which is not a bucket), plus a
+``strategy`` bucket when offsets come from a segment strategy other than ``random``
+(acr.segments). Everything is drawn from ``seed``, so the same call writes the same queries.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from acr.audio import AudioError, load_audio, save_audio
 from acr.augment import QUERY_DEGRADATIONS, degrade
 from acr.manifests import read_catalog, write_table
 from acr.pitch import predominant_pitch
+from acr.segments import RandomStrategy, SegmentStrategy, TrackAnalysis, analyze, get_strategy
 from acr.synth.humming import hum_contour
 
 HUMMING = "humming_like"
@@ -45,6 +47,7 @@ class _TrackJob:
     seed: int
     sample_rate: int
     directory: str
+    strategy: str = RandomStrategy.name
 
 
 def make_queries(
@@ -57,15 +60,18 @@ def make_queries(
     sample_rate: int = 16000,
     max_tracks: int | None = None,
     workers: int | None = None,
+    strategy: str = RandomStrategy.name,
 ) -> pd.DataFrame:
     """Write ``per_track`` queries per (track, length, degradation) into ``output``.
 
-    Tracks that cannot be read, or are too short for a length, are left out of that length and
-    counted in the returned table's ``attrs["skipped"]``.
+    ``strategy`` (a name in acr.segments.STRATEGIES) picks the offsets; ``random`` draws them
+    uniformly. Tracks that cannot be read, or are too short for a length, are left out of that
+    length and counted in the returned table's ``attrs["skipped"]``.
     """
     unknown = sorted(set(degradations) - set(DEGRADATIONS))
     if unknown:
         raise ValueError(f"unknown degradation(s) {unknown}; known: {', '.join(DEGRADATIONS)}")
+    get_strategy(strategy)  # an unknown name fails here, not in every worker
     tracks = read_catalog(catalog)
     if max_tracks is not None:
         tracks = tracks.sample(n=min(max_tracks, len(tracks)), random_state=seed).sort_index()
@@ -82,6 +88,7 @@ def make_queries(
             seed,
             sample_rate,
             str(output),
+            strategy,
         )
         for index, (track_id, path) in enumerate(zip(tracks["track_id"], tracks["path"]))
     ]
@@ -93,6 +100,8 @@ def make_queries(
         rows.extend(track_rows)
         skipped.extend(problems)
     table = pd.DataFrame(rows)
+    if strategy != RandomStrategy.name and len(table):
+        table["strategy"] = strategy
     write_table(table, output / QUERIES_FILE)
     table.attrs["skipped"] = skipped
     return table
@@ -115,6 +124,9 @@ def _track_queries(job: _TrackJob) -> tuple[list[dict[str, Any]], list[str]]:
         audio = load_audio(job.path, job.sample_rate)
     except AudioError as error:
         return [], [f"{job.track_id}: {error}"]
+    strategy = get_strategy(job.strategy)
+    # analysed once per track, shared by every length, degradation and repeat
+    analysis = None if job.strategy == RandomStrategy.name else analyze(audio, job.sample_rate)
     rows, problems = [], []
     for length_s in job.lengths_s:
         source_samples = int(round(1.1 * length_s * job.sample_rate))  # room for a speed-up
@@ -132,12 +144,35 @@ def _track_queries(job: _TrackJob) -> tuple[list[dict[str, Any]], list[str]]:
                         repeat,
                     ]
                 )
-                row = _one_query(audio, job, length_s, degradation, repeat, rng)
+                starts = _starts(audio, job.sample_rate, length_s, strategy, analysis, rng)
+                row = _one_query(audio, job, length_s, degradation, repeat, rng, starts)
                 if row is None:
                     problems.append(f"{job.track_id}: no {degradation} excerpt of {length_s:g} s")
                 else:
                     rows.append(row)
     return rows, problems
+
+
+def _starts(
+    audio: np.ndarray,
+    sample_rate: int,
+    length_s: float,
+    strategy: SegmentStrategy,
+    analysis: TrackAnalysis | None,
+    rng: np.random.Generator,
+) -> Iterator[int]:
+    """Up to DRAWS excerpt starts (samples) for the source excerpt of 1.1 x length_s.
+
+    ``random`` draws each start lazily from ``rng`` (as before strategies existed, so seeds give
+    the same queries); other strategies draw DRAWS distinct starts from their best candidates.
+    """
+    source_length = int(round(1.1 * length_s * sample_rate))
+    if analysis is None:
+        for _ in range(DRAWS):
+            yield int(rng.integers(0, len(audio) - source_length + 1))
+        return
+    for segment in strategy.choose(analysis, source_length / sample_rate, rng, DRAWS):
+        yield min(int(round(segment.start_s * sample_rate)), len(audio) - source_length)
 
 
 def _one_query(
@@ -147,11 +182,11 @@ def _one_query(
     degradation: str,
     repeat: int,
     rng: np.random.Generator,
+    starts: Iterable[int],
 ) -> dict[str, Any] | None:
     length = int(round(length_s * job.sample_rate))
     source_length = int(round(1.1 * length_s * job.sample_rate))
-    for _ in range(DRAWS):
-        start = int(rng.integers(0, len(audio) - source_length + 1))
+    for start in starts:
         source = audio[start : start + source_length]
         if np.sqrt(np.mean(np.square(source[:length], dtype=np.float64))) < AUDIBLE_RMS:
             continue

@@ -1,7 +1,9 @@
 """ACRDataModule: manifests in, contrastive training pairs and retrieval validation out.
 
 Sources subclass it and implement :meth:`build_manifests`; ``prepare_data`` runs it once per
-set of settings and caches the result (pyannote-style), ``setup`` only reads.
+set of settings and caches the result (pyannote-style), ``setup`` only reads. Published
+collections of audio files (FMA, MTG-Jamendo) subclass
+:class:`acr.datamodules.catalog.CatalogDataModule` instead.
 """
 
 from __future__ import annotations

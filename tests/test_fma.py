@@ -1,0 +1,189 @@
+"""FMADataModule on a look-alike of the published layout: splits, genres, bad mp3s, cache, fit."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile
+
+from acr.audio import audio_info
+from acr.cli import main
+from acr.datamodules import FMADataModule
+from acr.manifests import ManifestError, bucket_columns, read_table
+from acr.synth import compose_song, render_song
+
+SHIPPED = str(Path(__file__).parents[1] / "configs" / "fma_hybrid.yaml")
+SAMPLE_RATE = 22050  # FMA ships 44.1 kHz stereo; half the rate keeps resampling cheap in tests
+DURATION_S = 6.0
+# track id, set/subset, set/split, track/genre_top, artist/id: ids from the real fma_small.
+TRACKS = [
+    (2, "small", "training", "Hip-Hop", 1),
+    (5, "small", "training", "Hip-Hop", 1),
+    (140, "small", "training", "Folk", 2),
+    (1482, "small", "training", "Rock", 3),  # truncated mp3
+    (2096, "small", "validation", "Rock", 4),
+    (10250, "small", "validation", "Folk", 5),
+    (10666, "small", "test", "Folk", 6),
+    (99134, "small", "test", "Hip-Hop", 7),  # no audio, as published
+    (3, "medium", "training", "Rock", 1),  # not in fma_small
+    (20, "large", "validation", None, 8),  # no genre_top, as in large
+]
+SETTINGS = dict(
+    val_query_tracks=2,
+    query_lengths_s=(1.0, 2.0),
+    query_degradations=("clean", "noise"),
+    batch_size=4,
+    steps_per_epoch=2,
+    num_workers=0,
+    query_workers=1,
+    probe_workers=2,
+)
+
+
+def write_fma(root: Path) -> Path:
+    """fma_small/NNN/NNNNNN.mp3 and fma_metadata/tracks.csv with FMA's two-level header."""
+    columns = pd.MultiIndex.from_tuples(
+        [
+            ("album", "id"),
+            ("album", "title"),
+            ("artist", "id"),
+            ("artist", "name"),
+            ("set", "split"),
+            ("set", "subset"),
+            ("track", "duration"),
+            ("track", "genre_top"),
+            ("track", "title"),
+        ]
+    )
+    rows = [
+        [track_id, f"Album {track_id}", artist, f"Artist {artist}", split, subset, 30, genre, "t"]
+        for track_id, subset, split, genre, artist in TRACKS
+    ]
+    metadata = pd.DataFrame(rows, index=pd.Index([t[0] for t in TRACKS], name="track_id"))
+    metadata.columns = columns
+    (root / "fma_metadata").mkdir(parents=True)
+    metadata.to_csv(root / "fma_metadata" / "tracks.csv")
+    (root / "fma_medium").mkdir()
+    for seed, (track_id, subset, *_) in enumerate(TRACKS):
+        if subset != "small":
+            continue
+        path = root / "fma_small" / f"{track_id:06d}"[:3] / f"{track_id:06d}.mp3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        song = render_song(compose_song(seed, DURATION_S), SAMPLE_RATE)
+        soundfile.write(path, np.stack([song, 0.9 * song], axis=1), SAMPLE_RATE)
+    truncated = root / "fma_small" / "001" / "001482.mp3"
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size * 2 // 5])
+    (root / "fma_small" / "099" / "099134.mp3").write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00")
+    return root
+
+
+@pytest.fixture(scope="module")
+def fma_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fma(tmp_path_factory.mktemp("fma"))
+
+
+@pytest.fixture(scope="module")
+def prepared(fma_root: Path, tmp_path_factory: pytest.TempPathFactory) -> FMADataModule:
+    datamodule = FMADataModule(str(tmp_path_factory.mktemp("data")), str(fma_root), **SETTINGS)
+    with pytest.warns(UserWarning, match="skipped 2 of 8 tracks"):
+        datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def test_tracks_follow_fma_splits_genres_and_layout(prepared: FMADataModule) -> None:
+    tracks = prepared.tracks.set_index("track_id")
+    assert sorted(prepared.train_tracks["track_id"]) == ["000002", "000005", "000140"]
+    assert sorted(prepared.val_catalog["track_id"]) == ["002096", "010250"]
+    assert tracks.loc["010666", "split"] == "test"
+    assert tracks.loc["002096", "genre"] == "Rock" and tracks.loc["010250", "genre"] == "Folk"
+    assert tracks.loc["000005", "artist_id"] == 1
+    assert set(tracks["source"]) == {"fma"} and set(tracks["role"]) == {"reference"}
+    assert tracks.loc["002096", "path"].endswith("fma_small/002/002096.mp3")
+    assert tracks["duration_s"].to_numpy() == pytest.approx(DURATION_S, abs=0.05)
+
+
+def test_unreadable_mp3s_are_skipped_and_reported(prepared: FMADataModule) -> None:
+    skipped = read_table(prepared.manifest_dir / "skipped.csv").set_index("track_id")
+    assert sorted(skipped.index) == ["001482", "099134"]
+    assert skipped.loc["001482", "reason"].startswith("truncated")
+    assert "cannot decode" in skipped.loc["099134", "reason"]
+    assert not set(skipped.index) & set(prepared.tracks["track_id"])
+
+
+def test_val_queries_are_degraded_clips_with_genre_buckets(prepared: FMADataModule) -> None:
+    queries = prepared.val_queries
+    assert bucket_columns(queries) == ["length_s", "degradation", "genre"]
+    assert len(queries) == 2 * 2 * 2  # tracks x lengths x degradations
+    assert set(queries["track_id"]) == {"002096", "010250"}
+    genres = prepared.tracks.set_index("track_id")["genre"]
+    assert (queries["genre"].to_numpy() == genres[queries["track_id"]].to_numpy()).all()
+    for _, query in queries.iterrows():
+        assert audio_info(query["path"]).duration_s == pytest.approx(query["length_s"], abs=1e-3)
+
+
+def test_second_prepare_reuses_the_cache(prepared: FMADataModule, fma_root: Path) -> None:
+    again = FMADataModule(str(prepared.data_dir), str(fma_root), **SETTINGS)
+    assert again.manifest_dir == prepared.manifest_dir
+    again.build_manifests = _fail  # a rebuild would raise
+    again.prepare_data()
+    again.setup("fit")
+    assert again.tracks.equals(prepared.tracks)
+    other = FMADataModule(str(prepared.data_dir), str(fma_root), **{**SETTINGS, "query_seed": 1})
+    assert other.manifest_dir != prepared.manifest_dir
+
+
+def test_subsets_are_nested(fma_root: Path, tmp_path: Path) -> None:
+    medium = FMADataModule(str(tmp_path), str(fma_root), subset="medium").list_tracks()
+    assert set(medium["track_id"]) == {f"{t[0]:06d}" for t in TRACKS if t[1] != "large"}
+    assert medium.set_index("track_id").loc["000003", "path"].endswith("fma_medium/000/000003.mp3")
+    (fma_root / "fma_large").mkdir(exist_ok=True)
+    large = FMADataModule(str(tmp_path), str(fma_root), subset="large").list_tracks()
+    assert len(large) == len(TRACKS)
+    assert large.set_index("track_id").loc["000020", "genre"] == "none"
+
+
+def test_errors_name_the_field_or_file(fma_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"subset: unknown 'tiny'; choose one of \('small'"):
+        FMADataModule(str(tmp_path), str(fma_root), subset="tiny")
+    with pytest.raises(FileNotFoundError, match="root: .*nowhere is not a folder"):
+        FMADataModule(str(tmp_path), str(tmp_path / "nowhere")).prepare_data()
+    (tmp_path / "bare" / "fma_small").mkdir(parents=True)
+    with pytest.raises(ManifestError, match="fma_metadata/tracks.csv: file does not exist"):
+        FMADataModule(str(tmp_path), str(tmp_path / "bare")).list_tracks()
+    with pytest.raises(FileNotFoundError, match="fma_full: no such folder"):
+        FMADataModule(str(tmp_path), str(fma_root), subset="full").list_tracks()
+
+
+@pytest.mark.slow
+def test_fit_runs_from_the_shipped_config(
+    fma_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = {"root": str(fma_root), **SETTINGS}
+    model = {"n_mels": 32, "channels": 16, "se_channels": 8, "attention_channels": 8}
+    cli = main(
+        [
+            "fit",
+            "--config",
+            SHIPPED,
+            "--trainer.max_steps=2",
+            "--trainer.accelerator=cpu",
+            "--trainer.logger=lightning.pytorch.loggers.CSVLogger",  # no W&B run in a test
+            "--trainer.logger.save_dir=runs/fma_hybrid",
+            *(f"--data.init_args.{key}={_arg(value)}" for key, value in data.items()),
+            *(f"--model.init_args.encoder.init_args.{key}={value}" for key, value in model.items()),
+        ]
+    )
+    assert cli.trainer.global_step == 2
+    assert 0.0 <= float(cli.trainer.callback_metrics["val/top1/genre=Rock"]) <= 1.0
+    assert (tmp_path / "runs/fma_hybrid/checkpoints/last.ckpt").is_file()
+
+
+def _fail(directory: Path) -> None:
+    raise AssertionError(f"rebuilt {directory}")
+
+
+def _arg(value: object) -> str:
+    return str(list(value)) if isinstance(value, tuple) else str(value)

@@ -1,0 +1,199 @@
+"""MTGJamendoDataModule on a look-alike of the published TSVs and audio: splits, tags, fit."""
+
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from acr.cli import main
+from acr.datamodules import MTGJamendoDataModule
+from acr.manifests import ManifestError, bucket_columns, read_table
+from acr.synth import compose_song, render_song
+
+SHIPPED = str(Path(__file__).parents[1] / "configs" / "mtg_jamendo.yaml")
+SAMPLE_RATE = 22050
+DURATION_S = 6.0
+HEADER = "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS"
+# Rows as published: five fixed fields, then one tag per field (listed alphabetically).
+SPLIT_FILES = {
+    "train": [
+        "track_0000214\tartist_000014\talbum_000031\t14/214.mp3\t6.0\tgenre---pop\tgenre---rock",
+        "track_0000215\tartist_000014\talbum_000031\t15/215.mp3\t6.0\tgenre---rock"
+        "\tinstrument---piano\tmood/theme---happy",
+        "track_0000300\tartist_000020\talbum_000040\t00/300.mp3\t6.0\tgenre---electronic",
+        "track_0000999\tartist_000020\talbum_000040\t99/999.mp3\t6.0\tgenre---electronic",
+    ],
+    "validation": [
+        "track_0000773\tartist_000104\talbum_000126\t73/773.mp3\t6.0\tgenre---electronic",
+        "track_0000775\tartist_000104\talbum_000126\t75/775.mp3\t6.0\tgenre---easylistening"
+        "\tgenre---electronic\tgenre---lounge\tmood/theme---calm",
+        "track_0003346\tartist_000517\talbum_000521\t46/3346.mp3\t6.0\tgenre---pop"
+        "\tmood/theme---calm\tmood/theme---melodic",
+    ],
+    "test": [
+        "track_0001729\tartist_000264\talbum_000252\t29/1729.mp3\t6.0\tgenre---pop\tgenre---poprock",
+    ],
+}
+MISSING = "99/999.mp3"  # listed, never downloaded
+LOW_QUALITY_ONLY = "73/773.mp3"  # only the audio-low download's 73/773.low.mp3 exists
+SETTINGS = dict(
+    val_query_tracks=2,
+    query_lengths_s=(1.0, 2.0),
+    query_degradations=("clean", "noise"),
+    batch_size=4,
+    steps_per_epoch=2,
+    num_workers=0,
+    query_workers=1,
+    probe_workers=2,
+)
+
+
+def write_mtg_jamendo(root: Path) -> Path:
+    """NN/ID.mp3 audio and splits/split-0/autotagging-{train,validation,test}.tsv."""
+    split_dir = root / "splits" / "split-0"
+    split_dir.mkdir(parents=True)
+    rows = [row for part_rows in SPLIT_FILES.values() for row in part_rows]
+    for seed, row in enumerate(rows):
+        relative = row.split("\t")[3]
+        if relative == MISSING:
+            continue
+        if relative == LOW_QUALITY_ONLY:
+            relative = relative.replace(".mp3", ".low.mp3")
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(path, render_song(compose_song(seed, DURATION_S), SAMPLE_RATE), SAMPLE_RATE)
+    for part, rows in SPLIT_FILES.items():
+        (split_dir / f"autotagging-{part}.tsv").write_text("\n".join([HEADER, *rows]) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def jamendo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_mtg_jamendo(tmp_path_factory.mktemp("mtg_jamendo"))
+
+
+@pytest.fixture(scope="module")
+def prepared(jamendo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> MTGJamendoDataModule:
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    datamodule = MTGJamendoDataModule(data_dir, str(jamendo_root), **SETTINGS)
+    with pytest.warns(UserWarning, match="skipped 1 of 8 tracks"):
+        datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def test_tracks_follow_the_official_split_with_tag_buckets(prepared: MTGJamendoDataModule) -> None:
+    tracks = prepared.tracks.set_index("track_id")
+    assert sorted(prepared.train_tracks["track_id"]) == [
+        "track_0000214",
+        "track_0000215",
+        "track_0000300",
+    ]
+    assert sorted(prepared.val_catalog["track_id"]) == [
+        "track_0000773",
+        "track_0000775",
+        "track_0003346",
+    ]
+    assert tracks.loc["track_0001729", "split"] == "test"
+    # The track's genre tag that most tracks have: pop (3 tracks) over rock (2), electronic (4).
+    assert tracks.loc["track_0000214", "genre"] == "pop"
+    assert tracks.loc["track_0000775", "genre"] == "electronic"
+    assert tracks.loc["track_0003346", "mood"] == "calm"
+    assert tracks.loc["track_0000300", "mood"] == "none"
+    assert (
+        tracks.loc["track_0000215", "tags"] == "genre---rock,instrument---piano,mood/theme---happy"
+    )
+    assert tracks.loc["track_0000773", "artist_id"] == "artist_000104"
+    assert tracks.loc["track_0000773", "path"].endswith("73/773.low.mp3")
+    assert tracks["duration_s"].to_numpy() == pytest.approx(DURATION_S, abs=0.05)
+    assert set(tracks["source"]) == {"mtg_jamendo"}
+
+
+def test_missing_audio_is_skipped_and_reported(prepared: MTGJamendoDataModule) -> None:
+    skipped = read_table(prepared.manifest_dir / "skipped.csv")
+    assert skipped["track_id"].tolist() == ["track_0000999"]
+    assert skipped["reason"].tolist() == ["file does not exist"]
+
+
+def test_val_queries_carry_genre_and_mood_buckets(prepared: MTGJamendoDataModule) -> None:
+    queries = prepared.val_queries
+    assert bucket_columns(queries) == ["length_s", "degradation", "genre", "mood"]
+    assert len(queries) == 2 * 2 * 2  # tracks x lengths x degradations
+    assert set(queries["track_id"]) <= set(prepared.val_catalog["track_id"])
+
+
+def test_second_prepare_reuses_the_cache(
+    prepared: MTGJamendoDataModule, jamendo_root: Path
+) -> None:
+    again = MTGJamendoDataModule(str(prepared.data_dir), str(jamendo_root), **SETTINGS)
+    assert again.manifest_dir == prepared.manifest_dir
+    again.build_manifests = _fail
+    again.prepare_data()
+    again.setup("fit")
+    assert again.queries.equals(prepared.queries)
+
+
+def test_val_catalog_is_capped_around_the_queried_tracks(
+    jamendo_root: Path, tmp_path: Path
+) -> None:
+    settings = {**SETTINGS, "query_lengths_s": (1.0,), "query_degradations": ("clean",)}
+    capped = MTGJamendoDataModule(
+        str(tmp_path),
+        str(jamendo_root),
+        **{**settings, "val_query_tracks": 1},
+        val_catalog_tracks=2,
+    )
+    with pytest.warns(UserWarning, match="skipped 1"):
+        capped.prepare_data()
+    capped.setup("fit")
+    assert len(capped.val_catalog) == 2
+    assert set(capped.val_queries["track_id"]) < set(capped.val_catalog["track_id"])
+    with pytest.raises(ValueError, match="val_catalog_tracks=1 cannot be below val_query_tracks=2"):
+        MTGJamendoDataModule(str(tmp_path), str(jamendo_root), **SETTINGS, val_catalog_tracks=1)
+
+
+def test_errors_name_the_field_or_file(jamendo_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"split: unknown 7; choose one of \(0, 1, 2, 3, 4\)"):
+        MTGJamendoDataModule(str(tmp_path), str(jamendo_root), split=7)
+    with pytest.raises(ValueError, match=r"tsv: unknown 'tags'; choose one of \('autotagging'"):
+        MTGJamendoDataModule(str(tmp_path), str(jamendo_root), tsv="tags")
+    with pytest.raises(ManifestError, match="split-1/autotagging-train.tsv: file does not exist"):
+        MTGJamendoDataModule(str(tmp_path), str(jamendo_root), split=1).list_tracks()
+    broken = tmp_path / "broken" / "splits" / "split-0"
+    broken.mkdir(parents=True)
+    (broken / "autotagging-train.tsv").write_text("TRACK_ID\tPATH\ntrack_1\t01/1.mp3\n")
+    with pytest.raises(ManifestError, match=r"train.tsv: header \['TRACK_ID', 'PATH'\]"):
+        MTGJamendoDataModule(str(tmp_path), str(tmp_path / "broken")).list_tracks()
+
+
+@pytest.mark.slow
+def test_fit_runs_from_the_shipped_config(
+    jamendo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = {"root": str(jamendo_root), "val_catalog_tracks": 3, **SETTINGS}
+    model = {"n_mels": 32, "channels": 16, "se_channels": 8, "attention_channels": 8}
+    cli = main(
+        [
+            "fit",
+            "--config",
+            SHIPPED,
+            "--trainer.max_steps=2",
+            "--trainer.accelerator=cpu",
+            "--trainer.logger=lightning.pytorch.loggers.CSVLogger",  # no W&B run in a test
+            "--trainer.logger.save_dir=runs/mtg_jamendo",
+            *(f"--data.init_args.{key}={_arg(value)}" for key, value in data.items()),
+            *(f"--model.init_args.encoder.init_args.{key}={value}" for key, value in model.items()),
+        ]
+    )
+    assert cli.trainer.global_step == 2
+    assert 0.0 <= float(cli.trainer.callback_metrics["val/top1/mood=calm"]) <= 1.0
+    assert (tmp_path / "runs/mtg_jamendo/checkpoints/last.ckpt").is_file()
+
+
+def _fail(directory: Path) -> None:
+    raise AssertionError(f"rebuilt {directory}")
+
+
+def _arg(value: object) -> str:
+    return str(list(value)) if isinstance(value, tuple) else str(value)
