@@ -95,6 +95,24 @@ def load_audio(
     return resample(mono, info.sample_rate, sample_rate or info.sample_rate)
 
 
+def decoded_duration_s(path: str | Path, block_frames: int = 65536) -> float:
+    """Decode every frame, one block at a time, and return how long the audio that decodes is.
+
+    A header can claim more than the file holds (a truncated mp3 keeps its Xing frame count);
+    this proves the length in constant memory, whatever the file's length.
+    """
+    info = audio_info(path)
+    frames = 0
+    try:
+        with soundfile.SoundFile(str(path)) as sound:
+            block = np.empty((block_frames, sound.channels), dtype=np.float32)
+            while read := len(sound.read(block_frames, dtype="float32", out=block)):
+                frames += read
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        raise AudioError(path, f"cannot decode ({error})") from error
+    return frames / info.sample_rate
+
+
 def resample(audio: np.ndarray, orig_sample_rate: int, new_sample_rate: int) -> np.ndarray:
     """Band-limited resampling (torchaudio's windowed sinc)."""
     if orig_sample_rate == new_sample_rate:

@@ -72,7 +72,11 @@ Retrieval and data (`acr COMMAND --help`):
   recognize   identify clips: ranked tracks, scores and offsets
   evaluate    top-1/top-5/MRR per bucket with bootstrap confidence intervals
   fuse        fit the hybrid fusion on validation queries
-  data        data preparation: data make-queries
+  data        data preparation and checks:
+                data inspect ROOT            counts, hours, formats, unreadable files (headers)
+                data prepare SOURCE ROOT     catalog/train/val/test manifests, cached
+                data validate MANIFEST_DIR   files decode, durations, ids, leakage; exit 1 if not
+                data make-queries            degraded query clips of a catalog
 """
 
 

@@ -37,7 +37,7 @@ acr index --catalog "$catalog" --output "$work/hybrid" --engine hybrid --model "
   2>&1 | grep -v "indexing (" | tail -5
 
 echo "== queries: validation (fusion) and test (reported) sets from different seeds"
-acr data make-queries --catalog "$catalog" --output "$work/queries-validation" --lengths 3 \
+acr data make-queries --catalog "$catalog" --output "$work/queries-validation" --lengths 1 3 10 \
   --max_tracks "$query_tracks" --seed 1 2>&1 | grep -v "making queries" | tail -2
 acr data make-queries --catalog "$catalog" --output "$work/queries-test" --lengths 1 3 10 \
   --max_tracks "$query_tracks" --seed 2 2>&1 | grep -v "making queries" | tail -2
@@ -57,7 +57,9 @@ echo "== latency, 3-s queries, index loaded"
 echo "== SIGKILL midway, then --resume (fingerprint engine)"
 rm -rf "$work/killed" "$work/uninterrupted"
 acr index --catalog "$catalog" --output "$work/uninterrupted" --save_every 50 2>&1 | tail -4
-acr index --catalog "$catalog" --output "$work/killed" --save_every 50 >/dev/null 2>&1 &
+# Not through the acr() function: $! must be the indexing process, not a subshell around it.
+"$python" -m acr index --catalog "$catalog" --output "$work/killed" --save_every 50 \
+  >/dev/null 2>&1 &
 pid=$!
 until [ -f "$work/killed/index.json" ]; do sleep 0.5; done
 sleep 3

@@ -16,7 +16,7 @@ from acr.audio import save_audio
 from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
 from acr.datamodules.datasets import CATALOG
 from acr.manifests import write_table
-from acr.retrieval.callbacks import RetrievalEvaluation
+from acr.retrieval.callbacks import RetrievalEvaluation, summary_tables
 
 SAMPLE_RATE = 8000
 TRACKS = 10
@@ -111,3 +111,21 @@ def test_shuffled_embedder_scores_near_chance(tmp_path: Path) -> None:
     assert results["overall"]["top5"] < 0.8
     report = tmp_path / "retrieval" / "val-latest.json"
     assert report.is_file()
+
+
+def test_summary_tables_keep_commas_inside_bucket_values() -> None:
+    """A label such as genre="Rock, Pop" is one bucket value, not a crossed cell."""
+    cell = {"top1": 0.5, "top5": 1.0, "mrr": 0.75, "queries": 2}
+    results = {
+        "overall": cell,
+        "genre=Rock, Pop": cell,
+        "degradation=noise,length_s=3": cell,
+        "genre=Rock, Pop,length_s=3": cell,
+    }
+    per_bucket, *grids = summary_tables(results, None, (1, 5))
+    assert per_bucket.row_count == 2
+    assert [grid.title for grid in grids] == [
+        "top1 by degradation x length_s",
+        "top1 by genre x length_s",
+    ]
+    assert grids[1].columns[0]._cells == ["Rock, Pop"]

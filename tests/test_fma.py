@@ -2,33 +2,16 @@
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
-import soundfile
+from fixtures_data import DURATION_S, write_fma
+from fixtures_data import FMA_TRACKS as TRACKS
 
 from acr.audio import audio_info
 from acr.cli import main
 from acr.datamodules import FMADataModule
 from acr.manifests import ManifestError, bucket_columns, read_table
-from acr.synth import compose_song, render_song
 
 SHIPPED = str(Path(__file__).parents[1] / "configs" / "fma_hybrid.yaml")
-SAMPLE_RATE = 22050  # FMA ships 44.1 kHz stereo; half the rate keeps resampling cheap in tests
-DURATION_S = 6.0
-# track id, set/subset, set/split, track/genre_top, artist/id: ids from the real fma_small.
-TRACKS = [
-    (2, "small", "training", "Hip-Hop", 1),
-    (5, "small", "training", "Hip-Hop", 1),
-    (140, "small", "training", "Folk", 2),
-    (1482, "small", "training", "Rock", 3),  # truncated mp3
-    (2096, "small", "validation", "Rock", 4),
-    (10250, "small", "validation", "Folk", 5),
-    (10666, "small", "test", "Folk", 6),
-    (99134, "small", "test", "Hip-Hop", 7),  # no audio, as published
-    (3, "medium", "training", "Rock", 1),  # not in fma_small
-    (20, "large", "validation", None, 8),  # no genre_top, as in large
-]
 SETTINGS = dict(
     val_query_tracks=2,
     query_lengths_s=(1.0, 2.0),
@@ -39,43 +22,6 @@ SETTINGS = dict(
     query_workers=1,
     probe_workers=2,
 )
-
-
-def write_fma(root: Path) -> Path:
-    """fma_small/NNN/NNNNNN.mp3 and fma_metadata/tracks.csv with FMA's two-level header."""
-    columns = pd.MultiIndex.from_tuples(
-        [
-            ("album", "id"),
-            ("album", "title"),
-            ("artist", "id"),
-            ("artist", "name"),
-            ("set", "split"),
-            ("set", "subset"),
-            ("track", "duration"),
-            ("track", "genre_top"),
-            ("track", "title"),
-        ]
-    )
-    rows = [
-        [track_id, f"Album {track_id}", artist, f"Artist {artist}", split, subset, 30, genre, "t"]
-        for track_id, subset, split, genre, artist in TRACKS
-    ]
-    metadata = pd.DataFrame(rows, index=pd.Index([t[0] for t in TRACKS], name="track_id"))
-    metadata.columns = columns
-    (root / "fma_metadata").mkdir(parents=True)
-    metadata.to_csv(root / "fma_metadata" / "tracks.csv")
-    (root / "fma_medium").mkdir()
-    for seed, (track_id, subset, *_) in enumerate(TRACKS):
-        if subset != "small":
-            continue
-        path = root / "fma_small" / f"{track_id:06d}"[:3] / f"{track_id:06d}.mp3"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        song = render_song(compose_song(seed, DURATION_S), SAMPLE_RATE)
-        soundfile.write(path, np.stack([song, 0.9 * song], axis=1), SAMPLE_RATE)
-    truncated = root / "fma_small" / "001" / "001482.mp3"
-    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size * 2 // 5])
-    (root / "fma_small" / "099" / "099134.mp3").write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00")
-    return root
 
 
 @pytest.fixture(scope="module")

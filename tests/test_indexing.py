@@ -8,7 +8,13 @@ import pytest
 
 from acr.audio import save_audio
 from acr.manifests import ManifestError, read_catalog, write_table
-from acr.retrieval.indexing import IndexError_, IndexState, build_index, load_engines
+from acr.retrieval.indexing import (
+    IndexError_,
+    IndexState,
+    build_index,
+    build_lock,
+    load_engines,
+)
 from acr.retrieval.recognizer import Recognizer
 from acr.synth import synthesize_track
 
@@ -70,6 +76,16 @@ def test_existing_index_needs_resume(catalog: Path, tmp_path: Path) -> None:
         build_index(catalog, tmp_path / "index", "fingerprint", workers=1)
     with pytest.raises(IndexError_, match="needs --model"):
         build_index(catalog, tmp_path / "other", "hybrid", workers=1)
+
+
+def test_a_second_build_of_the_same_directory_is_refused(catalog: Path, tmp_path: Path) -> None:
+    """Found by the SIGKILL benchmark: killing a wrapper shell left the build running, and the
+    --resume beside it raced it for the same snapshots."""
+    with build_lock(tmp_path / "index"):
+        with pytest.raises(IndexError_, match="being written by another acr index"):
+            build_index(catalog, tmp_path / "index", "fingerprint", resume=True, workers=1)
+    summary = build_index(catalog, tmp_path / "index", "fingerprint", workers=1)  # lock released
+    assert summary.tracks == 6
 
 
 def test_resume_continues_a_partial_index_without_duplicates(catalog: Path, tmp_path: Path) -> None:

@@ -3,39 +3,13 @@
 from pathlib import Path
 
 import pytest
-import soundfile
+from fixtures_data import DURATION_S, write_mtg_jamendo
 
 from acr.cli import main
 from acr.datamodules import MTGJamendoDataModule
 from acr.manifests import ManifestError, bucket_columns, read_table
-from acr.synth import compose_song, render_song
 
 SHIPPED = str(Path(__file__).parents[1] / "configs" / "mtg_jamendo.yaml")
-SAMPLE_RATE = 22050
-DURATION_S = 6.0
-HEADER = "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS"
-# Rows as published: five fixed fields, then one tag per field (listed alphabetically).
-SPLIT_FILES = {
-    "train": [
-        "track_0000214\tartist_000014\talbum_000031\t14/214.mp3\t6.0\tgenre---pop\tgenre---rock",
-        "track_0000215\tartist_000014\talbum_000031\t15/215.mp3\t6.0\tgenre---rock"
-        "\tinstrument---piano\tmood/theme---happy",
-        "track_0000300\tartist_000020\talbum_000040\t00/300.mp3\t6.0\tgenre---electronic",
-        "track_0000999\tartist_000020\talbum_000040\t99/999.mp3\t6.0\tgenre---electronic",
-    ],
-    "validation": [
-        "track_0000773\tartist_000104\talbum_000126\t73/773.mp3\t6.0\tgenre---electronic",
-        "track_0000775\tartist_000104\talbum_000126\t75/775.mp3\t6.0\tgenre---easylistening"
-        "\tgenre---electronic\tgenre---lounge\tmood/theme---calm",
-        "track_0003346\tartist_000517\talbum_000521\t46/3346.mp3\t6.0\tgenre---pop"
-        "\tmood/theme---calm\tmood/theme---melodic",
-    ],
-    "test": [
-        "track_0001729\tartist_000264\talbum_000252\t29/1729.mp3\t6.0\tgenre---pop\tgenre---poprock",
-    ],
-}
-MISSING = "99/999.mp3"  # listed, never downloaded
-LOW_QUALITY_ONLY = "73/773.mp3"  # only the audio-low download's 73/773.low.mp3 exists
 SETTINGS = dict(
     val_query_tracks=2,
     query_lengths_s=(1.0, 2.0),
@@ -46,25 +20,6 @@ SETTINGS = dict(
     query_workers=1,
     probe_workers=2,
 )
-
-
-def write_mtg_jamendo(root: Path) -> Path:
-    """NN/ID.mp3 audio and splits/split-0/autotagging-{train,validation,test}.tsv."""
-    split_dir = root / "splits" / "split-0"
-    split_dir.mkdir(parents=True)
-    rows = [row for part_rows in SPLIT_FILES.values() for row in part_rows]
-    for seed, row in enumerate(rows):
-        relative = row.split("\t")[3]
-        if relative == MISSING:
-            continue
-        if relative == LOW_QUALITY_ONLY:
-            relative = relative.replace(".mp3", ".low.mp3")
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(path, render_song(compose_song(seed, DURATION_S), SAMPLE_RATE), SAMPLE_RATE)
-    for part, rows in SPLIT_FILES.items():
-        (split_dir / f"autotagging-{part}.tsv").write_text("\n".join([HEADER, *rows]) + "\n")
-    return root
 
 
 @pytest.fixture(scope="module")

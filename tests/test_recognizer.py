@@ -6,7 +6,7 @@ import pytest
 from acr import synth
 from acr.audio import resample
 from acr.retrieval.fingerprint import FingerprintEngine
-from acr.retrieval.fusion import EarlyExit, Fusion
+from acr.retrieval.fusion import QUERY_FEATURES, EarlyExit, Fusion
 from acr.retrieval.melody import MelodyEngine
 from acr.retrieval.recognizer import Recognizer
 
@@ -32,7 +32,7 @@ def engines(songs: list[synth.Song]) -> dict:
 def _fusion() -> Fusion:
     """Exit on the fingerprint's top-1 from about 60 votes with a clear lead; otherwise believe
     the melody engine on harmonic queries (a stacked model with only those two weights)."""
-    weights = np.zeros(2 * 15)
+    weights = np.zeros(15 * (1 + len(QUERY_FEATURES)))  # 2 engines x 7 features + constant
     weights[2] = 1.0  # fingerprint: candidate is its top-1
     weights[15 + 7 + 2] = 3.0  # melody: candidate is its top-1, times harmonicity
     return Fusion(
@@ -58,6 +58,7 @@ def test_hum_runs_every_engine_and_the_melody_wins(engines: dict, songs) -> None
     recognition = Recognizer(engines, _fusion()).recognize(hum, RATE)
     assert sorted(recognition.engine_matches) == ["fingerprint", "melody"]
     assert recognition.query_features["harmonicity"] > 0.9
+    assert recognition.query_features["log_duration_s"] == pytest.approx(np.log(6.0), abs=0.01)
     assert recognition.matches[0].track_id == "1"
 
 

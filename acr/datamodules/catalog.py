@@ -104,22 +104,33 @@ class CatalogDataModule(ACRDataModule):
             "query_seed": self.query_seed,
         }
 
-    def build_manifests(self, directory: Path) -> None:
+    def catalog_tables(
+        self, listed: pd.DataFrame | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(usable reference tracks with ``duration_s``, ``role``, ``source``; skipped tracks).
+
+        The listing and file probing of :meth:`build_manifests`, without making queries;
+        ``listed`` is this source's :meth:`list_tracks`, when the caller already has it.
+        """
         if not self.root.is_dir():
             raise FileNotFoundError(f"root: {self.root} is not a folder")
-        listed = self.list_tracks()
+        listed = self.list_tracks() if listed is None else listed
         tracks, skipped = probe_tracks(listed, self.probe_workers)
+        return tracks.assign(role="reference", source=self.source), skipped
+
+    def build_manifests(self, directory: Path) -> None:
+        tracks, skipped = self.catalog_tables()
         write_table(skipped, directory / SKIPPED_FILE)
         if len(skipped):
             warnings.warn(
-                f"{type(self).__name__}: skipped {len(skipped)} of {len(listed)} tracks whose audio"
-                f" is missing or unreadable; the list is in {directory / SKIPPED_FILE}",
+                f"{type(self).__name__}: skipped {len(skipped)} of {len(tracks) + len(skipped)}"
+                f" tracks whose audio is missing or unreadable; the list is in"
+                f" {directory / SKIPPED_FILE}",
                 stacklevel=3,
             )
         for split in ("train", "val"):
             if not (tracks["split"] == split).any():
                 raise ManifestError(self.root, f"no usable track in the {split} split")
-        tracks = tracks.assign(role="reference", source=self.source)
         queried = self._sample(tracks.index[tracks["split"] == "val"], self.val_query_tracks)
         tracks["in_val_catalog"] = self._val_catalog_mask(tracks, queried)
         write_table(tracks, directory / TRACKS_FILE)

@@ -8,6 +8,7 @@ accuracy overall and per bucket value (``val/top1/degradation=noise``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ from acr.datamodules.datasets import CATALOG, QUERY, RetrievalWindowDataset
 from acr.manifests import bucket_columns
 from acr.retrieval.index import SegmentIndex
 from acr.retrieval.metrics import metrics_by_bucket, rank_of
+
+# A crossed cell's name, e.g. degradation=noise,length_s=3; a value may hold commas itself.
+CROSSED_CELL = re.compile(r"([^=,]+)=(.*),([^=,]+)=([^=]*)")
 
 Results = dict[str, dict[str, float]]
 
@@ -226,8 +230,9 @@ def summary_tables(
     crossed: dict[str, dict[str, dict[str, str]]] = {}
     for name, values in trained.items():
         cell = "" if untrained is None else f" ({untrained[name]['top1']:.2f})"
-        if "," in name:  # a crossed cell: degradation=noise,length_s=3
-            (row_key, row), (column_key, column) = (p.split("=", 1) for p in name.split(",", 1))
+        crossed_cell = CROSSED_CELL.fullmatch(name)  # degradation=noise,length_s=3
+        if crossed_cell:
+            row_key, row, column_key, column = crossed_cell.groups()
             grid = crossed.setdefault(f"{row_key} x {column_key}", {})
             grid.setdefault(row, {})[column] = f"{values['top1']:.2f}{cell}"
             continue

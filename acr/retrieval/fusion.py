@@ -6,7 +6,8 @@ mix little melody to follow. So fusion is *stacked*: a logistic regression, fit 
 queries, gives each candidate track the probability that it is the right one, from every
 engine's evidence about that candidate (its score, lead over the next candidate, rank) and the
 engines' confidence on this query, all of it also scaled by the query's harmonicity (near 1
-for a hum or a solo voice, lower for a mix: :func:`acr.pitch.harmonicity`).
+for a hum or a solo voice, lower for a mix: :func:`acr.pitch.harmonicity`) and by its log
+duration (hash votes and melody alignments grow with the length of the query).
 
 A fitted fusion also has an *early exit*: when the most accurate engine's own top-1 is
 certain enough, its ranking is the answer and the other engines need not run. The threshold is
@@ -29,7 +30,7 @@ from acr.retrieval.index import TrackMatch
 RRF_K = 60  # Cormack et al. 2009
 EngineMatches = dict[str, list[TrackMatch]]
 QueryFeatures = dict[str, float]
-QUERY_FEATURES = ("harmonicity",)
+QUERY_FEATURES = ("harmonicity", "log_duration_s")
 ENGINE_FEATURES = 7  # per engine and candidate, see _candidate_features
 EXIT_THRESHOLDS = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 
@@ -125,6 +126,9 @@ class Fusion:
         raw = json.loads(path.read_text())
         if "engines" not in raw:
             raise ValueError(f"{path}: fusion from an older acr; fit it again with `acr fuse`")
+        expected = (len(raw["engines"]) * ENGINE_FEATURES + 1) * (1 + len(QUERY_FEATURES))
+        if raw["weights"] and len(raw["weights"]) != expected:
+            raise ValueError(f"{path}: fusion with other features; fit it again with `acr fuse`")
         early_exit = EarlyExit(**raw["early_exit"]) if raw.get("early_exit") else None
         return cls(raw["engines"], raw["weights"], early_exit)
 

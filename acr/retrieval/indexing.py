@@ -6,6 +6,7 @@ Layout of an index directory::
     skipped.csv       tracks that could not be indexed, with the reason
     snapshot-NNNNNN/  the engines' state after NNNNNN catalog tracks were processed
     fusion.json       optional, written by ``acr fuse``
+    .lock             held by the build that is writing (a second one is refused)
 
 A snapshot is written completely before ``index.json`` is atomically replaced to point at it,
 and only then is the previous snapshot deleted; a kill at any moment leaves a consistent index
@@ -14,11 +15,14 @@ to ``--resume`` from, with no track lost or added twice.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import resource
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +41,7 @@ from acr.retrieval.melody import MelodyEngine
 
 INDEX_FILE = "index.json"
 SKIPPED_FILE = "skipped.csv"
+LOCK_FILE = ".lock"  # held while a build writes (see build_lock)
 ENGINE_CLASSES: dict[str, type[Engine]] = {
     "fingerprint": FingerprintEngine,
     "embedding": EmbeddingEngine,
@@ -147,6 +152,34 @@ def build_index(
     directory = Path(directory)
     tracks = read_catalog(catalog)
     names = engine_names(engine, checkpoint)
+    with build_lock(directory):
+        return _build(tracks, directory, names, checkpoint, resume, workers, save_every, catalog)
+
+
+@contextmanager
+def build_lock(directory: Path) -> Iterator[None]:
+    """Hold DIR/.lock for the whole build: a second ``acr index`` on the same directory (say, a
+    ``--resume`` while the first still runs) fails at once instead of racing it. The kernel
+    drops the lock when its process dies, even by SIGKILL."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / LOCK_FILE, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexError_(f"{directory} is being written by another acr index") from None
+        yield
+
+
+def _build(
+    tracks: pd.DataFrame,
+    directory: Path,
+    names: list[str],
+    checkpoint: str | None,
+    resume: bool,
+    workers: int | None,
+    save_every: int,
+    catalog: str | Path,
+) -> BuildSummary:
     engines, state, skipped = _open(directory, names, checkpoint, resume, str(catalog))
     done = set(skipped["track_id"]) | {t for e in engines.values() for t in e.track_ids}
     jobs = [(t, p) for t, p in zip(tracks["track_id"], tracks["path"]) if t not in done]
@@ -217,7 +250,7 @@ def _open(
         state.complete = False
         return engines, state, _read_skipped(directory / state.snapshot)
     _remove_orphan_snapshots(directory, keep="")
-    if directory.exists() and any(directory.iterdir()):
+    if any(path.name != LOCK_FILE for path in directory.iterdir()):
         raise IndexError_(f"{directory} exists and is not an acr index; choose an empty folder")
     directory.mkdir(parents=True, exist_ok=True)
     engines = create_engines(names, checkpoint)

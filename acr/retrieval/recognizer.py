@@ -113,10 +113,10 @@ class Recognizer:
 
 def query_features(audio: np.ndarray, sample_rate: int) -> QueryFeatures:
     """What fusion needs to know about the query itself (see :mod:`acr.retrieval.fusion`)."""
+    voice = resample(audio, sample_rate, QUERY_FEATURE_RATE)
     return {
-        "harmonicity": harmonicity(
-            resample(audio, sample_rate, QUERY_FEATURE_RATE), QUERY_FEATURE_RATE
-        )
+        "harmonicity": harmonicity(voice, QUERY_FEATURE_RATE),
+        "log_duration_s": float(np.log(len(audio) / sample_rate)),
     }
 
 
