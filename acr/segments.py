@@ -221,18 +221,32 @@ class SegmentStrategy:
         order = np.lexsort((starts_s, -scores))
         return [Segment(round(float(starts_s[i]), 6), float(scores[i])) for i in order]
 
+    def pool(
+        self, analysis: TrackAnalysis, length_s: float, count: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The starts ``choose`` draws from (the best candidates, at least ``count``) and their
+        probabilities; empty arrays when nothing fits. Training draws from it directly."""
+        segments = self.candidates(analysis, length_s)
+        if not segments:
+            return np.zeros(0), np.zeros(0)
+        scores = np.array([segment.score for segment in segments])
+        cut = scores[min(len(scores), max(count, math.ceil(self.pool_fraction * len(scores)))) - 1]
+        size = int(np.sum(scores >= cut))
+        starts_s = np.array([segment.start_s for segment in segments[:size]])
+        return starts_s, scores[:size] / scores[:size].sum()
+
     def choose(
         self, analysis: TrackAnalysis, length_s: float, rng: np.random.Generator, count: int = 1
     ) -> list[Segment]:
         """Up to ``count`` distinct candidates drawn from the best, weighted by score."""
-        segments = self.candidates(analysis, length_s)
-        if not segments or count < 1:
+        if count < 1:
             return []
-        scores = np.array([segment.score for segment in segments])
-        cut = scores[min(len(scores), max(count, math.ceil(self.pool_fraction * len(scores)))) - 1]
-        pool = int(np.sum(scores >= cut))
+        segments = self.candidates(analysis, length_s)
+        starts_s, probabilities = self.pool(analysis, length_s, count)
+        if not len(starts_s):
+            return []
         picks = rng.choice(
-            pool, size=min(count, pool), replace=False, p=scores[:pool] / scores[:pool].sum()
+            len(starts_s), size=min(count, len(starts_s)), replace=False, p=probabilities
         )
         return [segments[i] for i in picks]
 

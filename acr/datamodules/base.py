@@ -19,8 +19,14 @@ import pandas as pd
 from torch.utils.data import DataLoader
 
 from acr.augment import TrainingAugmentation
-from acr.datamodules.datasets import ContrastivePairDataset, RetrievalWindowDataset
+from acr.datamodules.anchors import AnchorPool, analyze_tracks, anchor_pools
+from acr.datamodules.datasets import (
+    ContrastivePairDataset,
+    RetrievalWindowDataset,
+    pair_context_s,
+)
 from acr.manifests import read_table, resolve_paths, validate_queries, validate_tracks
+from acr.segments import RandomStrategy, get_strategy
 
 TRACKS_FILE = "tracks.csv"
 QUERIES_FILE = "queries.csv"
@@ -42,6 +48,8 @@ class ACRDataModule(L.LightningDataModule):
         steps_per_epoch: training batches per epoch (pairs are sampled, so an epoch is a choice).
         num_workers: DataLoader worker processes.
         augmentation: the degradation chain for positive views (default: TrainingAugmentation).
+        segment_strategy: where training anchors start (a name in acr.segments.STRATEGIES);
+            anything but ``random`` analyses each training track once in ``prepare_data``.
     """
 
     def __init__(
@@ -57,8 +65,10 @@ class ACRDataModule(L.LightningDataModule):
         steps_per_epoch: int = 200,
         num_workers: int = 2,
         augmentation: TrainingAugmentation | None = None,
+        segment_strategy: str = "random",
     ) -> None:
         super().__init__()
+        get_strategy(segment_strategy)  # an unknown name fails here, with the known ones
         self.data_dir = Path(data_dir)
         self.sample_rate = sample_rate
         self.segment_s = segment_s
@@ -71,6 +81,7 @@ class ACRDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         # The chain always runs at the data's rate, whatever the config says.
         self.augmentation = replace(augmentation or TrainingAugmentation(), sample_rate=sample_rate)
+        self.segment_strategy = segment_strategy
         self.tracks: pd.DataFrame | None = None
         self.queries: pd.DataFrame | None = None
 
@@ -93,14 +104,18 @@ class ACRDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Build the manifests unless a finished build with the same settings is cached."""
         directory = self.manifest_dir
-        if (directory / SETTINGS_FILE).is_file():
-            return
-        directory.mkdir(parents=True, exist_ok=True)
-        self.build_manifests(directory)
-        # Written last: its presence marks a complete build.
-        (directory / SETTINGS_FILE).write_text(
-            json.dumps(self.manifest_settings(), indent=2, sort_keys=True)
-        )
+        if not (directory / SETTINGS_FILE).is_file():
+            directory.mkdir(parents=True, exist_ok=True)
+            self.build_manifests(directory)
+            # Written last: its presence marks a complete build.
+            (directory / SETTINGS_FILE).write_text(
+                json.dumps(self.manifest_settings(), indent=2, sort_keys=True)
+            )
+        if self.segment_strategy != RandomStrategy.name:
+            # Cached per track beside the manifests, whatever the strategy: switching is free.
+            tracks = resolve_paths(read_table(directory / TRACKS_FILE), directory, ["path"])
+            train = tracks[(tracks["split"] == "train") & (tracks["role"] == "reference")]
+            analyze_tracks(train, directory, self.num_workers or None)
 
     def setup(self, stage: str | None = None) -> None:
         directory = self.manifest_dir
@@ -142,6 +157,7 @@ class ACRDataModule(L.LightningDataModule):
             self.batch_size * self.steps_per_epoch,
             self.augmentation,
             self.positive_offset_s,
+            anchor_pools=self._anchor_pools(),
         )
         return DataLoader(
             dataset,
@@ -150,6 +166,12 @@ class ACRDataModule(L.LightningDataModule):
             drop_last=True,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _anchor_pools(self) -> list[AnchorPool] | None:
+        if self.segment_strategy == RandomStrategy.name:
+            return None
+        context_s = pair_context_s(self.segment_s, self.positive_offset_s)
+        return anchor_pools(self.train_tracks, self.manifest_dir, self.segment_strategy, context_s)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(

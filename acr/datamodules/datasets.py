@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,14 @@ def load_query(
     return load_audio(query["source"], sample_rate, float(query["offset_s"]) + start_s, duration_s)
 
 
+VIEW_MARGIN = 1.1  # views are read 10 % longer than a segment: room for a speed-up to crop
+
+
+def pair_context_s(segment_s: float, positive_offset_s: float) -> float:
+    """The stretch of a track one training pair is cut from (views plus their offsets)."""
+    return segment_s * VIEW_MARGIN + 2 * positive_offset_s
+
+
 class ContrastivePairDataset(Dataset):
     """Two views of the same moment of a random training track: the positives for NT-Xent.
 
@@ -45,9 +53,15 @@ class ContrastivePairDataset(Dataset):
         augmentation: Augmentation,
         positive_offset_s: float = 0.2,
         augment_anchor: bool = False,
+        anchor_pools: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
+        """``anchor_pools``: per track, the starts a segment strategy prefers and their
+        probabilities (acr.datamodules.anchors); None or an empty pool draws uniformly."""
         if len(tracks) == 0:
             raise ValueError("no training tracks")
+        if anchor_pools is not None and len(anchor_pools) != len(tracks):
+            raise ValueError(f"{len(anchor_pools)} anchor pools for {len(tracks)} tracks")
+        self.anchor_pools = anchor_pools
         self.paths = tracks["path"].tolist()
         self.durations_s = tracks["duration_s"].to_numpy(dtype=float)
         self.sample_rate = sample_rate
@@ -57,7 +71,7 @@ class ContrastivePairDataset(Dataset):
         self.offset_samples = int(round(positive_offset_s * sample_rate))
         self.augment_anchor = augment_anchor
         # Read a little more than a segment: room for the offset and for a speed-up to crop.
-        self.view_samples = int(self.segment_samples * 1.1)
+        self.view_samples = int(self.segment_samples * VIEW_MARGIN)
         self.context_samples = self.view_samples + 2 * self.offset_samples
 
     def __len__(self) -> int:
@@ -69,7 +83,11 @@ class ContrastivePairDataset(Dataset):
         rng = np.random.default_rng(int(torch.randint(2**62, (1,))))
         track = int(rng.integers(len(self.paths)))
         context_s = self.context_samples / self.sample_rate
-        start_s = rng.uniform(0.0, max(0.0, self.durations_s[track] - context_s))
+        starts_s, probabilities = self.anchor_pools[track] if self.anchor_pools else ((), ())
+        if len(starts_s):
+            start_s = float(rng.choice(starts_s, p=probabilities))
+        else:
+            start_s = rng.uniform(0.0, max(0.0, self.durations_s[track] - context_s))
         context = fit_length(
             load_audio(self.paths[track], self.sample_rate, start_s, context_s),
             self.context_samples,
