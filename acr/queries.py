@@ -25,7 +25,14 @@ from acr.audio import AudioError, load_audio, save_audio
 from acr.augment import QUERY_DEGRADATIONS, degrade
 from acr.manifests import read_catalog, write_table
 from acr.pitch import predominant_pitch
-from acr.segments import RandomStrategy, SegmentStrategy, TrackAnalysis, analyze, get_strategy
+from acr.segments import (
+    RandomStrategy,
+    SegmentStrategy,
+    TrackAnalysis,
+    analysis_path,
+    analyze,
+    get_strategy,
+)
 from acr.synth.humming import hum_contour
 
 HUMMING = "humming_like"
@@ -48,6 +55,7 @@ class _TrackJob:
     sample_rate: int
     directory: str
     strategy: str = RandomStrategy.name
+    analysis_file: str = ""  # the track's cached TrackAnalysis ("" = analyse, keep nothing)
 
 
 def make_queries(
@@ -65,8 +73,10 @@ def make_queries(
     """Write ``per_track`` queries per (track, length, degradation) into ``output``.
 
     ``strategy`` (a name in acr.segments.STRATEGIES) picks the offsets; ``random`` draws them
-    uniformly. Tracks that cannot be read, or are too short for a length, are left out of that
-    length and counted in the returned table's ``attrs["skipped"]``.
+    uniformly. When the catalog is a table (a manifest), each track's analysis is cached beside
+    it in ``analysis/``, shared with training anchors (acr.datamodules.anchors). Tracks that
+    cannot be read, or are too short for a length, are left out of that length and counted in
+    the returned table's ``attrs["skipped"]``.
     """
     unknown = sorted(set(degradations) - set(DEGRADATIONS))
     if unknown:
@@ -77,6 +87,8 @@ def make_queries(
         tracks = tracks.sample(n=min(max_tracks, len(tracks)), random_state=seed).sort_index()
     output = Path(output)
     (output / "audio").mkdir(parents=True, exist_ok=True)
+    # A folder catalog is the user's music: nothing is written into it.
+    cache = Path(catalog).parent if Path(catalog).is_file() else None
     jobs = [
         _TrackJob(
             index,
@@ -89,6 +101,7 @@ def make_queries(
             sample_rate,
             str(output),
             strategy,
+            str(analysis_path(cache, track_id)) if cache else "",
         )
         for index, (track_id, path) in enumerate(zip(tracks["track_id"], tracks["path"]))
     ]
@@ -126,7 +139,7 @@ def _track_queries(job: _TrackJob) -> tuple[list[dict[str, Any]], list[str]]:
         return [], [f"{job.track_id}: {error}"]
     strategy = get_strategy(job.strategy)
     # analysed once per track, shared by every length, degradation and repeat
-    analysis = None if job.strategy == RandomStrategy.name else analyze(audio, job.sample_rate)
+    analysis = None if job.strategy == RandomStrategy.name else _analysis(job, audio)
     rows, problems = [], []
     for length_s in job.lengths_s:
         source_samples = int(round(1.1 * length_s * job.sample_rate))  # room for a speed-up
@@ -151,6 +164,20 @@ def _track_queries(job: _TrackJob) -> tuple[list[dict[str, Any]], list[str]]:
                 else:
                     rows.append(row)
     return rows, problems
+
+
+def _analysis(job: _TrackJob, audio: np.ndarray) -> TrackAnalysis:
+    """The track's cached analysis, or a new one (cached when the job has a cache file)."""
+    cached = Path(job.analysis_file) if job.analysis_file else None
+    if cached and cached.is_file():
+        try:
+            return TrackAnalysis.load(cached)
+        except ValueError:  # another ANALYSIS_VERSION: redo it
+            pass
+    analysis = analyze(audio, job.sample_rate)
+    if cached:
+        analysis.save(cached)
+    return analysis
 
 
 def _starts(

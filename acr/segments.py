@@ -13,7 +13,9 @@ Strategies (``STRATEGIES``, ``get_strategy``): ``random``, ``silence_aware``, ``
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -25,6 +27,7 @@ import numpy as np
 
 from acr.audio import resample
 
+ANALYSIS_DIR = "analysis"  # beside a manifest: one .npz per track (see analysis_path)
 ANALYSIS_VERSION = 1  # bump when a feature changes meaning, so cached analyses are redone
 ANALYSIS_RATE_HZ = 22050  # audio outside MIN_RATE_HZ..ANALYSIS_RATE_HZ is resampled to this
 MIN_RATE_HZ = 16000  # chroma_cqt's top octave (C8, 4.2 kHz) needs at least this
@@ -71,9 +74,14 @@ class TrackAnalysis:
         return np.arange(len(self.rms_db)) * self.hop_s
 
     def save(self, path: str | Path) -> None:
-        """One compressed .npz (a few tens of kB for 30 s)."""
+        """One compressed .npz (a few tens of kB for 30 s), written atomically: a killed run
+        leaves no half file for the next one to trust."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
         values = {field.name: getattr(self, field.name) for field in fields(self)}
-        np.savez_compressed(path, version=ANALYSIS_VERSION, **values)
+        np.savez_compressed(temporary, version=ANALYSIS_VERSION, **values)
+        os.replace(temporary, path)
 
     @classmethod
     def load(cls, path: str | Path) -> TrackAnalysis:
@@ -87,6 +95,12 @@ class TrackAnalysis:
             values = {field.name: stored[field.name] for field in fields(cls)}
         scalars = ("duration_s", "hop_s", "tempo_bpm", "margin_s")
         return cls(**{k: float(v) if k in scalars else v for k, v in values.items()})
+
+
+def analysis_path(directory: Path, track_id: str) -> Path:
+    """Where a track's analysis is cached beside a manifest (any track id makes a file name)."""
+    digest = hashlib.sha1(track_id.encode()).hexdigest()[:16]
+    return Path(directory) / ANALYSIS_DIR / f"{digest}.npz"
 
 
 def analyze(audio: np.ndarray, sample_rate: int) -> TrackAnalysis:

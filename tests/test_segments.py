@@ -4,15 +4,18 @@ are known, plus the analysis cache and make-queries --strategy."""
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from acr.audio import save_audio
 from acr.commands import tool_parser
+from acr.manifests import write_table
 from acr.queries import make_queries
 from acr.segments import (
     HYBRID_WEIGHTS,
     STRATEGIES,
     TrackAnalysis,
+    analysis_path,
     analyze,
     get_strategy,
 )
@@ -249,6 +252,25 @@ def test_make_queries_takes_offsets_from_the_strategy(quiet_then_loud, tmp_path:
     assert (table["offset_s"] >= QUIET_S - 0.5).all()
     with pytest.raises(ValueError, match="unknown segment strategy"):
         make_queries(tmp_path / "catalog", tmp_path / "x", strategy="loudest")
+
+
+def test_make_queries_caches_analyses_beside_a_table_catalog(
+    quiet_then_loud, tmp_path: Path
+) -> None:
+    song = tmp_path / "music" / "song.wav"
+    save_audio(song, quiet_then_loud, RATE)
+    catalog = tmp_path / "manifest" / "val.csv"
+    write_table(pd.DataFrame({"track_id": ["a/1"], "path": [str(song)]}), catalog)
+    options = {"lengths_s": (3.0,), "degradations": ("clean",), "workers": 1, "seed": 1}
+    first = make_queries(catalog, tmp_path / "q1", strategy="high_energy", **options)
+    cached = analysis_path(catalog.parent, "a/1")
+    assert cached.is_file()
+    stamp = cached.stat().st_mtime_ns
+    second = make_queries(catalog, tmp_path / "q2", strategy="onset_aware", **options)
+    assert cached.stat().st_mtime_ns == stamp  # read back, not redone
+    assert first["offset_s"].iloc[0] >= QUIET_S - 0.5 and len(second) == 1
+    make_queries(song.parent, tmp_path / "q3", strategy="high_energy", **options)
+    assert not (song.parent / "analysis").exists()  # nothing written into a folder catalog
 
 
 def test_make_queries_command_takes_a_strategy() -> None:

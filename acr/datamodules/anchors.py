@@ -9,7 +9,6 @@ from.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -21,16 +20,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from acr.audio import AudioError, load_audio
-from acr.segments import ANALYSIS_RATE_HZ, TrackAnalysis, analyze, get_strategy
+from acr.segments import (
+    ANALYSIS_DIR,
+    ANALYSIS_RATE_HZ,
+    TrackAnalysis,
+    analysis_path,
+    analyze,
+    get_strategy,
+)
 
-ANALYSIS_DIR = "analysis"
 AnchorPool = tuple[np.ndarray, np.ndarray]  # starts (s) and their probabilities
-
-
-def analysis_path(directory: Path, track_id: str) -> Path:
-    """A file name any track id can have (ids may hold slashes or spaces)."""
-    digest = hashlib.sha1(track_id.encode()).hexdigest()[:16]
-    return directory / ANALYSIS_DIR / f"{digest}.npz"
 
 
 def analyze_tracks(tracks: pd.DataFrame, directory: Path, workers: int | None = None) -> None:
@@ -65,9 +64,7 @@ def _analyze_one(job: tuple[str, str, str]) -> str:
         audio = load_audio(path, ANALYSIS_RATE_HZ)
     except AudioError as error:
         return f"{track_id}: {error}"
-    temporary = destination.removesuffix(".npz") + ".tmp.npz"
-    analyze(audio, ANALYSIS_RATE_HZ).save(temporary)
-    os.replace(temporary, destination)
+    analyze(audio, ANALYSIS_RATE_HZ).save(destination)
     return ""
 
 
