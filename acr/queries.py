@@ -8,17 +8,14 @@ offset_s, length_s, degradation`` (and ``degradation_params``, which is not a bu
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from acr.audio import AudioError, load_audio, save_audio
@@ -34,6 +31,7 @@ from acr.segments import (
     get_strategy,
 )
 from acr.synth.humming import hum_contour
+from acr.workers import spawn_pool
 
 HUMMING = "humming_like"
 DEGRADATIONS = (*QUERY_DEGRADATIONS, HUMMING)
@@ -125,9 +123,7 @@ def _run(jobs: list[_TrackJob], workers: int | None):
     if workers == 1:
         yield from map(_track_queries, jobs)
         return
-    # spawn, not fork: a forked child inherits torch's OpenMP pool mid-state and can hang.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, torch.set_num_threads, (1,)) as pool:
+    with spawn_pool(workers) as pool:
         yield from pool.map(_track_queries, jobs, chunksize=2)
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from acr.segments import (
     analyze,
     get_strategy,
 )
+from acr.workers import spawn_pool
 
 AnchorPool = tuple[np.ndarray, np.ndarray]  # starts (s) and their probabilities
 
@@ -44,7 +43,7 @@ def analyze_tracks(tracks: pd.DataFrame, directory: Path, workers: int | None = 
     (directory / ANALYSIS_DIR).mkdir(parents=True, exist_ok=True)
     workers = max(1, min(workers or os.cpu_count() or 1, len(missing)))
     failures = []
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    with spawn_pool(workers) as pool:
         results = pool.map(_analyze_one, missing, chunksize=4)
         for problem in tqdm(results, total=len(missing), unit="track", desc="analysing segments"):
             if problem:

@@ -7,10 +7,8 @@ songs are the ``confused`` hard case. ``humming_like`` queries hum the lead melo
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -19,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from acr.audio import audio_info, save_audio
@@ -27,6 +24,7 @@ from acr.augment import QUERY_DEGRADATIONS, degrade
 from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
 from acr.manifests import write_table
 from acr.synth import Song, compose_song, render_humming, render_song
+from acr.workers import spawn_pool
 
 # Bump when generation changes what a setting produces, so cached data sets are rebuilt.
 GENERATOR_REVISION = 2
@@ -152,15 +150,8 @@ def _song_renderer(workers: int | None) -> Iterator[Callable]:
     if workers == 1:
         yield map
         return
-    # spawn, not fork: a forked child inherits torch's OpenMP pool mid-state and can hang.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+    with spawn_pool(workers) as pool:
         yield partial(pool.map, chunksize=4)
-
-
-def _one_thread() -> None:
-    """Workers already run in parallel; nested torch threads would only oversubscribe cores."""
-    torch.set_num_threads(1)
 
 
 def _render_song_assets(job: _SongJob) -> tuple[list[dict], list[dict]]:

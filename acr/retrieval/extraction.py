@@ -6,16 +6,15 @@ importing Lightning in each of them would cost seconds and hundreds of MB.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
-import torch
 
 from acr.audio import AudioError, audio_info, load_audio, resample
+from acr.workers import spawn_pool
 
 SILENCE_RMS = 1e-4  # -80 dBFS: a track this quiet holds nothing to recognise
 Extractors = list[tuple[str, int, Callable]]  # (engine name, sample rate, extractor)
@@ -27,11 +26,6 @@ _worker_extractors: Extractors = []
 def _use_extractors(extractors: Extractors) -> None:
     global _worker_extractors
     _worker_extractors = extractors
-
-
-def _init_worker(extractors: Extractors) -> None:
-    torch.set_num_threads(1)  # the workers are the parallelism
-    _use_extractors(extractors)
 
 
 def _decode_and_extract(job: tuple[str, str]) -> Result:
@@ -55,14 +49,13 @@ def _decode_and_extract(job: tuple[str, str]) -> Result:
 def extract_in_workers(
     jobs: list[tuple[str, str]], extractors: Extractors, workers: int
 ) -> Iterator[Result]:
-    """Decode and extract in worker processes (spawned: forking a process that has used
-    torch's thread pool can hang), in catalog order so resumes are reproducible."""
+    """Decode and extract in worker processes (acr.workers), in catalog order so resumes are
+    reproducible."""
     if workers <= 1:
         _use_extractors(extractors)
         yield from map(_decode_and_extract, jobs)
         return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, context, _init_worker, (extractors,)) as pool:
+    with spawn_pool(workers, _use_extractors, (extractors,)) as pool:
         # A bounded window of jobs in flight: Executor.map would submit the whole catalog and
         # pile up decoded audio whenever the main process (e.g. model inference) is slower.
         pending: deque[Future] = deque()

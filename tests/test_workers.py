@@ -1,0 +1,42 @@
+"""acr.workers: spawned pools whose workers do not outlive a SIGKILLed parent."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from acr.workers import PARENT_POLL_S
+
+PARENT = """
+import os, time
+from acr.workers import spawn_pool
+
+if __name__ == "__main__":
+    with spawn_pool(1) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)
+        time.sleep(120)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for whoever adopts it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    assert _running(worker) and worker != os.getpid()
+    parent.kill()  # SIGKILL: the pool gets no chance to shut down
+    parent.wait()
+    deadline = time.monotonic() + 10 * PARENT_POLL_S
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(worker)
