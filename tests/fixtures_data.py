@@ -107,3 +107,29 @@ def write_mtg_jamendo(root: Path) -> Path:
     for part, rows in MTG_SPLIT_FILES.items():
         (split_dir / f"autotagging-{part}.tsv").write_text("\n".join([MTG_HEADER, *rows]) + "\n")
     return root
+
+
+TINY_ENCODER = {"n_mels": 32, "channels": 16, "se_channels": 8, "attention_channels": 8}
+
+
+def fit_two_steps(config: str, run_dir: str, data: dict[str, object]):
+    """Two training steps from a shipped config with a tiny encoder and a CSV logger (no W&B
+    run in a test); returns the LightningCLI."""
+    from acr.cli import main
+
+    def value(setting: object) -> str:
+        return str(list(setting)) if isinstance(setting, tuple) else str(setting)
+
+    return main(
+        [
+            "fit",
+            "--config",
+            config,
+            "--trainer.max_steps=2",
+            "--trainer.accelerator=cpu",
+            "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+            f"--trainer.logger.save_dir={run_dir}",
+            *(f"--data.init_args.{key}={value(setting)}" for key, setting in data.items()),
+            *(f"--model.init_args.encoder.init_args.{k}={v}" for k, v in TINY_ENCODER.items()),
+        ]
+    )

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures_data import fit_two_steps
 
 from acr.audio import save_audio
-from acr.cli import main
 from acr.datamodules import BusinessDataModule
 from acr.datamodules.exports import read_sql_dump
 from acr.manifests import ManifestError, bucket_columns, read_table
@@ -317,21 +317,11 @@ def test_fit_runs_from_the_shipped_config(
     exports: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    data = {"export": str(exports["sql"]), "mapping": MAPPING, **SETTINGS}
-    model = {"n_mels": 32, "channels": 16, "se_channels": 8, "attention_channels": 8}
     with pytest.warns(UserWarning, match="rejected 7 of 22 export rows"):
-        cli = main(
-            [
-                "fit",
-                "--config",
-                SHIPPED,
-                "--trainer.max_steps=2",
-                "--trainer.accelerator=cpu",
-                "--trainer.logger=lightning.pytorch.loggers.CSVLogger",  # no W&B run in a test
-                "--trainer.logger.save_dir=runs/business",
-                *(f"--data.init_args.{key}={value}" for key, value in data.items()),
-                *(f"--model.init_args.encoder.init_args.{k}={v}" for k, v in model.items()),
-            ]
+        cli = fit_two_steps(
+            SHIPPED,
+            "runs/business",
+            {"export": str(exports["sql"]), "mapping": MAPPING, **SETTINGS},
         )
     assert cli.trainer.global_step == 2
     assert 0.0 <= float(cli.trainer.callback_metrics["val/top1/hard_case=humming"]) <= 1.0

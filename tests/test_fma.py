@@ -3,11 +3,10 @@
 from pathlib import Path
 
 import pytest
-from fixtures_data import DURATION_S, write_fma
+from fixtures_data import DURATION_S, fit_two_steps, write_fma
 from fixtures_data import FMA_TRACKS as TRACKS
 
 from acr.audio import audio_info
-from acr.cli import main
 from acr.datamodules import FMADataModule
 from acr.manifests import ManifestError, bucket_columns, read_table
 
@@ -107,21 +106,7 @@ def test_fit_runs_from_the_shipped_config(
     fma_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    data = {"root": str(fma_root), **SETTINGS}
-    model = {"n_mels": 32, "channels": 16, "se_channels": 8, "attention_channels": 8}
-    cli = main(
-        [
-            "fit",
-            "--config",
-            SHIPPED,
-            "--trainer.max_steps=2",
-            "--trainer.accelerator=cpu",
-            "--trainer.logger=lightning.pytorch.loggers.CSVLogger",  # no W&B run in a test
-            "--trainer.logger.save_dir=runs/fma_hybrid",
-            *(f"--data.init_args.{key}={_arg(value)}" for key, value in data.items()),
-            *(f"--model.init_args.encoder.init_args.{key}={value}" for key, value in model.items()),
-        ]
-    )
+    cli = fit_two_steps(SHIPPED, "runs/fma_hybrid", {"root": str(fma_root), **SETTINGS})
     assert cli.trainer.global_step == 2
     assert 0.0 <= float(cli.trainer.callback_metrics["val/top1/genre=Rock"]) <= 1.0
     assert (tmp_path / "runs/fma_hybrid/checkpoints/last.ckpt").is_file()
@@ -129,7 +114,3 @@ def test_fit_runs_from_the_shipped_config(
 
 def _fail(directory: Path) -> None:
     raise AssertionError(f"rebuilt {directory}")
-
-
-def _arg(value: object) -> str:
-    return str(list(value)) if isinstance(value, tuple) else str(value)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fixtures_data import fit_two_steps
 
 from acr.audio import save_audio
-from acr.cli import main
 from acr.datamodules import FolderDataModule
 from acr.manifests import ManifestError, bucket_columns, check_no_leakage, read_table
 from acr.synth import synthesize_track
@@ -200,26 +200,8 @@ def test_fit_runs_from_the_shipped_config(
     music: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    data = {"root": str(music), **SETTINGS}
-    model = {"n_mels": 32, "channels": 16, "se_channels": 8, "attention_channels": 8}
     with pytest.warns(UserWarning, match="skipped 1 of 19 tracks"):
-        cli = main(
-            [
-                "fit",
-                "--config",
-                SHIPPED,
-                "--trainer.max_steps=2",
-                "--trainer.accelerator=cpu",
-                "--trainer.logger=lightning.pytorch.loggers.CSVLogger",  # no W&B run in a test
-                "--trainer.logger.save_dir=runs/folder",
-                *(f"--data.init_args.{key}={_arg(value)}" for key, value in data.items()),
-                *(f"--model.init_args.encoder.init_args.{k}={v}" for k, v in model.items()),
-            ]
-        )
+        cli = fit_two_steps(SHIPPED, "runs/folder", {"root": str(music), **SETTINGS})
     assert cli.trainer.global_step == 2
     assert 0.0 <= float(cli.trainer.callback_metrics["val/top1"]) <= 1.0
     assert (tmp_path / "runs/folder/checkpoints/last.ckpt").is_file()
-
-
-def _arg(value: object) -> str:
-    return str(list(value)) if isinstance(value, tuple) else str(value)

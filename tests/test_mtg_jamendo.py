@@ -3,9 +3,8 @@
 from pathlib import Path
 
 import pytest
-from fixtures_data import DURATION_S, write_mtg_jamendo
+from fixtures_data import DURATION_S, fit_two_steps, write_mtg_jamendo
 
-from acr.cli import main
 from acr.datamodules import MTGJamendoDataModule
 from acr.manifests import ManifestError, bucket_columns, read_table
 
@@ -126,20 +125,10 @@ def test_fit_runs_from_the_shipped_config(
     jamendo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    data = {"root": str(jamendo_root), "val_catalog_tracks": 3, **SETTINGS}
-    model = {"n_mels": 32, "channels": 16, "se_channels": 8, "attention_channels": 8}
-    cli = main(
-        [
-            "fit",
-            "--config",
-            SHIPPED,
-            "--trainer.max_steps=2",
-            "--trainer.accelerator=cpu",
-            "--trainer.logger=lightning.pytorch.loggers.CSVLogger",  # no W&B run in a test
-            "--trainer.logger.save_dir=runs/mtg_jamendo",
-            *(f"--data.init_args.{key}={_arg(value)}" for key, value in data.items()),
-            *(f"--model.init_args.encoder.init_args.{key}={value}" for key, value in model.items()),
-        ]
+    cli = fit_two_steps(
+        SHIPPED,
+        "runs/mtg_jamendo",
+        {"root": str(jamendo_root), "val_catalog_tracks": 3, **SETTINGS},
     )
     assert cli.trainer.global_step == 2
     assert 0.0 <= float(cli.trainer.callback_metrics["val/top1/mood=calm"]) <= 1.0
@@ -148,7 +137,3 @@ def test_fit_runs_from_the_shipped_config(
 
 def _fail(directory: Path) -> None:
     raise AssertionError(f"rebuilt {directory}")
-
-
-def _arg(value: object) -> str:
-    return str(list(value)) if isinstance(value, tuple) else str(value)
