@@ -109,6 +109,17 @@ def write_mtg_jamendo(root: Path) -> Path:
     return root
 
 
+# CatalogDataModule settings small enough for a test: 2 queried tracks, 2 steps of 4 pairs.
+TINY_CATALOG = dict(
+    val_query_tracks=2,
+    query_lengths_s=(1.0, 2.0),
+    query_degradations=("clean", "noise"),
+    batch_size=4,
+    steps_per_epoch=2,
+    num_workers=0,
+    query_workers=1,
+    probe_workers=2,
+)
 TINY_ENCODER = {"n_mels": 32, "channels": 16, "se_channels": 8, "attention_channels": 8}
 
 

@@ -5,22 +5,13 @@ from pathlib import Path
 import pytest
 from fixtures_data import DURATION_S, fit_two_steps, write_fma
 from fixtures_data import FMA_TRACKS as TRACKS
+from fixtures_data import TINY_CATALOG as SETTINGS
 
 from acr.audio import audio_info
 from acr.datamodules import FMADataModule
 from acr.manifests import ManifestError, bucket_columns, read_table
 
 SHIPPED = str(Path(__file__).parents[1] / "configs" / "fma_hybrid.yaml")
-SETTINGS = dict(
-    val_query_tracks=2,
-    query_lengths_s=(1.0, 2.0),
-    query_degradations=("clean", "noise"),
-    batch_size=4,
-    steps_per_epoch=2,
-    num_workers=0,
-    query_workers=1,
-    probe_workers=2,
-)
 
 
 @pytest.fixture(scope="module")

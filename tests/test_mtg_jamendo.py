@@ -4,21 +4,12 @@ from pathlib import Path
 
 import pytest
 from fixtures_data import DURATION_S, fit_two_steps, write_mtg_jamendo
+from fixtures_data import TINY_CATALOG as SETTINGS
 
 from acr.datamodules import MTGJamendoDataModule
 from acr.manifests import ManifestError, bucket_columns, read_table
 
 SHIPPED = str(Path(__file__).parents[1] / "configs" / "mtg_jamendo.yaml")
-SETTINGS = dict(
-    val_query_tracks=2,
-    query_lengths_s=(1.0, 2.0),
-    query_degradations=("clean", "noise"),
-    batch_size=4,
-    steps_per_epoch=2,
-    num_workers=0,
-    query_workers=1,
-    probe_workers=2,
-)
 
 
 @pytest.fixture(scope="module")
