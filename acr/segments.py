@@ -240,29 +240,34 @@ class SegmentStrategy:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The starts ``choose`` draws from (the best candidates, at least ``count``) and their
         probabilities; empty arrays when nothing fits. Training draws from it directly."""
-        segments = self.candidates(analysis, length_s)
-        if not segments:
-            return np.zeros(0), np.zeros(0)
-        scores = np.array([segment.score for segment in segments])
-        cut = scores[min(len(scores), max(count, math.ceil(self.pool_fraction * len(scores)))) - 1]
-        size = int(np.sum(scores >= cut))
-        starts_s = np.array([segment.start_s for segment in segments[:size]])
-        return starts_s, scores[:size] / scores[:size].sum()
+        best = self._best(analysis, length_s, count)
+        return np.array([s.start_s for s in best]), _probabilities(best)
 
     def choose(
         self, analysis: TrackAnalysis, length_s: float, rng: np.random.Generator, count: int = 1
     ) -> list[Segment]:
         """Up to ``count`` distinct candidates drawn from the best, weighted by score."""
-        if count < 1:
-            return []
-        segments = self.candidates(analysis, length_s)
-        starts_s, probabilities = self.pool(analysis, length_s, count)
-        if not len(starts_s):
+        best = self._best(analysis, length_s, count) if count >= 1 else []
+        if not best:
             return []
         picks = rng.choice(
-            len(starts_s), size=min(count, len(starts_s)), replace=False, p=probabilities
+            len(best), size=min(count, len(best)), replace=False, p=_probabilities(best)
         )
-        return [segments[i] for i in picks]
+        return [best[i] for i in picks]
+
+    def _best(self, analysis: TrackAnalysis, length_s: float, count: int) -> list[Segment]:
+        """The best ``pool_fraction`` of candidates (at least ``count``; ties at the cut stay)."""
+        segments = self.candidates(analysis, length_s)
+        if not segments:
+            return []
+        scores = np.array([segment.score for segment in segments])
+        cut = scores[min(len(scores), max(count, math.ceil(self.pool_fraction * len(scores)))) - 1]
+        return segments[: int(np.sum(scores >= cut))]
+
+
+def _probabilities(segments: list[Segment]) -> np.ndarray:
+    scores = np.array([segment.score for segment in segments])
+    return scores / scores.sum() if len(scores) else scores
 
 
 class RandomStrategy(SegmentStrategy):
