@@ -20,7 +20,7 @@ from rich.console import Group
 from rich.table import Table
 
 from acr.audio import AudioError, AudioInfo, audio_info
-from acr.manifests import AUDIO_EXTENSIONS
+from acr.manifests import audio_files
 
 # (label, upper bound in seconds): a file falls in the first bin whose bound exceeds it.
 DURATION_BINS_S = (
@@ -39,14 +39,9 @@ def list_audio_files(root: str | Path) -> tuple[list[Path], int]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"ROOT: {root} is not a folder")
-    audio, others = [], 0
-    for directory, _, names in os.walk(root):
-        for name in names:
-            if Path(name).suffix.lower() in AUDIO_EXTENSIONS:
-                audio.append(Path(directory) / name)
-            else:
-                others += 1
-    return sorted(audio), others
+    audio = audio_files(root)
+    files = sum(1 for path in root.rglob("*") if path.is_file())
+    return audio, files - len(audio)
 
 
 def inspect_audio(

@@ -165,6 +165,15 @@ def validate_queries(
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
 
 
+def audio_files(root: Path) -> list[Path]:
+    """Every audio file (by extension) under ``root``, recursively, sorted."""
+    return sorted(
+        path
+        for path in root.rglob("*")
+        if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+    )
+
+
 def read_catalog(catalog: str | Path) -> pd.DataFrame:
     """``track_id, path`` for every track of a catalog: a folder of audio or a CSV/JSONL table.
 
@@ -173,7 +182,7 @@ def read_catalog(catalog: str | Path) -> pd.DataFrame:
     """
     catalog = Path(catalog)
     if catalog.is_dir():
-        paths = sorted(p for p in catalog.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        paths = audio_files(catalog)
         table = pd.DataFrame({"track_id": [p.stem for p in paths], "path": [str(p) for p in paths]})
     elif catalog.is_file():
         table = read_table(catalog)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from acr.datamodules.catalog import NO_LABEL, CatalogDataModule
-from acr.manifests import AUDIO_EXTENSIONS, TRACK_COLUMNS, ManifestError, read_table
+from acr.manifests import AUDIO_EXTENSIONS, TRACK_COLUMNS, ManifestError, audio_files, read_table
 
 PARENT = "parent"  # the column with each track's folder relative to the root ("." at the top)
 GROUP = "group"  # the manifest column check_no_leakage reads
@@ -136,14 +136,12 @@ def list_audio(root: Path, exclude: Callable[[Path], bool] | None = None) -> pd.
     """
     if not root.is_dir():
         raise FileNotFoundError(f"root: {root} is not a folder")
-    paths = sorted(
+    paths = [
         path
-        for path in root.rglob("*")
-        if path.suffix.lower() in AUDIO_EXTENSIONS
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        for path in audio_files(root)
+        if not any(part.startswith(".") for part in path.relative_to(root).parts)
         and not (exclude is not None and exclude(path))
-        and path.is_file()
-    )
+    ]
     if not paths:
         raise ManifestError(root, f"no audio file ({', '.join(AUDIO_EXTENSIONS)}) in any folder")
     relative = [path.relative_to(root) for path in paths]
