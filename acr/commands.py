@@ -98,8 +98,9 @@ def fuse_parser() -> ArgumentParser:
     parser.add_argument(
         "--queries",
         type=str,
+        nargs="+",
         required=True,
-        help="validation queries (not the ones you will report)",
+        help="validation query tables (not the ones you will report); several are pooled",
     )
     return parser
 
@@ -213,6 +214,8 @@ def run_evaluate(options: Namespace) -> None:
 
 
 def run_fuse(options: Namespace) -> None:
+    import pandas as pd
+
     from acr.retrieval.evaluation import read_queries, recognize_queries
     from acr.retrieval.fusion import Fusion
     from acr.retrieval.recognizer import FUSION_FILE, Recognizer
@@ -220,18 +223,24 @@ def run_fuse(options: Namespace) -> None:
     recognizer = Recognizer.load(options.index, cascade=False)
     if len(recognizer.engines) < 2:
         raise ValueError(f"{options.index} has one engine; fusion needs a hybrid index")
-    queries = read_queries(options.queries)
-    recognitions = [r for r in recognize_queries(recognizer, queries, 20) if r.status == "ok"]
-    truth = dict(zip(queries["query_id"], queries["track_id"]))
+    # Pooled row by row, not by query_id: tables made with other seeds may reuse ids.
+    queries = pd.concat([read_queries(table) for table in options.queries], ignore_index=True)
+    answered = [
+        (recognition, right)
+        for recognition, right in zip(
+            recognize_queries(recognizer, queries, 20), queries["track_id"]
+        )
+        if recognition.status == "ok"
+    ]
     fusion = Fusion.fit(
-        [r.engine_matches for r in recognitions],
-        [truth[r.query_id] for r in recognitions],
-        [r.query_features for r in recognitions],
+        [r.engine_matches for r, _ in answered],
+        [right for _, right in answered],
+        [r.query_features for r, _ in answered],
     )
     fusion.save(Path(options.index) / FUSION_FILE)
     exit_rule = fusion.early_exit
     print(
-        f"fusion fitted on {len(recognitions)} queries over {', '.join(fusion.engines)}; "
+        f"fusion fitted on {len(answered)} queries over {', '.join(fusion.engines)}; "
         + (
             f"early exit: {exit_rule.engine} alone when P(right) >= {exit_rule.probability}"
             if exit_rule

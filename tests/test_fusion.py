@@ -1,6 +1,7 @@
 """Fusion: reciprocal ranks before fitting; after, a stacked model that uses the query's
 harmonicity, an early exit that costs nothing on validation, and persistence."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def test_fit_trusts_the_reliable_engine_and_exits_early_on_it(tmp_path: Path) ->
     )
     assert fusion.early_exit is not None and fusion.early_exit.engine == "strong"
     clear = {"strong": [TrackMatch("T", 40.0, 7.0), TrackMatch("S2", 3.0, 0.0)], "weak": []}
-    assert fusion.early_exit.decides(clear["strong"])
+    assert fusion.early_exit.decides(clear["strong"], {})
     ranked = fusion.fuse(clear, top_k=2)
     assert ranked[0].track_id == "T" and ranked[0].offset_s == 7.0
     assert ranked[0].score > 0.9 and ranked[1].score == pytest.approx(1 - ranked[0].score)
@@ -61,7 +62,7 @@ def test_fit_trusts_the_reliable_engine_and_exits_early_on_it(tmp_path: Path) ->
         "strong": [TrackMatch("S", 5.0, 0.0), TrackMatch("S2", 3.0, 0.0)],
         "weak": [TrackMatch("W", 2.0, 3.0), TrackMatch("W2", 1.9, 0.0)],
     }
-    assert not fusion.early_exit.decides(unsure["strong"])
+    assert not fusion.early_exit.decides(unsure["strong"], {})
     assert 0.0 < fusion.fuse(unsure)[0].score < 0.9  # a probability, from the stacked model
     fusion.save(tmp_path / "fusion.json")
     assert Fusion.load(tmp_path / "fusion.json") == fusion
@@ -72,7 +73,7 @@ def test_early_exit_never_costs_a_validation_answer() -> None:
     fusion = Fusion.fit(results, truth)
     full = Fusion(fusion.engines, fusion.weights)  # the same model without the exit
     for result, right in zip(results, truth):
-        if fusion.early_exit.decides(result["strong"]):
+        if fusion.early_exit.decides(result["strong"], {}):
             exited = fusion.fuse(result, top_k=1)[0].track_id == right
             assert exited or full.fuse(result, top_k=1)[0].track_id != right
 
@@ -113,8 +114,41 @@ def test_query_harmonicity_decides_which_engine_to_believe() -> None:
     assert _top1(Fusion.fit(results[:200], truth[:200]), results[200:], truth[200:]) <= 0.6
 
 
+def test_early_exit_distrusts_a_sure_looking_match_on_a_harmonic_query() -> None:
+    """Engine "audio" is right on clips with a big lead, and on a third of hums wrong with the
+    same lead (a hum can line up with some other track's landmarks); "melody" is right on hums.
+    The exit must take the lead at face value on a mix only."""
+    results, truth, queries = [], [], []
+    for query in range(300):
+        right, is_hum = f"T{query}", query % 2 == 0
+        fooled = is_hum and query % 3 == 0
+        audio_top = TrackMatch("X" if is_hum else right, 40.0 if fooled or not is_hum else 4.0, 0.0)
+        audio = [audio_top, TrackMatch("A2", 3.0, 0.0)]
+        melody = [TrackMatch(right if is_hum else "M", 9.0, 0.0), TrackMatch("M2", 2.0, 0.0)]
+        results.append({"audio": audio, "melody": melody})
+        truth.append(right)
+        queries.append({"harmonicity": 0.97 if is_hum else 0.4})
+    fusion = Fusion.fit(results, truth, queries)
+    assert fusion.early_exit is not None and fusion.early_exit.engine == "audio"
+    sure = [TrackMatch("X", 40.0, 0.0), TrackMatch("A2", 3.0, 0.0)]
+    assert fusion.early_exit.decides(sure, {"harmonicity": 0.4})
+    assert not fusion.early_exit.decides(sure, {"harmonicity": 0.97})
+    assert _top1(fusion, results, truth, queries) == 1.0
+
+
 def test_fusion_from_an_older_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "fusion.json"
     path.write_text('{"weights": {"fingerprint": 1.0}, "calibrations": {}, "calibrated": true}')
+    with pytest.raises(ValueError, match="acr fuse"):
+        Fusion.load(path)
+
+
+def test_early_exit_without_query_features_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "fusion.json"
+    weights = [0.0] * ((2 * 7 + 1) * 3)
+    early_exit = {"engine": "a", "weights": [1.0, 2.0, 3.0], "probability": 0.99}
+    path.write_text(
+        json.dumps({"engines": ["a", "b"], "weights": weights, "early_exit": early_exit})
+    )
     with pytest.raises(ValueError, match="acr fuse"):
         Fusion.load(path)

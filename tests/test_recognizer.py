@@ -36,7 +36,9 @@ def _fusion() -> Fusion:
     weights[2] = 1.0  # fingerprint: candidate is its top-1
     weights[15 + 7 + 2] = 3.0  # melody: candidate is its top-1, times harmonicity
     return Fusion(
-        ["fingerprint", "melody"], weights.tolist(), EarlyExit("fingerprint", [1.0, 1.0, -4.0], 0.9)
+        ["fingerprint", "melody"],
+        weights.tolist(),
+        EarlyExit("fingerprint", [1.0, 1.0, -4.0, 0.0, 0.0, 0.0], 0.9),
     )
 
 
@@ -44,6 +46,7 @@ def test_clear_excerpt_exits_on_the_fingerprint_alone(engines: dict, songs) -> N
     excerpt = synth.render_song(songs[2])[5 * RATE : 8 * RATE]
     cascade = Recognizer(engines, _fusion()).recognize(excerpt, RATE)
     assert list(cascade.engine_matches) == ["fingerprint"]
+    assert 0.0 < cascade.query_features["harmonicity"] < 1.0  # the exit rule's input
     assert cascade.matches[0].track_id == "2" and cascade.matches[0].score > 0.9
     assert cascade.matches[0].offset_s == pytest.approx(5.0, abs=0.1)
     full = Recognizer(engines, _fusion(), cascade=False).recognize(excerpt, RATE)

@@ -77,13 +77,17 @@ class Recognizer:
             recognition.matches = next(iter(recognition.engine_matches.values()))[:top_k]
             return recognition
         matches = recognition.engine_matches
+        # The exit rule needs the query's harmonicity: computed beside the first engine.
+        features = self._pool.submit(query_features, audio, sample_rate)
         early_exit = self.fusion.early_exit
         if self.cascade and early_exit and early_exit.engine in self.engines:
             matches[early_exit.engine] = search(early_exit.engine)
-            if early_exit.decides(matches[early_exit.engine]):
-                recognition.matches = early_exit.ranking(matches[early_exit.engine], top_k)
+            recognition.query_features = features.result()
+            if early_exit.decides(matches[early_exit.engine], recognition.query_features):
+                recognition.matches = early_exit.ranking(
+                    matches[early_exit.engine], recognition.query_features, top_k
+                )
                 return recognition
-        features = self._pool.submit(query_features, audio, sample_rate)
         pending = [name for name in self.engines if name not in matches]
         matches.update(zip(pending, self._pool.map(search, pending)))
         recognition.query_features = features.result()
