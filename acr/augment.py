@@ -5,9 +5,11 @@ evaluated on. Every function takes and returns mono float32 numpy audio; every r
 comes from an explicit ``np.random.Generator``, so results are reproducible given the seed.
 """
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pedalboard
@@ -15,7 +17,8 @@ import scipy.signal
 import torch
 import torchaudio.functional
 
-from acr.audio import fit_length
+from acr.audio import audio_info, fit_length, load_audio
+from acr.manifests import audio_files
 
 # Rational approximations of a speed factor use denominators up to this. The resampling
 # kernel has one phase per denominator step: 200 costs under 1 ms per second of 16 kHz audio
@@ -43,6 +46,10 @@ LIVE_SNR_DB_RANGE = (5.0, 15.0)
 LIVE_LOW_HZ_RANGE = (100.0, 250.0)
 LIVE_HIGH_HZ_RANGE = (4000.0, 7000.0)
 LIVE_DRIVE_DB_RANGE = (6.0, 12.0)
+# Babble: talkers' voice pitch, syllable rate and first two formants (adult speech).
+BABBLE_PITCH_HZ_RANGE = (90.0, 250.0)
+BABBLE_SYLLABLES_PER_S = 4.0
+BABBLE_FORMANT_HZ_RANGES = ((300.0, 900.0), (900.0, 2500.0))
 
 
 def _as_mono_float32(audio: np.ndarray) -> np.ndarray:
@@ -113,6 +120,80 @@ def add_noise(
     return (audio + scale * noise).astype(np.float32)
 
 
+def babble(
+    num_samples: int, sample_rate: int, rng: np.random.Generator, talkers: int = 6
+) -> np.ndarray:
+    """Unit-RMS crowd babble: ``talkers`` voices at once, each a buzzing glottal-like source
+    with a wandering pitch, switched on and off at the syllable rate and shaped by two random
+    formants. Hand-written: none of our dependencies makes babble, and no recordings ship.
+    """
+    time_s = np.arange(num_samples) / sample_rate
+    crowd = np.zeros(num_samples)
+    for _ in range(talkers):
+        pitch_hz = rng.uniform(*BABBLE_PITCH_HZ_RANGE) * (
+            1 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * time_s + rng.uniform(0, 6.3))
+        )
+        source = scipy.signal.sawtooth(2 * np.pi * np.cumsum(pitch_hz) / sample_rate)
+        syllables = rng.random(int(num_samples / sample_rate * BABBLE_SYLLABLES_PER_S) + 2) < 0.6
+        envelope = np.interp(
+            time_s * BABBLE_SYLLABLES_PER_S, np.arange(len(syllables)), syllables.astype(float)
+        )
+        voice = np.zeros(num_samples)
+        for low_hz, high_hz in BABBLE_FORMANT_HZ_RANGES:
+            centre_hz = min(rng.uniform(low_hz, high_hz), 0.4 * sample_rate)
+            band = scipy.signal.butter(
+                2, (centre_hz / 1.25, centre_hz * 1.25), "bandpass", fs=sample_rate, output="sos"
+            )
+            voice += scipy.signal.sosfilt(band, source)
+        crowd += envelope * voice * rng.uniform(0.5, 1.0)
+    power = _power(crowd)
+    return (crowd / np.sqrt(power) if power > 0 else crowd).astype(np.float32)
+
+
+def recordings(folder: str | Path) -> tuple[str, ...]:
+    """The audio files under ``folder`` (noise or room impulse responses), listed once per
+    process; an error names a folder that is missing or holds no audio."""
+    return _listed(str(Path(folder).expanduser().absolute()))
+
+
+@functools.lru_cache(maxsize=16)
+def _listed(folder: str) -> tuple[str, ...]:
+    if not Path(folder).is_dir():
+        raise ValueError(f"{folder}: not a folder")
+    files = tuple(str(path) for path in audio_files(Path(folder)))
+    if not files:
+        raise ValueError(f"{folder}: no audio files in it")
+    return files
+
+
+@functools.lru_cache(maxsize=4096)
+def _duration_s(path: str) -> float:
+    info = audio_info(path)
+    return info.frames / info.sample_rate
+
+
+def noise_recording(
+    folder: str | Path, num_samples: int, sample_rate: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A random stretch of a random noise file from ``folder`` (looped when it is shorter)."""
+    path = str(rng.choice(recordings(folder)))
+    duration_s = num_samples / sample_rate
+    offset_s = float(rng.uniform(0.0, max(0.0, _duration_s(path) - duration_s)))
+    noise = load_audio(path, sample_rate, offset_s, duration_s)
+    return np.resize(noise, num_samples) if noise.size else np.zeros(num_samples, np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def room_recording(path: str, sample_rate: int) -> np.ndarray:
+    """A measured room impulse response: from its direct path (the peak) on, unit energy."""
+    response = load_audio(path, sample_rate)
+    response = response[int(np.argmax(np.abs(response))) :]
+    energy = float(np.sum(np.square(response, dtype=np.float64)))
+    if energy == 0.0:
+        raise ValueError(f"{path}: the impulse response is silent")
+    return (response / np.sqrt(energy)).astype(np.float32)
+
+
 def synthetic_room_impulse_response(
     sample_rate: int, rt60_s: float, rng: np.random.Generator
 ) -> np.ndarray:
@@ -154,6 +235,12 @@ def add_reverb(
     if not 0.0 <= wet <= 1.0:
         raise ValueError(f"wet must be in [0, 1], got {wet}")
     impulse_response = synthetic_room_impulse_response(sample_rate, rt60_s, rng)
+    return convolve_room(audio, impulse_response, wet)
+
+
+def convolve_room(audio: np.ndarray, impulse_response: np.ndarray, wet: float = 1.0) -> np.ndarray:
+    """Play audio in a room (its impulse response, direct path first); input length and RMS."""
+    audio = _as_mono_float32(audio)
     reverberant = scipy.signal.fftconvolve(audio, impulse_response, mode="full")[: audio.size]
     mixed = (1.0 - wet) * audio + wet * reverberant
     mixed_power = _power(mixed)
@@ -275,6 +362,37 @@ def gsm_codec(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return fit_length(coded.astype(np.float32), len(audio))
 
 
+def mp3_codec(audio: np.ndarray, sample_rate: int, vbr_quality: float) -> np.ndarray:
+    """LAME mp3 round trip via pedalboard; VBR quality 0 (best) to 9.5 (lowest bitrate)."""
+    coded = pedalboard.MP3Compressor(vbr_quality=vbr_quality)(_as_mono_float32(audio), sample_rate)
+    return fit_length(coded.astype(np.float32), len(audio))
+
+
+def equalize(
+    audio: np.ndarray,
+    sample_rate: int,
+    rng: np.random.Generator,
+    gain_db_range: tuple[float, float],
+) -> np.ndarray:
+    """A random tone: low and high shelves and one peak, each with a gain from the range, as a
+    cheap loudspeaker or a phone's microphone colours sound (pedalboard biquads)."""
+    peak_hz = float(np.exp(rng.uniform(np.log(200.0), np.log(0.4 * sample_rate))))
+    board = pedalboard.Pedalboard(
+        [
+            pedalboard.LowShelfFilter(
+                float(rng.uniform(80, 300)), float(rng.uniform(*gain_db_range))
+            ),
+            pedalboard.PeakFilter(
+                peak_hz, float(rng.uniform(*gain_db_range)), float(rng.uniform(0.5, 2))
+            ),
+            pedalboard.HighShelfFilter(
+                float(rng.uniform(0.15, 0.35) * sample_rate), float(rng.uniform(*gain_db_range))
+            ),
+        ]
+    )
+    return board(_as_mono_float32(audio), sample_rate).astype(np.float32)
+
+
 def _random_sign(rng: np.random.Generator) -> float:
     return 1.0 if rng.random() < 0.5 else -1.0
 
@@ -383,34 +501,56 @@ def degrade(
 class TrainingAugmentation:
     """The random degradation chain that makes one contrastive training view.
 
-    Order follows the signal path of a recorded query: playback speed and pitch at the
-    source, then the room, background noise, the microphone's band limit and its gain.
-    Every probability and range is a field so a config file can set it.
+    Order follows the signal path of a recorded query: playback speed and pitch at the source,
+    the loudspeaker's tone, the room, background noise, the microphone's band limit, a codec,
+    then gain and an overdriven input. Every probability and range is a field so a config file
+    can set it. Noise comes from ``noise_dir`` (any audio files) or is generated, pink or
+    babble; rooms from ``rir_dir`` (impulse responses) or are synthetic.
     """
 
     sample_rate: int = 16000
     noise_probability: float = 0.8
     snr_db_range: tuple[float, float] = (0.0, 20.0)
+    noise_dir: str | None = None
+    babble_share: float = 0.5
     reverb_probability: float = 0.5
     rt60_s_range: tuple[float, float] = (0.2, 1.0)
+    rir_dir: str | None = None
     speed_probability: float = 0.3
     max_speed_change: float = 0.06
     pitch_probability: float = 0.3
     max_pitch_semitones: float = 2.0
+    eq_probability: float = 0.3
+    eq_gain_db_range: tuple[float, float] = (-10.0, 10.0)
     band_limit_probability: float = 0.3
     band_low_hz_range: tuple[float, float] = (50.0, 400.0)
     band_high_hz_range: tuple[float, float] = (3000.0, 7000.0)
+    codec_probability: float = 0.2
+    mp3_vbr_quality_range: tuple[float, float] = (4.0, 9.5)
     gain_db_range: tuple[float, float] = (-6.0, 6.0)
+    clip_probability: float = 0.1
+    drive_db_range: tuple[float, float] = (3.0, 12.0)
 
     def __post_init__(self) -> None:
         """Reject a bad config when it is loaded rather than inside a DataLoader worker."""
         if self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be > 0, got {self.sample_rate}")
-        for name in ("noise", "reverb", "speed", "pitch", "band_limit"):
+        for name in ("noise", "reverb", "speed", "pitch", "eq", "band_limit", "codec", "clip"):
             probability = getattr(self, f"{name}_probability")
             if not 0.0 <= probability <= 1.0:
                 raise ValueError(f"{name}_probability must be in [0, 1], got {probability}")
-        for name in ("snr_db", "rt60_s", "band_low_hz", "band_high_hz", "gain_db"):
+        if not 0.0 <= self.babble_share <= 1.0:
+            raise ValueError(f"babble_share must be in [0, 1], got {self.babble_share}")
+        for name in (
+            "snr_db",
+            "rt60_s",
+            "eq_gain_db",
+            "band_low_hz",
+            "band_high_hz",
+            "mp3_vbr_quality",
+            "gain_db",
+            "drive_db",
+        ):
             low, high = getattr(self, f"{name}_range")
             if low > high:
                 raise ValueError(f"{name}_range must be (low, high), got ({low}, {high})")
@@ -418,19 +558,59 @@ class TrainingAugmentation:
             raise ValueError(f"max_speed_change must be in [0, 1), got {self.max_speed_change}")
         if self.rt60_s_range[0] <= 0:
             raise ValueError(f"rt60_s_range must be positive, got {self.rt60_s_range}")
+        for name in ("noise_dir", "rir_dir"):
+            if getattr(self, name) is not None:
+                try:
+                    recordings(getattr(self, name))
+                except ValueError as error:
+                    raise ValueError(f"{name}: {error}") from error
 
     def __call__(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Return one augmented view with exactly len(audio) samples and peak at most 1."""
         audio = _as_mono_float32(audio)
         view = self._speed_and_pitch(audio, rng)
+        if rng.random() < self.eq_probability:
+            view = equalize(view, self.sample_rate, rng, self.eq_gain_db_range)
         if rng.random() < self.reverb_probability:
-            view = add_reverb(view, self.sample_rate, float(rng.uniform(*self.rt60_s_range)), rng)
+            view = self._room(view, rng)
         if rng.random() < self.noise_probability:
-            view = add_noise(view, float(rng.uniform(*self.snr_db_range)), rng)
+            view = add_noise(
+                view, float(rng.uniform(*self.snr_db_range)), rng, self._noise(view, rng)
+            )
         if rng.random() < self.band_limit_probability:
             view = self._band_limit(view, rng)
+        if rng.random() < self.codec_probability:
+            view = self._codec(view, rng)
         view = apply_gain_db(view, float(rng.uniform(*self.gain_db_range)))
+        if rng.random() < self.clip_probability:
+            view = self._overdrive(view, rng)
         return self._peak_safe(view)
+
+    def _noise(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Background: a recording from noise_dir, or generated babble or pink noise."""
+        if self.noise_dir is not None:
+            return noise_recording(self.noise_dir, audio.size, self.sample_rate, rng)
+        if rng.random() < self.babble_share:
+            return babble(audio.size, self.sample_rate, rng)
+        return pink_noise(audio.size, rng)
+
+    def _room(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.rir_dir is None:
+            return add_reverb(audio, self.sample_rate, float(rng.uniform(*self.rt60_s_range)), rng)
+        path = str(rng.choice(recordings(self.rir_dir)))
+        return convolve_room(audio, room_recording(path, self.sample_rate))
+
+    def _codec(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A low-bitrate mp3, or half the time the GSM phone codec."""
+        if rng.random() < 0.5:
+            return gsm_codec(audio, self.sample_rate)
+        return mp3_codec(audio, self.sample_rate, float(rng.uniform(*self.mp3_vbr_quality_range)))
+
+    def _overdrive(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Drive the peak ``drive_db`` past full scale into a hard clip."""
+        peak = float(np.abs(audio).max()) or 1.0
+        driven = apply_gain_db(audio / peak, float(rng.uniform(*self.drive_db_range)))
+        return (clip(driven, 1.0) * peak).astype(np.float32)
 
     def _speed_and_pitch(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Random speed and pitch changes in one resampling, back at the input length.

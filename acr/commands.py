@@ -218,9 +218,11 @@ def run_fuse(options: Namespace) -> None:
 
     from acr.retrieval.evaluation import read_queries, recognize_queries
     from acr.retrieval.fusion import Fusion
+    from acr.retrieval.indexing import load_engines
     from acr.retrieval.recognizer import FUSION_FILE, Recognizer
 
-    recognizer = Recognizer.load(options.index, cascade=False)
+    # Not Recognizer.load: the fusion.json there (perhaps from an older acr) is what is refitted.
+    recognizer = Recognizer(load_engines(options.index), cascade=False)
     if len(recognizer.engines) < 2:
         raise ValueError(f"{options.index} has one engine; fusion needs a hybrid index")
     # Pooled row by row, not by query_id: tables made with other seeds may reuse ids.

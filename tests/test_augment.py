@@ -4,17 +4,24 @@ import numpy as np
 import pytest
 import scipy.signal
 
+from acr.audio import save_audio
 from acr.augment import (
     QUERY_DEGRADATIONS,
     TrainingAugmentation,
     add_noise,
     add_reverb,
     apply_gain_db,
+    babble,
     band_limit,
     change_speed,
     clip,
+    convolve_room,
     degrade,
+    equalize,
+    mp3_codec,
+    noise_recording,
     pink_noise,
+    room_recording,
     shift_pitch,
     synthetic_room_impulse_response,
 )
@@ -270,3 +277,70 @@ def test_every_degradation_runs_at_8_khz(degradation: str) -> None:
     audio = np.sin(2 * np.pi * 440 * np.arange(8000) / 8000).astype(np.float32) * 0.5
     degraded, _ = degrade(audio, 8000, degradation, np.random.default_rng(0))
     assert np.all(np.isfinite(degraded)) and len(degraded) > 0
+
+
+def test_babble_is_unit_rms_speech_band_noise_that_comes_and_goes() -> None:
+    crowd = babble(4 * SAMPLE_RATE, SAMPLE_RATE, np.random.default_rng(0), talkers=2)
+    assert crowd.dtype == np.float32 and power(crowd) == pytest.approx(1.0, rel=1e-3)
+    assert band_power(crowd, 250, 2500) > 10 * band_power(crowd, 4000, 7000)
+    frame_power = np.square(crowd).reshape(-1, SAMPLE_RATE // 20).mean(axis=1)  # 50 ms frames
+    assert np.percentile(frame_power, 90) > 5 * np.percentile(frame_power, 10)  # syllables
+
+
+def test_training_noise_from_a_folder_reaches_the_snr_and_is_that_recording(tmp_path) -> None:
+    save_audio(tmp_path / "noise" / "hum.wav", sine(1000.0, 0.7, 0.3), SAMPLE_RATE)
+    clean = sine(220.0, 1.2)
+    rng = np.random.default_rng(0)
+    noise = noise_recording(tmp_path / "noise", clean.size, SAMPLE_RATE, rng)
+    assert noise.size == clean.size  # a 0.7-s recording, looped
+    noisy = add_noise(clean, 5.0, rng, noise)
+    assert measured_snr_db(clean, noisy) == pytest.approx(5.0, abs=1.0)
+    assert band_power(noisy - clean, 950, 1050) > 100 * band_power(noisy - clean, 300, 800)
+
+
+def test_a_measured_room_starts_at_its_direct_path(tmp_path) -> None:
+    response = np.zeros(SAMPLE_RATE // 2, np.float32)
+    response[200] = 0.9  # 12.5 ms of silence before the direct sound, as recorded
+    response[201:] = 0.05 * np.exp(-np.arange(response.size - 201) / 800.0)
+    save_audio(tmp_path / "rooms" / "hall.wav", response, SAMPLE_RATE)
+    room = room_recording(str(tmp_path / "rooms" / "hall.wav"), SAMPLE_RATE)
+    assert np.argmax(np.abs(room)) == 0 and np.sum(np.square(room)) == pytest.approx(1.0, rel=1e-3)
+    clean = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32)  # broadband
+    wet = convolve_room(clean, room)
+    assert wet.shape == clean.shape and power(wet) == pytest.approx(power(clean), rel=1e-3)
+    lag = np.argmax(scipy.signal.correlate(wet, clean, mode="full")) - (clean.size - 1)
+    assert abs(lag) <= 1  # no 12.5-ms shift
+
+
+def test_mp3_codec_keeps_time_alignment_and_drops_the_top_band() -> None:
+    clean = music_like() + 0.2 * sine(7000.0)
+    coded = mp3_codec(clean, SAMPLE_RATE, vbr_quality=9.5)
+    assert coded.shape == clean.shape and not np.allclose(coded, clean)
+    lag = np.argmax(scipy.signal.correlate(coded, clean, mode="full")) - (clean.size - 1)
+    assert abs(lag) <= 2
+    assert band_power(coded, 6900, 7100) < 0.1 * band_power(clean, 6900, 7100)
+
+
+def test_equalize_changes_the_tone_within_its_gain_range() -> None:
+    clean = music_like(duration_s=2.0)
+    flat = equalize(clean, SAMPLE_RATE, np.random.default_rng(0), (0.0, 0.0))
+    np.testing.assert_allclose(flat, clean, atol=1e-4)
+    boosted = equalize(clean, SAMPLE_RATE, np.random.default_rng(0), (9.0, 9.0))
+    gain_db = 10 * np.log10(power(boosted) / power(clean))
+    assert 0.5 < gain_db <= 9.0 + 0.5  # each filter boosts part of the band, none past +9 dB
+
+
+def test_overdriven_views_are_clipped_flat() -> None:
+    augmentation = TrainingAugmentation(
+        **{name: 0.0 for name in ALWAYS_ON}, clip_probability=1.0, drive_db_range=(12.0, 12.0)
+    )
+    view = augmentation(sine(440.0), np.random.default_rng(0))
+    assert np.mean(np.isclose(np.abs(view), np.abs(view).max(), rtol=1e-4)) > 0.3
+
+
+def test_missing_noise_or_room_folders_are_named(tmp_path) -> None:
+    with pytest.raises(ValueError, match="noise_dir: .*not a folder"):
+        TrainingAugmentation(noise_dir=str(tmp_path / "absent"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="rir_dir: .*no audio files"):
+        TrainingAugmentation(rir_dir=str(tmp_path / "empty"))

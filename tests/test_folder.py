@@ -102,6 +102,15 @@ def test_track_ids_are_relative_paths_without_extension(prepared: FolderDataModu
     assert set(tracks["source"]) == {"folder"} and set(tracks["role"]) == {"reference"}
 
 
+def test_training_and_validation_tracks_are_read_from_the_decode_cache(
+    prepared: FolderDataModule,
+) -> None:
+    tracks = prepared.tracks
+    used = tracks["split"].isin(["train", "val"])
+    assert tracks.loc[used, "read_path"].str.endswith(".pcm16.npy").all()
+    assert (tracks.loc[~used, "read_path"] == tracks.loc[~used, "path"]).all()  # test: not read
+
+
 def test_group_split_keeps_every_folder_in_one_split(prepared: FolderDataModule) -> None:
     tracks = prepared.tracks
     assert (tracks.groupby("parent")["split"].nunique() == 1).all()

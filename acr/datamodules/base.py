@@ -25,6 +25,7 @@ from acr.datamodules.datasets import (
     RetrievalWindowDataset,
     pair_context_s,
 )
+from acr.datamodules.pcm_cache import cache_tracks, with_read_paths
 from acr.manifests import read_table, resolve_paths, validate_queries, validate_tracks
 from acr.segments import RandomStrategy, get_strategy
 
@@ -50,6 +51,9 @@ class ACRDataModule(L.LightningDataModule):
         augmentation: the degradation chain for positive views (default: TrainingAugmentation).
         segment_strategy: where training anchors start (a name in acr.segments.STRATEGIES);
             anything but ``random`` analyses each training track once in ``prepare_data``.
+        decode_cache: decode training and validation tracks once into 16-bit PCM at
+            ``sample_rate`` beside the manifests (acr.datamodules.pcm_cache), so training reads
+            segments instead of decoding them: 115 MB of disk per hour of audio at 16 kHz.
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class ACRDataModule(L.LightningDataModule):
         num_workers: int = 2,
         augmentation: TrainingAugmentation | None = None,
         segment_strategy: str = "random",
+        decode_cache: bool = True,
     ) -> None:
         super().__init__()
         get_strategy(segment_strategy)  # an unknown name fails here, with the known ones
@@ -82,6 +87,7 @@ class ACRDataModule(L.LightningDataModule):
         # The chain always runs at the data's rate, whatever the config says.
         self.augmentation = replace(augmentation or TrainingAugmentation(), sample_rate=sample_rate)
         self.segment_strategy = segment_strategy
+        self.decode_cache = decode_cache
         self.tracks: pd.DataFrame | None = None
         self.queries: pd.DataFrame | None = None
 
@@ -111,10 +117,18 @@ class ACRDataModule(L.LightningDataModule):
             (directory / SETTINGS_FILE).write_text(
                 json.dumps(self.manifest_settings(), indent=2, sort_keys=True)
             )
+        tracks = resolve_paths(read_table(directory / TRACKS_FILE), directory, ["path"])
+        references = tracks[tracks["role"] == "reference"]
+        if self.decode_cache:
+            # The validation catalog only, where a source caps it (CatalogDataModule).
+            in_val_catalog = references.get("in_val_catalog", True)
+            used = references[
+                (references["split"] == "train") | ((references["split"] == "val") & in_val_catalog)
+            ]
+            cache_tracks(used, directory, self.sample_rate, self.num_workers)
         if self.segment_strategy != RandomStrategy.name:
             # Cached per track beside the manifests, whatever the strategy: switching is free.
-            tracks = resolve_paths(read_table(directory / TRACKS_FILE), directory, ["path"])
-            train = tracks[(tracks["split"] == "train") & (tracks["role"] == "reference")]
+            train = references[references["split"] == "train"]
             analyze_tracks(train, directory, self.num_workers or None)
 
     def setup(self, stage: str | None = None) -> None:
@@ -126,6 +140,8 @@ class ACRDataModule(L.LightningDataModule):
         queries = resolve_paths(read_table(queries_path), directory, ["path", "source"])
         validate_tracks(tracks, tracks_path)
         validate_queries(queries, tracks, queries_path)
+        if self.decode_cache:
+            tracks = with_read_paths(tracks, directory, self.sample_rate)
         self.tracks, self.queries = tracks, queries
 
     # -- splits ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from acr.audio import fit_length, load_audio, window_starts
+from acr.datamodules.pcm_cache import READ_PATH, read_segment
 
 Augmentation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -62,7 +63,7 @@ class ContrastivePairDataset(Dataset):
         if anchor_pools is not None and len(anchor_pools) != len(tracks):
             raise ValueError(f"{len(anchor_pools)} anchor pools for {len(tracks)} tracks")
         self.anchor_pools = anchor_pools
-        self.paths = tracks["path"].tolist()
+        self.paths = tracks.get(READ_PATH, tracks["path"]).tolist()
         self.durations_s = tracks["duration_s"].to_numpy(dtype=float)
         self.sample_rate = sample_rate
         self.segment_samples = int(round(segment_s * sample_rate))
@@ -89,7 +90,7 @@ class ContrastivePairDataset(Dataset):
         else:
             start_s = rng.uniform(0.0, max(0.0, self.durations_s[track] - context_s))
         context = fit_length(
-            load_audio(self.paths[track], self.sample_rate, start_s, context_s),
+            read_segment(self.paths[track], self.sample_rate, start_s, context_s),
             self.context_samples,
         )
         anchor_start = self.offset_samples
@@ -125,7 +126,7 @@ class RetrievalWindowDataset(Dataset):
         query_hop_s: float,
     ) -> None:
         self.catalog_ids = catalog["track_id"].tolist()
-        self.catalog_paths = catalog["path"].tolist()
+        self.catalog_paths = catalog.get(READ_PATH, catalog["path"]).tolist()
         self.queries = queries.reset_index(drop=True)
         self.sample_rate = sample_rate
         self.window_s = window_s
@@ -152,7 +153,9 @@ class RetrievalWindowDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int | float]:
         owner, start_s = int(self.owners[index]), float(self.starts_s[index])
         if self.kinds[index] == CATALOG:
-            audio = load_audio(self.catalog_paths[owner], self.sample_rate, start_s, self.window_s)
+            audio = read_segment(
+                self.catalog_paths[owner], self.sample_rate, start_s, self.window_s
+            )
         else:
             query = self.queries.iloc[owner]
             audio = load_query(query, self.sample_rate, start_s, self.window_s)
