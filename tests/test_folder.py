@@ -13,6 +13,7 @@ from acr.manifests import ManifestError, bucket_columns, check_no_leakage, read_
 from acr.synth import synthesize_track
 
 SHIPPED = str(Path(__file__).parents[1] / "configs" / "folder.yaml")
+MUSIC_RECIPE = str(Path(__file__).parents[1] / "configs" / "folder_music.yaml")
 SAMPLE_RATE = 16000
 DURATION_S = 4.0
 # Eight album folders that all hold song1 and song2, a nested disc, a loose file at the top.
@@ -214,3 +215,15 @@ def test_fit_runs_from_the_shipped_config(
     assert cli.trainer.global_step == 2
     assert 0.0 <= float(cli.trainer.callback_metrics["val/top1"]) <= 1.0
     assert (tmp_path / "runs/folder/checkpoints/last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_the_real_music_recipe_trains_from_the_decode_cache(
+    music: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match="skipped 1 of 19 tracks"):
+        cli = fit_two_steps(MUSIC_RECIPE, "runs/folder_music", {"root": str(music), **SETTINGS})
+    assert cli.trainer.global_step == 2
+    assert (tmp_path / "runs/folder_music/checkpoints/last.ckpt").is_file()
+    assert list((tmp_path / "data/folder_music").glob("folderdatamodule-*/pcm-16000/*.pcm16.npy"))
