@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from acr import synth
-from acr.pitch import PitchTrack, harmonicity, predominant_pitch
+from acr.pitch import (
+    BINS_PER_SEMITONE,
+    JUMP_PROBABILITY,
+    PitchTrack,
+    _continuous_path,
+    harmonicity,
+    predominant_pitch,
+)
 from acr.synth.humming import hum_contour
 
 SAMPLE_RATE = 16000
@@ -163,3 +170,18 @@ def test_harmonicity_tells_a_hum_from_a_mix(mix_melody: PitchTrack) -> None:
     assert harmonicity(mix, SAMPLE_RATE) < 0.8
     assert harmonicity(noise, SAMPLE_RATE) < 0.2
     assert harmonicity(np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE) == 0.0
+
+
+def test_banded_viterbi_finds_librosas_path() -> None:
+    """The O(states x band) Viterbi must agree with librosa's dense one on the same model."""
+    rng = np.random.default_rng(0)
+    for states in (40, 200):
+        salience = rng.random((150, states)) ** 4
+        likelihood = salience / salience.max(axis=1, keepdims=True)
+        local = librosa.sequence.transition_local(
+            states, 2 * BINS_PER_SEMITONE + 1, window="triangle"
+        )
+        transition = (1 - JUMP_PROBABILITY) * local + JUMP_PROBABILITY / states
+        transition /= transition.sum(axis=1, keepdims=True)
+        expected = librosa.sequence.viterbi(likelihood.T, transition)
+        np.testing.assert_array_equal(_continuous_path(salience), expected)

@@ -1,0 +1,71 @@
+"""Training data throughput: contrastive pairs per second from the DataLoader, reading the
+decode cache or decoding the audio files, against what the training step consumes.
+
+    python experiments/bench_training_data.py --root MUSIC_ROOT [--data_dir DIR] [--batches 30]
+
+Uses configs/folder_music.yaml's data and model settings. The first run builds the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from acr.augment import TrainingAugmentation
+from acr.datamodules import FolderDataModule
+from acr.models import ECAPATDNN, NTXentLoss
+
+RECIPE = Path(__file__).parents[1] / "configs" / "folder_music.yaml"
+
+
+def pairs_per_second(datamodule: FolderDataModule, batches: int) -> float:
+    loader = iter(datamodule.train_dataloader())
+    next(loader)  # workers started, first batch out: not part of the steady state
+    started = time.perf_counter()
+    for _ in range(batches):
+        next(loader)
+    return batches * datamodule.batch_size / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--data_dir", default="data/folder_music")
+    parser.add_argument("--batches", type=int, default=30)
+    options = parser.parse_args()
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
+    recipe = yaml.safe_load(RECIPE.read_text())
+    data = dict(recipe["data"]["init_args"], root=options.root, data_dir=options.data_dir)
+    data["augmentation"] = TrainingAugmentation(**data["augmentation"])
+    for cached in (True, False):
+        datamodule = FolderDataModule(**{**data, "decode_cache": cached})
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        rate = pairs_per_second(datamodule, options.batches)
+        workers = datamodule.num_workers
+        print(f"DataLoader, {workers} workers, decode cache {cached}: {rate:.0f} pairs/s")
+    encoder = ECAPATDNN(**recipe["model"]["init_args"]["encoder"]["init_args"])
+    optimizer = torch.optim.AdamW(encoder.parameters())
+    loss = NTXentLoss(recipe["model"]["init_args"]["temperature"])
+    batch = next(iter(datamodule.train_dataloader()))
+    started = time.perf_counter()
+    for _ in range(5):
+        optimizer.zero_grad()
+        value = loss(encoder(batch["anchor"]), encoder(batch["positive"]))
+        value.backward()
+        optimizer.step()
+    step_s = (time.perf_counter() - started) / 5
+    print(
+        f"training step alone ({torch.get_num_threads()} threads): {step_s:.2f} s per batch of "
+        f"{datamodule.batch_size} pairs, {datamodule.batch_size / step_s:.0f} pairs/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
