@@ -7,7 +7,8 @@
 #   experiments/bench_embedder.sh MUSIC_ROOT WORK_DIR [MAX_STEPS] [QUERY_TRACKS]
 #
 # MUSIC_ROOT: e.g. the audio/ folder of ../shared/corpus/fetch_music.sh. Outputs go to WORK_DIR
-# (keep it outside the repository); training runs in WORK_DIR/runs/folder_music.
+# (keep it outside the repository); training runs in WORK_DIR/runs/folder_music. RESUME=1
+# continues an interrupted run from its last.ckpt.
 set -euo pipefail
 root=$(realpath "$1") work=$(mkdir -p "$2" && realpath "$2") max_steps=${3:-4000}
 query_tracks=${4:-150}
@@ -26,12 +27,17 @@ acr data prepare folder "$root" --output "$work/split" "${split[@]}" | tail -3
 echo "== training ($max_steps steps)"
 cd "$work"
 start=$(date +%s)
-rm -rf runs/folder_music  # a fresh run: its best checkpoint is the one evaluated
-( while [ ! -f runs/folder_music/checkpoints/last.ckpt ]; do sleep 2; done
-  echo "  first checkpoint $(( $(date +%s) - start )) s after fit started (decode cache included)" ) &
+resume=()
+if [ "${RESUME:-0}" = 1 ]; then  # continue an interrupted run (max_steps may differ)
+  resume=(--ckpt_path last)
+else
+  rm -rf runs/folder_music  # a fresh run: its best checkpoint is the one evaluated
+  ( while [ ! -f runs/folder_music/checkpoints/last.ckpt ]; do sleep 2; done
+    echo "  first checkpoint $(( $(date +%s) - start )) s after fit started (decode cache included)" ) &
+fi
 /usr/bin/time -f "  fit: wall %e s, peak RSS %M KiB" "$python" -m acr fit \
   --config "$repo/configs/folder_music.yaml" --data.init_args.root "$root" \
-  --trainer.max_steps "$max_steps" 2>&1 | tr '\r' '\n' | grep -v "it/s\]$" | tail -25
+  --trainer.max_steps "$max_steps" "${resume[@]}" 2>&1 | tr '\r' '\n' | grep -v "it/s\]$" | tail -25
 model=$(ls runs/folder_music/checkpoints/best-*.ckpt | head -1)
 echo "  model: $model"
 "$python" - "$work/split/test.csv" data/folder_music <<'PY'
