@@ -116,15 +116,16 @@ def test_query_harmonicity_decides_which_engine_to_believe() -> None:
 
 def test_early_exit_distrusts_a_sure_looking_match_on_a_harmonic_query() -> None:
     """Engine "audio" is right on clips with a big lead, and on a third of hums wrong with the
-    same lead (a hum can line up with some other track's landmarks); "melody" is right on hums.
-    The exit must take the lead at face value on a mix only."""
+    same lead (a hum can line up with some other track's landmarks); "melody" is right on most
+    hums. The exit must take the lead at face value on a mix only."""
     results, truth, queries = [], [], []
     for query in range(300):
         right, is_hum = f"T{query}", query % 2 == 0
         fooled = is_hum and query % 3 == 0
         audio_top = TrackMatch("X" if is_hum else right, 40.0 if fooled or not is_hum else 4.0, 0.0)
         audio = [audio_top, TrackMatch("A2", 3.0, 0.0)]
-        melody = [TrackMatch(right if is_hum else "M", 9.0, 0.0), TrackMatch("M2", 2.0, 0.0)]
+        sung_right = is_hum and query % 10 != 0  # "audio" stays the more accurate engine
+        melody = [TrackMatch(right if sung_right else "M", 9.0, 0.0), TrackMatch("M2", 2.0, 0.0)]
         results.append({"audio": audio, "melody": melody})
         truth.append(right)
         queries.append({"harmonicity": 0.97 if is_hum else 0.4})
@@ -133,7 +134,7 @@ def test_early_exit_distrusts_a_sure_looking_match_on_a_harmonic_query() -> None
     sure = [TrackMatch("X", 40.0, 0.0), TrackMatch("A2", 3.0, 0.0)]
     assert fusion.early_exit.decides(sure, {"harmonicity": 0.4})
     assert not fusion.early_exit.decides(sure, {"harmonicity": 0.97})
-    assert _top1(fusion, results, truth, queries) == 1.0
+    assert _top1(fusion, results, truth, queries) == 270 / 300  # every query either engine gets
 
 
 def test_fusion_from_an_older_version_is_refused(tmp_path: Path) -> None:

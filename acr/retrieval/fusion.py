@@ -113,8 +113,8 @@ class Fusion:
         """Fit the stacked model and the early exit on validation queries (never on the ones
         you report)."""
         queries = queries or [{} for _ in results]
-        engines = sorted(
-            {engine for result in results for engine in result},
+        engines = sorted(  # by name first: equally accurate engines keep one order everywhere
+            sorted({engine for result in results for engine in result}),
             key=lambda engine: -_top1_rate([r.get(engine, []) for r in results], right_track_ids),
         )
         design, target = [], []
