@@ -12,8 +12,6 @@ from acr.datamodules import FolderDataModule
 from acr.manifests import ManifestError, bucket_columns, check_no_leakage, read_table
 from acr.synth import synthesize_track
 
-SHIPPED = str(Path(__file__).parents[1] / "configs" / "folder.yaml")
-MUSIC_RECIPE = str(Path(__file__).parents[1] / "configs" / "folder_music.yaml")
 SAMPLE_RATE = 16000
 DURATION_S = 4.0
 # Eight album folders that all hold song1 and song2, a nested disc, a loose file at the top.
@@ -206,24 +204,15 @@ def test_errors_name_the_argument_or_file(music: Path, metadata: Path, tmp_path:
 
 
 @pytest.mark.slow
-def test_fit_runs_from_the_shipped_config(
-    music: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("name", ["folder", "folder_music"])
+def test_fit_runs_from_the_shipped_config_through_the_decode_cache(
+    name: str, music: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    config = str(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
     with pytest.warns(UserWarning, match="skipped 1 of 19 tracks"):
-        cli = fit_two_steps(SHIPPED, "runs/folder", {"root": str(music), **SETTINGS})
+        cli = fit_two_steps(config, f"runs/{name}", {"root": str(music), **SETTINGS})
     assert cli.trainer.global_step == 2
     assert 0.0 <= float(cli.trainer.callback_metrics["val/top1"]) <= 1.0
-    assert (tmp_path / "runs/folder/checkpoints/last.ckpt").is_file()
-
-
-@pytest.mark.slow
-def test_the_real_music_recipe_trains_from_the_decode_cache(
-    music: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    with pytest.warns(UserWarning, match="skipped 1 of 19 tracks"):
-        cli = fit_two_steps(MUSIC_RECIPE, "runs/folder_music", {"root": str(music), **SETTINGS})
-    assert cli.trainer.global_step == 2
-    assert (tmp_path / "runs/folder_music/checkpoints/last.ckpt").is_file()
-    assert list((tmp_path / "data/folder_music").glob("folderdatamodule-*/pcm-16000/*.pcm16.npy"))
+    assert (tmp_path / f"runs/{name}/checkpoints/last.ckpt").is_file()
+    assert list((tmp_path / f"data/{name}").glob("folderdatamodule-*/pcm-16000/*.pcm16.npy"))
