@@ -16,6 +16,22 @@ import numpy as np
 CELL_MULTIPLIER = 1_000_003  # spreads groups over the table before offsets are added
 
 
+@numba.njit(cache=True, inline="always")
+def _postings(
+    hashes: np.ndarray, query: int, posting_starts: np.ndarray, max_postings: int
+) -> tuple[int, int]:
+    """The posting range of a query hash: empty for a hash more common than ``max_postings``."""
+    value = np.int64(hashes[query])
+    first, end = posting_starts[value], posting_starts[value + 1]
+    return (first, first) if end - first > max_postings else (first, end)
+
+
+@numba.njit(cache=True, inline="always")
+def _cell(group: int, offset: float, scale: float, mask: int) -> int:
+    """The table cell of a vote: its group and coarse offset, hashed. Both passes must agree."""
+    return (group * CELL_MULTIPLIER + np.int64(offset * scale)) & mask
+
+
 @numba.njit(cache=True, nogil=True)
 def count_cells(
     hashes: np.ndarray,
@@ -39,16 +55,12 @@ def count_cells(
     scale = 1.0 / coarse_frames
     votes = 0
     for query in range(len(hashes)):
-        value = np.int64(hashes[query])
-        first, end = posting_starts[value], posting_starts[value + 1]
-        if end - first > max_postings:
-            continue
+        first, end = _postings(hashes, query, posting_starts, max_postings)
         hypothesis = query_hypotheses[query]
         frame = query_frames[query]
         for posting in range(first, end):
             group = np.int64(posting_tracks[posting]) * hypothesis_count + hypothesis
-            coarse = np.int64((posting_frames[posting] - frame) * scale)
-            counts[(group * CELL_MULTIPLIER + coarse) & mask] += 1
+            counts[_cell(group, posting_frames[posting] - frame, scale, mask)] += 1
         votes += end - first
     return counts, votes
 
@@ -81,16 +93,13 @@ def collect_votes(
     scale = 1.0 / coarse_frames
     kept = 0
     for query in range(len(hashes)):
-        value = np.int64(hashes[query])
-        first, end = posting_starts[value], posting_starts[value + 1]
-        if end - first > max_postings:
-            continue
+        first, end = _postings(hashes, query, posting_starts, max_postings)
         hypothesis = query_hypotheses[query]
         frame = query_frames[query]
         for posting in range(first, end):
             group = np.int64(posting_tracks[posting]) * hypothesis_count + hypothesis
             offset = posting_frames[posting] - frame
-            if keep[(group * CELL_MULTIPLIER + np.int64(offset * scale)) & mask]:
+            if keep[_cell(group, offset, scale, mask)]:
                 groups[kept] = group
                 offsets[kept] = offset
                 kept += 1
