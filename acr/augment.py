@@ -567,8 +567,7 @@ class TrainingAugmentation:
 
     def __call__(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Return one augmented view with exactly len(audio) samples and peak at most 1."""
-        audio = _as_mono_float32(audio)
-        view = self._speed_and_pitch(audio, rng)
+        view = self.source_view(audio, rng)
         if rng.random() < self.eq_probability:
             view = equalize(view, self.sample_rate, rng, self.eq_gain_db_range)
         if rng.random() < self.reverb_probability:
@@ -580,7 +579,7 @@ class TrainingAugmentation:
         if rng.random() < self.band_limit_probability:
             view = self._band_limit(view, rng)
         if rng.random() < self.codec_probability:
-            view = self._codec(view, rng)
+            view = self.codec(view, rng)
         view = apply_gain_db(view, float(rng.uniform(*self.gain_db_range)))
         if rng.random() < self.clip_probability:
             view = self._overdrive(view, rng)
@@ -600,7 +599,7 @@ class TrainingAugmentation:
         path = str(rng.choice(recordings(self.rir_dir)))
         return convolve_room(audio, room_recording(path, self.sample_rate))
 
-    def _codec(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def codec(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A low-bitrate mp3, or half the time the GSM phone codec."""
         if rng.random() < 0.5:
             return gsm_codec(audio, self.sample_rate)
@@ -612,11 +611,14 @@ class TrainingAugmentation:
         driven = apply_gain_db(audio / peak, float(rng.uniform(*self.drive_db_range)))
         return (clip(driven, 1.0) * peak).astype(np.float32)
 
-    def _speed_and_pitch(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Random speed and pitch changes in one resampling, back at the input length.
+    def source_view(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Random speed and pitch changes in one resampling, back at the input length: the
+        part of the chain that acts at the source, and the part that acr.augment_batch leaves
+        to the workers (every view has its own resampling ratio).
 
         A faster view is zero-padded at the end, a slower one cropped.
         """
+        audio = _as_mono_float32(audio)
         speed_factor, semitones = 1.0, 0.0
         if rng.random() < self.speed_probability:
             speed_factor += float(rng.uniform(-self.max_speed_change, self.max_speed_change))

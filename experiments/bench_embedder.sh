@@ -56,6 +56,7 @@ acr index --catalog "$work/split/test.csv" --output "$work/index" --engine hybri
 
 echo "== queries: fusion set (seed 1) and reported set (seed 2)"
 for seed in 1 2; do
+  [ -f "$work/queries-$seed/queries.csv" ] && { echo "  queries-$seed: kept"; continue; }
   acr data make-queries --catalog "$work/split/test.csv" --output "$work/queries-$seed" \
     --lengths 1 3 10 --max_tracks "$query_tracks" --seed "$seed" 2>&1 \
     | grep -v "making queries" | tail -2

@@ -1,5 +1,6 @@
 """Training data throughput: contrastive pairs per second from the DataLoader, reading the
-decode cache or decoding the audio files, against what the training step consumes.
+decode cache or decoding the audio files, degrading views in the workers or batched in the
+main process (acr.augment_batch), against what the training step consumes.
 
     python experiments/bench_training_data.py --root MUSIC_ROOT [--data_dir DIR] [--batches 30]
 
@@ -25,11 +26,13 @@ RECIPE = Path(__file__).parents[1] / "configs" / "folder_music.yaml"
 
 
 def pairs_per_second(datamodule: FolderDataModule, batches: int) -> float:
+    """Steady-state pairs/s of the loader plus, when it is on, the batched augmentation."""
     loader = iter(datamodule.train_dataloader())
-    next(loader)  # workers started, first batch out: not part of the steady state
+    augment = datamodule.batch_augmentation or (lambda views: views)
+    augment(next(loader)["positive"])  # workers started, noise bank made: not steady state
     started = time.perf_counter()
     for _ in range(batches):
-        next(loader)
+        augment(next(loader)["positive"])
     return batches * datamodule.batch_size / (time.perf_counter() - started)
 
 
@@ -43,13 +46,18 @@ def main() -> None:
     recipe = yaml.safe_load(RECIPE.read_text())
     data = dict(recipe["data"]["init_args"], root=options.root, data_dir=options.data_dir)
     data["augmentation"] = TrainingAugmentation(**data["augmentation"])
-    for cached in (True, False):
-        datamodule = FolderDataModule(**{**data, "decode_cache": cached})
+    for cached, batched in ((True, True), (True, False), (False, False)):
+        datamodule = FolderDataModule(
+            **{**data, "decode_cache": cached, "batch_augmentation": batched}
+        )
         datamodule.prepare_data()
         datamodule.setup("fit")
         rate = pairs_per_second(datamodule, options.batches)
-        workers = datamodule.num_workers
-        print(f"DataLoader, {workers} workers, decode cache {cached}: {rate:.0f} pairs/s")
+        where = "batched in the main process" if batched else "in the workers"
+        print(
+            f"DataLoader, {datamodule.num_workers} workers, decode cache {cached}, "
+            f"augmentation {where}: {rate:.0f} pairs/s"
+        )
     encoder = ECAPATDNN(**recipe["model"]["init_args"]["encoder"]["init_args"])
     optimizer = torch.optim.AdamW(encoder.parameters())
     loss = NTXentLoss(recipe["model"]["init_args"]["temperature"])

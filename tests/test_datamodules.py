@@ -2,11 +2,14 @@
 
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
+import scipy.signal
 import torch
 
 from acr.audio import audio_info, load_audio, window_starts
+from acr.augment import TrainingAugmentation
 from acr.datamodules import SyntheticDataModule
 from acr.manifests import bucket_columns
 
@@ -150,3 +153,29 @@ def test_hummed_queries_are_sung_not_silent(prepared) -> None:
         frames = audio[: len(audio) // 400 * 400].reshape(-1, 400)  # 25 ms at 16 kHz
         voiced_share = (np.sqrt((frames**2).mean(axis=1)) > 0.01).mean()
         assert voiced_share > 0.4, path
+
+
+def test_batched_augmentation_degrades_positives_on_the_device_only_in_training(
+    prepared,
+) -> None:
+    settings = TrainingAugmentation(speed_probability=0.0, pitch_probability=0.0)
+    datamodule = tiny(prepared.data_dir, batch_augmentation=True, augmentation=settings)
+    datamodule.prepare_data()  # the cached manifests: batch_augmentation does not change them
+    datamodule.setup("fit")
+    torch.manual_seed(0)
+    batch = next(iter(datamodule.train_dataloader()))
+    # Workers only change speed and pitch (off here): each positive is its anchor, shifted.
+    for anchor, positive in zip(batch["anchor"].numpy(), batch["positive"].numpy(), strict=True):
+        lag = int(np.argmax(scipy.signal.correlate(positive, anchor))) - (anchor.size - 1)
+        overlap = anchor.size - abs(lag)
+        shifted = anchor[max(0, -lag) :][:overlap]
+        np.testing.assert_array_equal(positive[max(0, lag) :][:overlap], shifted)
+
+    datamodule.trainer = L.Trainer(accelerator="cpu", logger=False)
+    untouched = datamodule.on_after_batch_transfer(dict(batch), 0)  # not training: validation
+    assert torch.equal(untouched["positive"], batch["positive"])
+    datamodule.trainer.training = True
+    degraded = datamodule.on_after_batch_transfer(dict(batch), 0)
+    assert torch.equal(degraded["anchor"], batch["anchor"])
+    assert not torch.allclose(degraded["positive"], batch["positive"], atol=1e-3)
+    assert float(degraded["positive"].abs().max()) <= 1.0

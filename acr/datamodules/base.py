@@ -19,6 +19,7 @@ import pandas as pd
 from torch.utils.data import DataLoader
 
 from acr.augment import TrainingAugmentation
+from acr.augment_batch import BatchAugmentation
 from acr.datamodules.anchors import AnchorPool, analyze_tracks, anchor_pools
 from acr.datamodules.datasets import (
     ContrastivePairDataset,
@@ -54,6 +55,9 @@ class ACRDataModule(L.LightningDataModule):
         decode_cache: decode training and validation tracks once into 16-bit PCM at
             ``sample_rate`` beside the manifests (acr.datamodules.pcm_cache), so training reads
             segments instead of decoding them: 115 MB of disk per hour of audio at 16 kHz.
+        batch_augmentation: degrade positive views batched on the training device
+            (acr.augment_batch) instead of one at a time in the workers; workers then only
+            change speed and pitch. About 5x less CPU per view, and on a GPU nearly free.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class ACRDataModule(L.LightningDataModule):
         augmentation: TrainingAugmentation | None = None,
         segment_strategy: str = "random",
         decode_cache: bool = True,
+        batch_augmentation: bool = False,
     ) -> None:
         super().__init__()
         get_strategy(segment_strategy)  # an unknown name fails here, with the known ones
@@ -88,6 +93,9 @@ class ACRDataModule(L.LightningDataModule):
         self.augmentation = replace(augmentation or TrainingAugmentation(), sample_rate=sample_rate)
         self.segment_strategy = segment_strategy
         self.decode_cache = decode_cache
+        self.batch_augmentation = (
+            BatchAugmentation(self.augmentation) if batch_augmentation else None
+        )
         self.tracks: pd.DataFrame | None = None
         self.queries: pd.DataFrame | None = None
 
@@ -171,7 +179,7 @@ class ACRDataModule(L.LightningDataModule):
             self.sample_rate,
             self.segment_s,
             self.batch_size * self.steps_per_epoch,
-            self.augmentation,
+            self.augmentation if self.batch_augmentation is None else self.augmentation.source_view,
             self.positive_offset_s,
             anchor_pools=self._anchor_pools(),
         )
@@ -182,6 +190,13 @@ class ACRDataModule(L.LightningDataModule):
             drop_last=True,
             persistent_workers=self.num_workers > 0,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Degrade training positives on the device, when ``batch_augmentation`` is on."""
+        training = self.trainer is not None and self.trainer.training
+        if self.batch_augmentation is not None and training and "positive" in batch:
+            batch["positive"] = self.batch_augmentation(batch["positive"])
+        return batch
 
     def _anchor_pools(self) -> list[AnchorPool] | None:
         if self.segment_strategy == RandomStrategy.name:
