@@ -46,6 +46,13 @@ LIVE_SNR_DB_RANGE = (5.0, 15.0)
 LIVE_LOW_HZ_RANGE = (100.0, 250.0)
 LIVE_HIGH_HZ_RANGE = (4000.0, 7000.0)
 LIVE_DRIVE_DB_RANGE = (6.0, 12.0)
+# Random EQ (a cheap loudspeaker or a phone's microphone): the low shelf's corner, the peak's
+# band and Q, and the high shelf's corner as a share of the sample rate.
+EQ_LOW_SHELF_HZ_RANGE = (80.0, 300.0)
+EQ_PEAK_LOWEST_HZ = 200.0
+EQ_PEAK_HIGHEST_SHARE = 0.4
+EQ_PEAK_Q_RANGE = (0.5, 2.0)
+EQ_HIGH_SHELF_SHARE_RANGE = (0.15, 0.35)
 # Babble: talkers' voice pitch, syllable rate and first two formants (adult speech).
 BABBLE_PITCH_HZ_RANGE = (90.0, 250.0)
 BABBLE_SYLLABLES_PER_S = 4.0
@@ -376,17 +383,20 @@ def equalize(
 ) -> np.ndarray:
     """A random tone: low and high shelves and one peak, each with a gain from the range, as a
     cheap loudspeaker or a phone's microphone colours sound (pedalboard biquads)."""
-    peak_hz = float(np.exp(rng.uniform(np.log(200.0), np.log(0.4 * sample_rate))))
+    peak_hz = float(
+        np.exp(rng.uniform(np.log(EQ_PEAK_LOWEST_HZ), np.log(EQ_PEAK_HIGHEST_SHARE * sample_rate)))
+    )
     board = pedalboard.Pedalboard(
         [
             pedalboard.LowShelfFilter(
-                float(rng.uniform(80, 300)), float(rng.uniform(*gain_db_range))
+                float(rng.uniform(*EQ_LOW_SHELF_HZ_RANGE)), float(rng.uniform(*gain_db_range))
             ),
             pedalboard.PeakFilter(
-                peak_hz, float(rng.uniform(*gain_db_range)), float(rng.uniform(0.5, 2))
+                peak_hz, float(rng.uniform(*gain_db_range)), float(rng.uniform(*EQ_PEAK_Q_RANGE))
             ),
             pedalboard.HighShelfFilter(
-                float(rng.uniform(0.15, 0.35) * sample_rate), float(rng.uniform(*gain_db_range))
+                float(rng.uniform(*EQ_HIGH_SHELF_SHARE_RANGE) * sample_rate),
+                float(rng.uniform(*gain_db_range)),
             ),
         ]
     )

@@ -25,6 +25,11 @@ from acr.audio import fit_length
 from acr.augment import (
     EARLY_REFLECTION_COUNT,
     EARLY_REFLECTION_MAX_S,
+    EQ_HIGH_SHELF_SHARE_RANGE,
+    EQ_LOW_SHELF_HZ_RANGE,
+    EQ_PEAK_HIGHEST_SHARE,
+    EQ_PEAK_LOWEST_HZ,
+    EQ_PEAK_Q_RANGE,
     EQUAL_ENERGY_RT60_S,
     TrainingAugmentation,
     babble,
@@ -105,10 +110,11 @@ class BatchAugmentation(nn.Module):
     def _equalize(self, views: torch.Tensor) -> torch.Tensor:
         """Low shelf, peak and high shelf with random gains (acr.augment.equalize, batched)."""
         rate, gains = self.settings.sample_rate, self.settings.eq_gain_db_range
-        low_hz = self._uniform(views, (80.0, 300.0))
-        peak_hz = torch.exp(self._uniform(views, (math.log(200.0), math.log(0.4 * rate))))
-        peak_q = self._uniform(views, (0.5, 2.0))
-        high_hz = self._uniform(views, (0.15 * rate, 0.35 * rate))
+        low_hz = self._uniform(views, EQ_LOW_SHELF_HZ_RANGE)
+        log_peak_range = (math.log(EQ_PEAK_LOWEST_HZ), math.log(EQ_PEAK_HIGHEST_SHARE * rate))
+        peak_hz = torch.exp(self._uniform(views, log_peak_range))
+        peak_q = self._uniform(views, EQ_PEAK_Q_RANGE)
+        high_hz = rate * self._uniform(views, EQ_HIGH_SHELF_SHARE_RANGE)
         views = _biquad(views, *low_shelf(low_hz, self._uniform(views, gains), rate))
         views = _biquad(views, *peak(peak_hz, self._uniform(views, gains), peak_q, rate))
         return _biquad(views, *high_shelf(high_hz, self._uniform(views, gains), rate))
@@ -133,11 +139,18 @@ class BatchAugmentation(nn.Module):
 
     def _add_noise(self, views: torch.Tensor) -> torch.Tensor:
         """Add noise at an SNR drawn from the range; silent views stay silent."""
-        s = self.settings
-        use_bank = s.noise_dir is not None or torch.rand(()) < s.babble_share
-        noise = self._bank_crops(views) if use_bank else pink_noise_batch(views)
-        snr_db = self._uniform(views, s.snr_db_range)
-        return add_noise_at_snr(views, noise, snr_db)
+        snr_db = self._uniform(views, self.settings.snr_db_range)
+        return add_noise_at_snr(views, self._noise(views), snr_db)
+
+    def _noise(self, views: torch.Tensor) -> torch.Tensor:
+        """Per view: a stretch of a noise_dir recording, or babble, or pink noise."""
+        if self.settings.noise_dir is not None:
+            return self._bank_crops(views)
+        noise = pink_noise_batch(views)
+        rows = self._draw_rows(views, self.settings.babble_share)
+        if rows.numel():
+            noise[rows] = self._bank_crops(views[rows])
+        return noise
 
     def _codec(self, views: torch.Tensor) -> torch.Tensor:
         """mp3 or GSM per view on the CPU: the codecs are libraries, not tensor operations."""
