@@ -10,7 +10,7 @@
 # (keep it outside the repository); training runs in WORK_DIR/runs/folder_music. RESUME=1
 # continues an interrupted run from its last.ckpt.
 set -euo pipefail
-root=$(realpath "$1") work=$(mkdir -p "$2" && realpath "$2") max_steps=${3:-4000}
+root=$(realpath "$1") work=$(mkdir -p "$2" && realpath "$2") max_steps=${3:-3400}
 query_tracks=${4:-150}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python}
