@@ -283,13 +283,29 @@ def low_shelf(
     frequency_hz: torch.Tensor, gain_db: torch.Tensor, sample_rate: int, q: float = SHELF_Q
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(b, a) of a low shelf, each [rows, 3]."""
+    return _shelf(frequency_hz, gain_db, sample_rate, q, mirror=1.0)
+
+
+def high_shelf(
+    frequency_hz: torch.Tensor, gain_db: torch.Tensor, sample_rate: int, q: float = SHELF_Q
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(b, a) of a high shelf, each [rows, 3]."""
+    return _shelf(frequency_hz, gain_db, sample_rate, q, mirror=-1.0)
+
+
+def _shelf(
+    frequency_hz: torch.Tensor, gain_db: torch.Tensor, sample_rate: int, q: float, mirror: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cookbook's low shelf; ``mirror=-1`` turns it into the high shelf, whose formulas
+    are the low shelf's with cos(omega) and the middle coefficients negated."""
     cos, sin = _angular(frequency_hz, sample_rate)
+    cos = mirror * cos
     a = 10.0 ** (gain_db.double() / 40.0)
     beta = sin * a.sqrt() / q
     b = torch.stack(
         [
             a * ((a + 1) - (a - 1) * cos + beta),
-            2 * a * ((a - 1) - (a + 1) * cos),
+            mirror * 2 * a * ((a - 1) - (a + 1) * cos),
             a * ((a + 1) - (a - 1) * cos - beta),
         ],
         dim=1,
@@ -297,34 +313,8 @@ def low_shelf(
     den = torch.stack(
         [
             (a + 1) + (a - 1) * cos + beta,
-            -2 * ((a - 1) + (a + 1) * cos),
+            mirror * -2 * ((a - 1) + (a + 1) * cos),
             (a + 1) + (a - 1) * cos - beta,
-        ],
-        dim=1,
-    )
-    return b, den
-
-
-def high_shelf(
-    frequency_hz: torch.Tensor, gain_db: torch.Tensor, sample_rate: int, q: float = SHELF_Q
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(b, a) of a high shelf, each [rows, 3]."""
-    cos, sin = _angular(frequency_hz, sample_rate)
-    a = 10.0 ** (gain_db.double() / 40.0)
-    beta = sin * a.sqrt() / q
-    b = torch.stack(
-        [
-            a * ((a + 1) + (a - 1) * cos + beta),
-            -2 * a * ((a - 1) + (a + 1) * cos),
-            a * ((a + 1) + (a - 1) * cos - beta),
-        ],
-        dim=1,
-    )
-    den = torch.stack(
-        [
-            (a + 1) - (a - 1) * cos + beta,
-            2 * ((a - 1) - (a + 1) * cos),
-            (a + 1) - (a - 1) * cos - beta,
         ],
         dim=1,
     )
