@@ -179,11 +179,13 @@ class BatchAugmentation(nn.Module):
 
     def _make_noise_bank(self) -> torch.Tensor:
         s, rng = self.settings, self._numpy_rng()
-        if s.noise_dir is not None:
-            make = lambda: noise_recording(s.noise_dir, self.noise_bank_samples, s.sample_rate, rng)  # noqa: E731
-        else:
-            make = lambda: babble(self.noise_bank_samples, s.sample_rate, rng)  # noqa: E731
-        return torch.from_numpy(np.stack([make() for _ in range(self.noise_bank_clips)]))
+
+        def clip() -> np.ndarray:
+            if s.noise_dir is not None:
+                return noise_recording(s.noise_dir, self.noise_bank_samples, s.sample_rate, rng)
+            return babble(self.noise_bank_samples, s.sample_rate, rng)
+
+        return torch.from_numpy(np.stack([clip() for _ in range(self.noise_bank_clips)]))
 
     def _rooms_from_folder(self, device: torch.device) -> torch.Tensor:
         """Every impulse response in ``rir_dir``, zero-padded to the longest, loaded once."""

@@ -57,7 +57,8 @@ class ACRDataModule(L.LightningDataModule):
             segments instead of decoding them: 115 MB of disk per hour of audio at 16 kHz.
         batch_augmentation: degrade positive views batched on the training device
             (acr.augment_batch) instead of one at a time in the workers; workers then only
-            change speed and pitch. About 5x less CPU per view, and on a GPU nearly free.
+            change speed and pitch. On 2 CPU cores the chain costs 16.6 ms per view in a
+            worker and 0.31 s per 128 views batched; on a GPU it is nearly free.
     """
 
     def __init__(
