@@ -123,7 +123,9 @@ TINY_CATALOG = dict(
 TINY_ENCODER = {"n_mels": 32, "channels": 16, "se_channels": 8, "attention_channels": 8}
 
 
-def fit_two_steps(config: str, run_dir: str, data: dict[str, object]):
+def fit_two_steps(
+    config: str, run_dir: str, data: dict[str, object], encoder: dict[str, object] = TINY_ENCODER
+):
     """Two training steps from a shipped config with a tiny encoder and a CSV logger (no W&B
     run in a test); returns the LightningCLI."""
     from acr.cli import main
@@ -141,6 +143,6 @@ def fit_two_steps(config: str, run_dir: str, data: dict[str, object]):
             "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
             f"--trainer.logger.save_dir={run_dir}",
             *(f"--data.init_args.{key}={value(setting)}" for key, setting in data.items()),
-            *(f"--model.init_args.encoder.init_args.{k}={v}" for k, v in TINY_ENCODER.items()),
+            *(f"--model.init_args.encoder.init_args.{k}={v}" for k, v in encoder.items()),
         ]
     )

@@ -3,5 +3,6 @@
 from acr.models.ecapa import ECAPATDNN
 from acr.models.embedder import EmbedderModule
 from acr.models.losses import NTXentLoss
+from acr.models.mert_adapter import MERTAdapter
 
-__all__ = ["ECAPATDNN", "EmbedderModule", "NTXentLoss"]
+__all__ = ["ECAPATDNN", "EmbedderModule", "MERTAdapter", "NTXentLoss"]

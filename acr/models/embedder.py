@@ -70,8 +70,10 @@ class EmbedderModule(L.LightningModule):
         return self(batch["audio"])
 
     def configure_optimizers(self):
+        # Only what trains: a frozen backbone (MERTAdapter) keeps no optimizer state.
+        trainable = [parameter for parameter in self.parameters() if parameter.requires_grad]
         optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+            trainable, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
         )
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         warmup_steps = min(self.hparams.warmup_steps, total_steps // 2)
