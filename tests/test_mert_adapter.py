@@ -170,3 +170,30 @@ def test_shipped_config_fits_indexes_and_evaluates_with_a_tiny_backbone(
     # Clean queries are cut from the catalog: some query window lines up with a catalog window.
     assert report["degradation=clean"]["top1"] >= 0.75
     assert np.isfinite(report["degradation=noise"]["mrr"])
+
+
+def test_model_code_shipped_with_the_weights_loads_only_when_trusted(tmp_path: Path) -> None:
+    """MERT's folder carries its own model classes (auto_map in config.json), as this one does."""
+    folder = write_hubert(tmp_path / "custom", TINY_HUBERT, TINY_SAMPLE_RATE)
+    (folder / "configuration_custom.py").write_text(
+        "from transformers import HubertConfig\n\n\n"
+        "class CustomConfig(HubertConfig):\n    model_type = 'custom_hubert'\n"
+    )
+    (folder / "modeling_custom.py").write_text(
+        "from transformers import HubertModel\n\nfrom .configuration_custom import CustomConfig\n\n\n"
+        "class CustomModel(HubertModel):\n    config_class = CustomConfig\n"
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config.update(
+        model_type="custom_hubert",
+        auto_map={
+            "AutoConfig": "configuration_custom.CustomConfig",
+            "AutoModel": "modeling_custom.CustomModel",
+        },
+    )
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        adapter(folder)
+    model = adapter(folder, trust_remote_code=True)
+    assert type(model.backbone).__name__ == "CustomModel"
+    assert model(torch.randn(2, TINY_SAMPLE_RATE)).shape == (2, 24)
