@@ -6,6 +6,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from jsonargparse import set_parsing_settings
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import WandbLogger
@@ -92,6 +93,7 @@ def main(args: list[str] | None = None) -> ACRCLI | int:
     if argv[0] in COMMANDS:
         return run_tool(argv)
     silence_inapplicable_warnings()
+    set_parsing_settings(omegaconf_absolute_to_relative_paths=True)  # ${trainer...} under `fit`
     return ACRCLI(
         EmbedderModule,
         ACRDataModule,
@@ -100,7 +102,12 @@ def main(args: list[str] | None = None) -> ACRCLI | int:
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
-        parser_kwargs={"description": "acr: music automatic content recognition."},
+        # Configs write ${trainer.default_root_dir}/checkpoints and the like, resolved after the
+        # command line (omegaconf+), so --trainer.default_root_dir moves every output of a run.
+        parser_kwargs={
+            "description": "acr: music automatic content recognition.",
+            "parser_mode": "omegaconf+",
+        },
         args=argv,
     )
 

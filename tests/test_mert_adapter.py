@@ -180,7 +180,8 @@ def test_model_code_shipped_with_the_weights_loads_only_when_trusted(tmp_path: P
         "class CustomConfig(HubertConfig):\n    model_type = 'custom_hubert'\n"
     )
     (folder / "modeling_custom.py").write_text(
-        "from transformers import HubertModel\n\nfrom .configuration_custom import CustomConfig\n\n\n"
+        "from transformers import HubertModel\n\n"
+        "from .configuration_custom import CustomConfig\n\n\n"
         "class CustomModel(HubertModel):\n    config_class = CustomConfig\n"
     )
     config = json.loads((folder / "config.json").read_text())

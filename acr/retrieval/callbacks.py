@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from acr.datamodules.datasets import CATALOG, QUERY, RetrievalWindowDataset
 from acr.manifests import bucket_columns
 from acr.retrieval.index import SegmentIndex
-from acr.retrieval.metrics import metrics_by_bucket, rank_of
+from acr.retrieval.metrics import metrics_by_bucket, rank_of, ranks_by_query
 
 # A crossed cell's name, e.g. degradation=noise,length_s=3; a value may hold commas itself.
 CROSSED_CELL = re.compile(r"([^=,]+)=(.*),([^=,]+)=([^=]*)")
@@ -133,10 +133,10 @@ class RetrievalEvaluation(L.Callback):
             return
         windows = WindowEmbeddings(*(torch.cat(parts).numpy() for parts in zip(*self._batches)))
         self._batches = []
-        results = self._evaluate(windows, trainer.val_dataloaders)
+        results, per_query = self._evaluate(windows, trainer.val_dataloaders)
         self.latest = results
         pl_module.log_dict(_flatten(results, "val"), sync_dist=False)
-        self._publish(trainer, results, "val")
+        self._publish(trainer, results, per_query, "val")
 
     # -- the untrained baseline --------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -144,10 +144,10 @@ class RetrievalEvaluation(L.Callback):
             return
         loader = trainer.datamodule.val_dataloader()
         windows = _embed(pl_module, loader)
-        self.untrained = self._evaluate(windows, loader)
+        self.untrained, per_query = self._evaluate(windows, loader)
         for logger in trainer.loggers:
             logger.log_metrics(_flatten(self.untrained, "val_untrained"), step=0)
-        self._publish(trainer, self.untrained, "val_untrained")
+        self._publish(trainer, self.untrained, per_query, "val_untrained")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.print_summary and self.latest is not None and trainer.is_global_zero:
@@ -156,24 +156,34 @@ class RetrievalEvaluation(L.Callback):
                 console.print(table)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _evaluate(self, windows: WindowEmbeddings, loader: DataLoader) -> Results:
+    def _evaluate(
+        self, windows: WindowEmbeddings, loader: DataLoader
+    ) -> tuple[Results, dict[str, list]]:
+        """Metrics per bucket, and every query's rank (see ``ranks_by_query``)."""
         dataset = loader.dataset
-        results, _ = evaluate_windows(
+        results, ranks = evaluate_windows(
             windows,
             dataset,
             neighbors=self.neighbors,
             top_k=self.top_k,
             crossed_buckets=self.crossed_buckets,
         )
-        return results
+        return results, ranks_by_query(dataset.queries, ranks)
 
-    def _publish(self, trainer: L.Trainer, results: Results, stage: str) -> None:
+    def _publish(
+        self, trainer: L.Trainer, results: Results, per_query: dict[str, list], stage: str
+    ) -> None:
         """Write the full results as JSON next to the logs, and a table to W&B if attached."""
         if not trainer.is_global_zero:
             return
         directory = Path(trainer.log_dir or trainer.default_root_dir) / "retrieval"
         directory.mkdir(parents=True, exist_ok=True)
-        report = {"stage": stage, "step": trainer.global_step, "results": results}
+        report = {
+            "stage": stage,
+            "step": trainer.global_step,
+            "results": results,
+            "per_query": per_query,
+        }
         for name in (f"{stage}-step{trainer.global_step}.json", f"{stage}-latest.json"):
             (directory / name).write_text(json.dumps(report, indent=2))
         columns = ["bucket", "queries", *[f"top{k}" for k in self.top_k], "mrr"]

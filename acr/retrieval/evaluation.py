@@ -12,7 +12,7 @@ from rich.table import Table
 from tqdm.auto import tqdm
 
 from acr.manifests import ManifestError, bucket_columns, read_table, resolve_paths
-from acr.retrieval.metrics import metrics_by_bucket, rank_of
+from acr.retrieval.metrics import metrics_by_bucket, rank_of, ranks_by_query
 from acr.retrieval.recognizer import Recognition, Recognizer
 
 FUSED = "hybrid"
@@ -96,6 +96,7 @@ def score_recognitions(
             )
             for system in systems
         },
+        "per_query": {system: ranks_by_query(queries, ranks[system]) for system in systems},
     }
 
 

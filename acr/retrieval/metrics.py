@@ -116,3 +116,17 @@ def metrics_by_bucket(
             name = ",".join(f"{c}={format_bucket_value(v)}" for c, v in zip(columns, values))
             results[name] = summarize(rows)
     return results
+
+
+def ranks_by_query(queries: pd.DataFrame, ranks: Sequence[float]) -> dict[str, list]:
+    """Each query's id and the rank of its right track (None: not found), for JSON reports.
+
+    Kept beside the aggregates so that runs can be compared query by query (acr sweep's
+    paired bootstrap) instead of only by their means.
+    """
+    ids = queries["query_id"] if "query_id" in queries else queries.index
+    return {
+        "query_id": [str(query_id) for query_id in ids],
+        "rank": [None if math.isinf(rank) else int(rank) for rank in ranks],
+    }
+
