@@ -43,9 +43,7 @@ def test_print_config_shows_the_resolved_recipe(capsys: pytest.CaptureFixture) -
 def test_default_root_dir_moves_every_output(capsys: pytest.CaptureFixture) -> None:
     """Configs write ${trainer.default_root_dir}/...: one option relocates a run (acr sweep)."""
     with pytest.raises(SystemExit):
-        main(
-            ["fit", "--config", TINY, "--trainer.default_root_dir=/other/run3", "--print_config"]
-        )
+        main(["fit", "--config", TINY, "--trainer.default_root_dir=/other/run3", "--print_config"])
     printed = capsys.readouterr().out
     assert printed.count("dirpath: /other/run3/checkpoints") == 2
     assert "save_dir: /other/run3" in printed and "runs/tiny" not in printed

@@ -129,4 +129,3 @@ def ranks_by_query(queries: pd.DataFrame, ranks: Sequence[float]) -> dict[str, l
         "query_id": [str(query_id) for query_id in ids],
         "rank": [None if math.isinf(rank) else int(rank) for rank in ranks],
     }
-
