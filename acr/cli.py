@@ -15,6 +15,7 @@ import acr.retrieval.callbacks  # noqa: F401  (registers RetrievalEvaluation for
 from acr.commands import COMMANDS, run_tool
 from acr.datamodules import ACRDataModule
 from acr.models import EmbedderModule
+from acr.status import RunStatus
 
 
 def silence_inapplicable_warnings() -> None:
@@ -76,6 +77,7 @@ Retrieval and data (`acr COMMAND --help`):
   recognize   identify clips: ranked tracks, scores and offsets
   evaluate    top-1/top-5/MRR per bucket with bootstrap confidence intervals
   fuse        fit the hybrid fusion on validation queries
+  status      is a run alive, how far, how fast: acr status RUN_DIR (fit/index/evaluate/sweep)
   data        data preparation and checks:
                 data inspect ROOT            counts, hours, formats, unreadable files (headers)
                 data prepare SOURCE ROOT     catalog/train/val/test manifests, cached
@@ -102,6 +104,9 @@ def main(args: list[str] | None = None) -> ACRCLI | int:
         seed_everything_default=0,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
+        # Appended to the config's callbacks (LightningCLI._instantiate_trainer): every fit writes
+        # ${trainer.default_root_dir}/status.json for `acr status`, whatever its config lists.
+        trainer_defaults={"callbacks": [RunStatus()]},
         # Configs write ${trainer.default_root_dir}/checkpoints and the like, resolved after the
         # command line (omegaconf+), so --trainer.default_root_dir moves every output of a run.
         parser_kwargs={

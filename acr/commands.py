@@ -1,4 +1,5 @@
-"""The non-training subcommands: ``index``, ``recognize``, ``evaluate``, ``fuse`` and ``data``.
+"""The non-training subcommands: ``index``, ``recognize``, ``evaluate``, ``fuse``, ``status``
+and ``data``.
 
 ``data`` has its own (acr.data_commands): ``inspect``, ``prepare``, ``validate`` and
 ``make-queries``.
@@ -21,7 +22,7 @@ from acr.audio import AudioError
 from acr.data_commands import DATA_COMMANDS, DATA_RUNNERS, command_parser
 from acr.manifests import ManifestError
 
-COMMANDS = ("index", "recognize", "evaluate", "fuse", "data")
+COMMANDS = ("index", "recognize", "evaluate", "fuse", "status", "data")
 
 
 def index_parser() -> ArgumentParser:
@@ -101,6 +102,17 @@ def fuse_parser() -> ArgumentParser:
         nargs="+",
         required=True,
         help="validation query tables (not the ones you will report); several are pooled",
+    )
+    return parser
+
+
+def status_parser() -> ArgumentParser:
+    parser = command_parser(
+        "Where a run of acr fit/index/evaluate/sweep stands, from its status.json heartbeat: "
+        "stage, progress, throughput, ETA, last checkpoint, last error, and whether it is alive."
+    )
+    parser.add_argument(
+        "run_dir", type=str, help="run, index or report directory (a sweep lists its runs)"
     )
     return parser
 
@@ -193,24 +205,31 @@ def _format_recognition(recognition, output_format: str, top_k: int) -> str:
 def run_evaluate(options: Namespace) -> None:
     from acr.retrieval.evaluation import evaluate, read_queries, report_table
     from acr.retrieval.recognizer import Recognizer
+    from acr.status import Heartbeat
 
-    report = evaluate(
-        Recognizer.load(options.index, cascade=False),
-        read_queries(options.queries),
-        options.top_k,
-        options.bootstrap,
-    )
-    report.update(index=options.index, query_table=options.queries)
-    Console().print(report_table(report))
-    if report["errors"]:
-        print(
-            f"{len(report['errors'])} queries failed (counted as misses), e.g. "
-            f"{report['errors'][0]}"
+    recognizer = Recognizer.load(options.index, cascade=False)
+    queries = read_queries(options.queries)
+    # Beside the report, or in the index when there is none (replacing the build's heartbeat).
+    with Heartbeat(
+        Path(options.output).parent if options.output else options.index, "evaluate"
+    ) as heartbeat:
+        report = evaluate(recognizer, queries, options.top_k, options.bootstrap, heartbeat)
+        report.update(index=options.index, query_table=options.queries)
+        Console().print(report_table(report))
+        if report["errors"]:
+            print(
+                f"{len(report['errors'])} queries failed (counted as misses), e.g. "
+                f"{report['errors'][0]}"
+            )
+        if options.output:
+            Path(options.output).parent.mkdir(parents=True, exist_ok=True)
+            Path(options.output).write_text(json.dumps(report, indent=2))
+            print(f"report: {options.output}")
+        heartbeat.finish(
+            queries=report["queries"],
+            errors=len(report["errors"]),
+            top1={system: cells["overall"]["top1"] for system, cells in report["systems"].items()},
         )
-    if options.output:
-        Path(options.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(options.output).write_text(json.dumps(report, indent=2))
-        print(f"report: {options.output}")
 
 
 def run_fuse(options: Namespace) -> None:
@@ -251,6 +270,12 @@ def run_fuse(options: Namespace) -> None:
     )
 
 
+def run_status(options: Namespace) -> None:
+    from acr.status import describe_directory
+
+    print(describe_directory(options.run_dir))
+
+
 def tool_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="acr", description="acr retrieval and data commands")
     subcommands = parser.add_subcommands(dest="command")
@@ -259,6 +284,7 @@ def tool_parser() -> ArgumentParser:
         ("recognize", recognize_parser),
         ("evaluate", evaluate_parser),
         ("fuse", fuse_parser),
+        ("status", status_parser),
     ):
         command = build()
         subcommands.add_subcommand(name, command, help=command.description)
@@ -278,6 +304,7 @@ RUNNERS: dict[str, Callable[[Namespace], None]] = {
     "recognize": run_recognize,
     "evaluate": run_evaluate,
     "fuse": run_fuse,
+    "status": run_status,
     **DATA_RUNNERS,
 }
 

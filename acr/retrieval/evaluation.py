@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from acr.manifests import ManifestError, bucket_columns, read_table, resolve_paths
 from acr.retrieval.metrics import metrics_by_bucket, rank_of, ranks_by_query
 from acr.retrieval.recognizer import Recognition, Recognizer
+from acr.status import Heartbeat
 
 FUSED = "hybrid"
 
@@ -37,29 +38,47 @@ def read_queries(path: str | Path, require_truth: bool = True) -> pd.DataFrame:
 
 
 def recognize_queries(
-    recognizer: Recognizer, queries: pd.DataFrame, top_k: int = 5
+    recognizer: Recognizer,
+    queries: pd.DataFrame,
+    top_k: int = 5,
+    heartbeat: Heartbeat | None = None,
 ) -> Iterator[Recognition]:
-    """Recognise every query of a table (own file, or a stretch of ``source``), with progress."""
-    for _, query in tqdm(queries.iterrows(), total=len(queries), unit="query", desc="recognising"):
+    """Recognise every query of a table (own file, or a stretch of ``source``), with progress
+    (a bar, and ``heartbeat`` when given)."""
+    if heartbeat is not None:
+        heartbeat.update(stage="recognising", done=0, total=len(queries), unit="queries")
+    errors = 0
+    rows = tqdm(queries.iterrows(), total=len(queries), unit="query", desc="recognising")
+    for done, (_, query) in enumerate(rows, start=1):
         path = query.get("path")
         if isinstance(path, str) and path:
-            yield recognizer.recognize_file(path, query["query_id"], top_k=top_k)
+            recognition = recognizer.recognize_file(path, query["query_id"], top_k=top_k)
         else:
-            yield recognizer.recognize_file(
+            recognition = recognizer.recognize_file(
                 query["source"],
                 query["query_id"],
                 float(query["offset_s"]),
                 float(query["length_s"]),
                 top_k,
             )
+        if heartbeat is not None:
+            errors += recognition.status != "ok"
+            heartbeat.update(done=done, errors=errors)
+        yield recognition
 
 
 def evaluate(
-    recognizer: Recognizer, queries: pd.DataFrame, top_k: int = 5, bootstrap_samples: int = 1000
+    recognizer: Recognizer,
+    queries: pd.DataFrame,
+    top_k: int = 5,
+    bootstrap_samples: int = 1000,
+    heartbeat: Heartbeat | None = None,
 ) -> dict:
-    """Recognise every query, then :func:`score_recognitions`."""
+    """Recognise every query, then :func:`score_recognitions`; ``heartbeat`` follows both."""
     systems = list(recognizer.engines) + ([FUSED] if len(recognizer.engines) > 1 else [])
-    recognitions = list(recognize_queries(recognizer, queries, max(top_k, 10)))
+    recognitions = list(recognize_queries(recognizer, queries, max(top_k, 10), heartbeat))
+    if heartbeat is not None:
+        heartbeat.update(stage="scoring")
     return score_recognitions(recognitions, queries, systems, top_k, bootstrap_samples)
 
 

@@ -7,6 +7,7 @@ Layout of an index directory::
     snapshot-NNNNNN/  the engines' state after NNNNNN catalog tracks were processed
     fusion.json       optional, written by ``acr fuse``
     .lock             held by the build that is writing (a second one is refused)
+    status.json       the build's heartbeat, for ``acr status`` (acr.status)
 
 A snapshot is written completely before ``index.json`` is atomically replaced to point at it,
 and only then is the previous snapshot deleted; a kill at any moment leaves a consistent index
@@ -38,10 +39,12 @@ from acr.retrieval.engine import Engine
 from acr.retrieval.extraction import extract_in_workers
 from acr.retrieval.fingerprint import FingerprintEngine
 from acr.retrieval.melody import MelodyEngine
+from acr.status import STATUS_FILE, Heartbeat
 
 INDEX_FILE = "index.json"
 SKIPPED_FILE = "skipped.csv"
 LOCK_FILE = ".lock"  # held while a build writes (see build_lock)
+EXTRACTING = "decoding/extracting"  # the heartbeat's stage between snapshots
 ENGINE_CLASSES: dict[str, type[Engine]] = {
     "fingerprint": FingerprintEngine,
     "embedding": EmbeddingEngine,
@@ -181,15 +184,47 @@ def _build(
     catalog: str | Path,
 ) -> BuildSummary:
     engines, state, skipped = _open(directory, names, checkpoint, resume, str(catalog))
+    # Made once the directory is known to be this index, so that a refused build leaves no
+    # heartbeat in someone else's folder, nor overwrites that of the build holding the lock.
+    with Heartbeat(directory, "index") as heartbeat:
+        summary = _index_tracks(
+            tracks, directory, engines, state, skipped, workers, save_every, heartbeat
+        )
+        heartbeat.finish(
+            tracks=summary.tracks,
+            failed=summary.skipped,
+            audio_hours=summary.audio_hours,
+            seconds=summary.seconds,
+            items=summary.items,
+            index_mb=summary.index_bytes / 1e6,
+        )
+    return summary
+
+
+def _index_tracks(
+    tracks: pd.DataFrame,
+    directory: Path,
+    engines: dict[str, Engine],
+    state: IndexState,
+    skipped: pd.DataFrame,
+    workers: int | None,
+    save_every: int,
+    heartbeat: Heartbeat,
+) -> BuildSummary:
+    """Extract and add the catalog tracks not yet in the engines, snapshotting as it goes."""
     done = set(skipped["track_id"]) | {t for e in engines.values() for t in e.track_ids}
     jobs = [(t, p) for t, p in zip(tracks["track_id"], tracks["path"]) if t not in done]
     extractors = [(name, e.sample_rate, e.extractor()) for name, e in engines.items()]
     started, audio_s = time.perf_counter(), 0.0
+    already_done = len(tracks) - len(jobs)  # a resumed build counts from there
+    heartbeat.update(
+        stage=EXTRACTING, done=already_done, total=len(tracks), unit="tracks", force=True
+    )
     progress = tqdm(
         total=len(tracks),
-        initial=len(tracks) - len(jobs),
+        initial=already_done,
         unit="track",
-        desc=f"indexing ({'+'.join(names)})",
+        desc=f"indexing ({'+'.join(engines)})",
     )
     for count, (track_id, path, features, duration_s) in enumerate(
         extract_in_workers(jobs, extractors, workers or os.cpu_count() or 1), start=1
@@ -203,17 +238,25 @@ def _build(
             state.audio_s += duration_s
         state.processed += 1
         progress.update()
-        progress.set_postfix(
-            rt=f"{audio_s / (time.perf_counter() - started):.0f}x", skipped=len(skipped)
+        elapsed_s = time.perf_counter() - started
+        progress.set_postfix(rt=f"{audio_s / elapsed_s:.0f}x", skipped=len(skipped))
+        heartbeat.update(
+            stage=EXTRACTING,
+            done=already_done + count,
+            skipped=len(skipped),
+            audio_hours=state.audio_s / 3600,
+            audio_hours_per_s=audio_s / 3600 / elapsed_s,
         )
         if count % save_every == 0:
+            heartbeat.update(stage="saving snapshot")
             _snapshot(directory, engines, state, skipped)
     progress.close()
     state.complete = True
+    heartbeat.update(stage="saving snapshot")
     _snapshot(directory, engines, state, skipped)
     return BuildSummary(
         directory=str(directory),
-        engines=names,
+        engines=list(engines),
         tracks=state.tracks,
         skipped=state.skipped,
         items=state.items,
@@ -250,7 +293,7 @@ def _open(
         state.complete = False
         return engines, state, _read_skipped(directory / state.snapshot)
     _remove_orphan_snapshots(directory, keep="")
-    if any(path.name != LOCK_FILE for path in directory.iterdir()):
+    if any(path.name not in (LOCK_FILE, STATUS_FILE) for path in directory.iterdir()):
         raise IndexError_(f"{directory} exists and is not an acr index; choose an empty folder")
     directory.mkdir(parents=True, exist_ok=True)
     engines = create_engines(names, checkpoint)
