@@ -1,67 +1,14 @@
-"""The ``acr`` command: LightningCLI for fit/validate/test/predict over acr's modules."""
+"""The ``acr`` command: LightningCLI for fit/validate/test/predict, or one of acr's commands."""
 
 from __future__ import annotations
 
 import sys
-import warnings
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from jsonargparse import set_parsing_settings
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import WandbLogger
-
-import acr.retrieval.callbacks  # noqa: F401  (registers RetrievalEvaluation for class_path names)
 from acr.commands import COMMANDS, run_tool
-from acr.datamodules import ACRDataModule
-from acr.models import EmbedderModule
-from acr.status import RunStatus
 
-
-def silence_inapplicable_warnings() -> None:
-    """Lightning warnings that do not apply to acr's training (set per run: pytest resets them)."""
-    # Training pairs are drawn at random (ContrastivePairDataset), so a mid-epoch resume has no
-    # epoch order to lose; Lightning's warning about non-resumable dataloaders does not apply.
-    warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before")
-    # MERTAdapter keeps its backbone in eval mode on purpose (no dropout or masking there).
-    warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of")
-
-
-class ACRCLI(LightningCLI):
-    """LightningCLI that also checks the data and the model agree on the sample rate."""
-
-    def instantiate_classes(self) -> None:
-        super().instantiate_classes()
-        model_rate = getattr(self.model, "sample_rate", None)
-        data_rate = getattr(self.datamodule, "sample_rate", None)
-        if model_rate and data_rate and model_rate != data_rate:
-            raise ValueError(
-                f"data.init_args.sample_rate={data_rate} but the encoder expects {model_rate} Hz;"
-                " set both to the same value"
-            )
-
-    def after_fit(self) -> None:
-        """Say where the run's outputs are."""
-        if not self.trainer.is_global_zero:
-            return
-        print("\nOutputs")
-        for callback in self.trainer.checkpoint_callbacks:
-            if isinstance(callback, ModelCheckpoint):
-                if callback.best_model_path:
-                    print(f"  best:        {callback.best_model_path}")
-                if callback.last_model_path:
-                    print(f"  last:        {callback.last_model_path}")
-        if self.trainer.log_dir:
-            print(f"  metrics:     {Path(self.trainer.log_dir) / 'metrics.csv'}")
-            print(
-                f"  retrieval:   {Path(self.trainer.log_dir) / 'retrieval'} (JSON per validation)"
-            )
-        for logger in self.trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                print(
-                    f"  wandb:       {Path(logger.experiment.dir).parent} "
-                    "(offline: `wandb sync` it to upload)"
-                )
+if TYPE_CHECKING:
+    from acr.training_cli import ACRCLI
 
 
 OVERVIEW = """usage: acr COMMAND [options]   (same as python -m acr)
@@ -78,6 +25,7 @@ Retrieval and data (`acr COMMAND --help`):
   evaluate    top-1/top-5/MRR per bucket with bootstrap confidence intervals
   fuse        fit the hybrid fusion on validation queries
   status      is a run alive, how far, how fast: acr status RUN_DIR (fit/index/evaluate/sweep)
+  sweep       a config over seeds x grid values, aggregated, with paired verdicts per bucket
   data        data preparation and checks:
                 data inspect ROOT            counts, hours, formats, unreadable files (headers)
                 data prepare SOURCE ROOT     catalog/train/val/test manifests, cached
@@ -94,27 +42,9 @@ def main(args: list[str] | None = None) -> ACRCLI | int:
         raise SystemExit(0)
     if argv[0] in COMMANDS:
         return run_tool(argv)
-    silence_inapplicable_warnings()
-    set_parsing_settings(omegaconf_absolute_to_relative_paths=True)  # ${trainer...} under `fit`
-    return ACRCLI(
-        EmbedderModule,
-        ACRDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        # Appended to the config's callbacks (LightningCLI._instantiate_trainer): every fit writes
-        # ${trainer.default_root_dir}/status.json for `acr status`, whatever its config lists.
-        trainer_defaults={"callbacks": [RunStatus()]},
-        # Configs write ${trainer.default_root_dir}/checkpoints and the like, resolved after the
-        # command line (omegaconf+), so --trainer.default_root_dir moves every output of a run.
-        parser_kwargs={
-            "description": "acr: music automatic content recognition.",
-            "parser_mode": "omegaconf+",
-        },
-        args=argv,
-    )
+    from acr.training_cli import training_cli
+
+    return training_cli(argv)
 
 
 def run() -> int:

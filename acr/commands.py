@@ -21,8 +21,9 @@ from rich.console import Console
 from acr.audio import AudioError
 from acr.data_commands import DATA_COMMANDS, DATA_RUNNERS, command_parser
 from acr.manifests import ManifestError
+from acr.sweep import SweepError, sweep_parser
 
-COMMANDS = ("index", "recognize", "evaluate", "fuse", "status", "data")
+COMMANDS = ("index", "recognize", "evaluate", "fuse", "status", "sweep", "data")
 
 
 def index_parser() -> ArgumentParser:
@@ -276,18 +277,60 @@ def run_status(options: Namespace) -> None:
     print(describe_directory(options.run_dir))
 
 
-def tool_parser() -> ArgumentParser:
+def run_sweep_command(options: Namespace) -> None:
+    from acr.status import Heartbeat
+    from acr.sweep import plan_from, run_sweep
+    from acr.sweep_report import log_sweep_to_wandb, write_sweep
+
+    plan = plan_from(options)
+    plan.output.mkdir(parents=True, exist_ok=True)
+    with Heartbeat(plan.output, "sweep") as heartbeat:
+        results, failures = run_sweep(plan, heartbeat, wandb_mode=options.wandb)
+        sweep = write_sweep(plan, results, failures, options.bootstrap)
+        wandb_run = log_sweep_to_wandb(sweep, plan.output, options.wandb)
+        heartbeat.finish(runs=len(results), failed=len(failures))
+    print_sweep(sweep, plan.output, wandb_run)
+    if failures:
+        raise SweepError(f"{len(failures)} of {len(plan.runs())} runs failed; rerun to retry them")
+
+
+def print_sweep(sweep: dict, output: Path, wandb_run: Path | None) -> None:
+    """The verdicts on overall top-1, then where everything is."""
+    for comparison in sweep["comparisons"]:
+        overall = comparison["buckets"].get("overall", {})
+        if "difference" in overall:
+            low, high = overall["ci95"]
+            where = comparison.get("system") or comparison.get("arm")
+            print(
+                f"{comparison['b']} vs {comparison['a']} ({where}): top-1 "
+                f"{overall['difference']:+.3f} [{low:+.3f}, {high:+.3f}] -> {overall['verdict']}"
+            )
+    print(f"sweep: {output / 'sweep.md'}, {output / 'sweep.json'}, plots in {output / 'plots'}")
+    if wandb_run is not None:
+        print(f"wandb: {wandb_run} (offline: `wandb sync {output}/wandb/offline-run-*` uploads)")
+
+
+SUBCOMMANDS: dict[str, Callable[[], ArgumentParser]] = {
+    "index": index_parser,
+    "recognize": recognize_parser,
+    "evaluate": evaluate_parser,
+    "fuse": fuse_parser,
+    "status": status_parser,
+    "sweep": sweep_parser,
+}
+
+
+def tool_parser(only: str | None = None) -> ArgumentParser:
+    """All commands' parsers, or only ``only``'s: ``acr status`` need not build (and import)
+    the data commands' parsers."""
     parser = ArgumentParser(prog="acr", description="acr retrieval and data commands")
     subcommands = parser.add_subcommands(dest="command")
-    for name, build in (
-        ("index", index_parser),
-        ("recognize", recognize_parser),
-        ("evaluate", evaluate_parser),
-        ("fuse", fuse_parser),
-        ("status", status_parser),
-    ):
-        command = build()
-        subcommands.add_subcommand(name, command, help=command.description)
+    for name, build in SUBCOMMANDS.items():
+        if only in (None, name):
+            command = build()
+            subcommands.add_subcommand(name, command, help=command.description)
+    if only not in (None, "data"):
+        return parser
     data = ArgumentParser(description="Data preparation and checks")
     subcommands.add_subcommand(
         "data", data, help="data preparation: inspect, prepare, validate, make-queries"
@@ -305,21 +348,29 @@ RUNNERS: dict[str, Callable[[Namespace], None]] = {
     "evaluate": run_evaluate,
     "fuse": run_fuse,
     "status": run_status,
+    "sweep": run_sweep_command,
     **DATA_RUNNERS,
 }
 
 
 def run_tool(args: list[str]) -> int:
     """Parse and run one non-training subcommand; 1 with a one-line error on failure."""
-    from acr.retrieval.indexing import IndexError_
+    from acr.retrieval.engine import IndexError_
 
-    options = tool_parser().parse_args(args)
+    options = tool_parser(args[0] if args and args[0] in COMMANDS else None).parse_args(args)
     command = options.command
     name = options.data.data_command if command == "data" else command
     selected = options[command][name] if command == "data" else options[command]
     try:
         RUNNERS[name](selected)
-    except (IndexError_, ManifestError, AudioError, FileNotFoundError, ValueError) as error:
+    except (
+        IndexError_,
+        ManifestError,
+        AudioError,
+        FileNotFoundError,
+        ValueError,
+        SweepError,
+    ) as error:
         label = f"data {name}" if command == "data" else name
         print(f"acr {label}: error: {error}", file=sys.stderr)
         return 1

@@ -138,6 +138,14 @@ class RetrievalEvaluation(L.Callback):
         pl_module.log_dict(_flatten(results, "val"), sync_dist=False)
         self._publish(trainer, results, per_query, "val")
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """W&B run summaries keep the best and the last validation, not only the last."""
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and trainer.is_global_zero:
+                for summary in ("max", "last"):
+                    logger.experiment.define_metric("val/*", summary=summary)
+                logger.experiment.define_metric("train/loss", summary="min")
+
     # -- the untrained baseline --------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.evaluate_untrained or trainer.global_step > 0 or trainer.datamodule is None:

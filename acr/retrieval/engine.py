@@ -19,6 +19,10 @@ import numpy as np
 from acr.retrieval.index import TrackMatch
 
 
+class IndexError_(RuntimeError):
+    """An index directory that cannot be built, resumed or read as asked."""
+
+
 @dataclass(frozen=True)
 class AudioPassthrough:
     """An extractor whose features are the audio itself, for engines that need a model."""

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 import acr
 from acr.manifests import read_catalog, write_table
 from acr.retrieval.embedding import EmbeddingEngine
-from acr.retrieval.engine import Engine
+from acr.retrieval.engine import Engine, IndexError_
 from acr.retrieval.extraction import extract_in_workers
 from acr.retrieval.fingerprint import FingerprintEngine
 from acr.retrieval.melody import MelodyEngine
@@ -51,10 +51,6 @@ ENGINE_CLASSES: dict[str, type[Engine]] = {
     "melody": MelodyEngine,
 }
 HYBRID = ("fingerprint", "embedding", "melody")
-
-
-class IndexError_(RuntimeError):
-    """An index directory that cannot be built, resumed or read as asked."""
 
 
 def engine_names(engine: str, checkpoint: str | None) -> list[str]:

@@ -15,6 +15,8 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from acr.manifests import bucket_columns
+
 NOT_FOUND = math.inf  # rank of a right track that is absent from the ranked list
 
 
@@ -118,8 +120,8 @@ def metrics_by_bucket(
     return results
 
 
-def ranks_by_query(queries: pd.DataFrame, ranks: Sequence[float]) -> dict[str, list]:
-    """Each query's id and the rank of its right track (None: not found), for JSON reports.
+def ranks_by_query(queries: pd.DataFrame, ranks: Sequence[float]) -> dict:
+    """Each query's id, bucket values and the rank of its right track (None: not found).
 
     Kept beside the aggregates so that runs can be compared query by query (acr sweep's
     paired bootstrap) instead of only by their means.
@@ -128,4 +130,8 @@ def ranks_by_query(queries: pd.DataFrame, ranks: Sequence[float]) -> dict[str, l
     return {
         "query_id": [str(query_id) for query_id in ids],
         "rank": [None if math.isinf(rank) else int(rank) for rank in ranks],
+        "buckets": {
+            column: [format_bucket_value(value) for value in queries[column]]
+            for column in bucket_columns(queries)
+        },
     }

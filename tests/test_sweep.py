@@ -1,0 +1,149 @@
+"""acr sweep: the plan, the statistics wiring on known cases, and a real interrupted sweep."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acr.cli import main
+from acr.sweep import SweepPlan, fit_command, parse_grid
+from acr.sweep_analysis import comparisons
+from acr.sweep_report import log_sweep_to_wandb, write_sweep
+
+TINY = str(Path(__file__).parent / "conf" / "tiny.yaml")
+STRATEGY = "data.init_args.segment_strategy"
+
+
+def test_grid_and_runs_follow_the_command_line(tmp_path: Path) -> None:
+    grid = parse_grid([f"{STRATEGY}=random,high_energy", "model.init_args.temperature=0.05"])
+    plan = SweepPlan("c.yaml", [0, 1, 2], grid, tmp_path)
+    runs = plan.runs()
+    assert [run.name for run in runs] == [
+        f"segment_strategy={strategy}/seed{seed}"
+        for strategy in ("random", "high_energy")
+        for seed in (0, 1, 2)
+    ]
+    command = fit_command(plan, runs[3], runs[3].directory(tmp_path))
+    assert command[1:] == [
+        "-m", "acr", "fit", "--config", "c.yaml", "--seed_everything", "0",
+        f"--{STRATEGY}=high_energy", "--model.init_args.temperature=0.05",
+        f"--trainer.default_root_dir={runs[3].directory(tmp_path)}",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="expected KEY=VALUE1,VALUE2"):
+        parse_grid(["no_values"])
+    with pytest.raises(ValueError, match="given twice"):
+        parse_grid(["a=1", "a=2"])
+
+
+def constructed_result(arm: str, seed: int, correct: np.ndarray) -> dict:
+    """A run's result.json as acr.sweep writes it, with known per-query outcomes."""
+    degradations = ["clean", "noise"] * (len(correct) // 2)
+    ranks = [1 if hit else 3 for hit in correct]
+    top1 = float(np.mean(correct))
+    return {
+        "run": f"{arm}/seed{seed}",
+        "arm": arm,
+        "seed": seed,
+        "grid": {"k": arm.split("=")[1]},
+        "command": [],
+        "seconds": 1.0,
+        "systems": {
+            "validation": {
+                "overall": {"top1": top1, "top5": 1.0, "mrr": 0.5, "queries": len(correct)}
+            }
+        },  # fmt: skip
+        "per_query": {
+            "validation": {
+                "query_id": [f"q{i}" for i in range(len(correct))],
+                "rank": ranks,
+                "buckets": {"degradation": degradations},
+            }
+        },
+    }
+
+
+def test_identical_arms_tie_and_a_clearly_better_arm_wins(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    results = []
+    for seed in range(3):
+        base = rng.random(400) < 0.6
+        better = base | (rng.random(400) < 0.3)
+        results += [
+            constructed_result("k=a", seed, base),
+            constructed_result("k=same_as_a", seed, base),
+            constructed_result("k=better", seed, better),
+        ]
+    grid = [("k", ["a", "same_as_a", "better"])]
+    found = {(c["a"], c["b"]): c["buckets"] for c in comparisons(results, grid, samples=1000)}
+    for bucket in ("overall", "degradation=clean", "degradation=noise"):
+        assert found[("k=a", "k=same_as_a")][bucket]["verdict"] == "no significant difference"
+        assert found[("k=a", "k=better")][bucket]["verdict"] == "k=better better"
+        assert found[("k=same_as_a", "k=better")][bucket]["difference"] > 0.1
+    plan = SweepPlan("c.yaml", [0, 1, 2], grid, tmp_path, "constructed")
+    sweep = write_sweep(plan, results, [], samples=500)
+    assert sweep["summary"]["k=better"]["validation"]["overall"]["top1"]["seeds"] == 3
+    markdown = (tmp_path / "sweep.md").read_text()
+    assert "k=better better" in markdown and "no significant difference" in markdown
+    assert (tmp_path / "plots" / "top1_validation.png").read_bytes()[:4] == b"\x89PNG"
+    run = log_sweep_to_wandb(sweep, tmp_path, "offline")
+    table = next(run.glob("files/media/table/comparisons_*.table.json"))
+    rows = json.loads(table.read_text())["data"]
+    assert ["k", "validation", "k=a", "k=better", "overall"] == rows[3][:5]
+    assert rows[3][-1] == "k=better better"
+    assert list(run.glob("files/media/images/plots/top1_validation_*.png"))
+    assert log_sweep_to_wandb(sweep, tmp_path, "disabled") is None
+
+
+def sweep_arguments(output: Path) -> list[str]:
+    return [
+        "sweep", "--config", TINY, "--seeds", "0", "1", "2",
+        "--grid", f"{STRATEGY}=random,high_energy", "trainer.max_steps=10",
+        "--output", str(output), "--bootstrap", "300",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_resumes_and_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "sweep"
+    log = (tmp_path / "first.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "acr", *sweep_arguments(output), "--wandb", "disabled"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while len(list(output.glob("runs/*/*/result.json"))) < 2 and time.monotonic() < deadline:
+        assert process.poll() is None, (tmp_path / "first.log").read_text()
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)  # the sweep and the fit it is running
+    process.wait()
+    finished = {path: path.read_bytes() for path in output.glob("runs/*/*/result.json")}
+    assert len(finished) >= 2
+    assert main([*sweep_arguments(output), "--wandb", "disabled"]) == 0
+    for path, content in finished.items():
+        assert path.read_bytes() == content  # skipped, not run again
+    sweep = json.loads((output / "sweep.json").read_text())
+    assert len(sweep["runs"]) == 6 and not sweep["failed"]
+    run = next(r for r in sweep["runs"] if r["run"] == "segment_strategy=high_energy/seed2")
+    assert run["command"][3:8] == ["fit", "--config", TINY, "--seed_everything", "2"]
+    summary = sweep["summary"]["segment_strategy=high_energy"]["validation"]
+    assert summary["overall"]["top1"]["seeds"] == 3
+    assert 0.0 <= summary["overall"]["top1"]["mean"] <= 1.0
+    [comparison] = sweep["comparisons"]
+    assert comparison["factor"] == STRATEGY and len(comparison["seeds"]) == 3
+    assert comparison["buckets"]["overall"]["verdict"] in {
+        "no significant difference",
+        "segment_strategy=random better",
+        "segment_strategy=high_energy better",
+    }
+    assert (output / "sweep.md").is_file() and (output / "plots" / "top1_validation.png").is_file()
