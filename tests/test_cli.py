@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch.loggers import WandbLogger
 
 from acr.cli import main
 from acr.models import EmbedderModule
@@ -100,9 +101,11 @@ def test_sample_rate_mismatch_is_a_clear_error(workdir: Path) -> None:
         main(["fit", "--config", TINY, "--data.init_args.sample_rate", "8000"])
 
 
-@pytest.mark.slow
-def test_shipped_config_logs_offline_to_wandb_with_a_bucket_table(workdir: Path) -> None:
-    shipped = str(Path(__file__).parents[1] / "configs" / "synthetic.yaml")
+SHIPPED = str(Path(__file__).parents[1] / "configs" / "synthetic.yaml")
+
+
+def shrunk_synthetic_fit() -> list[str]:
+    """configs/synthetic.yaml (with its offline W&B logger) cut to 2 steps on 5 short songs."""
     shrink = {
         "train_tracks": "3",
         "val_tracks": "2",
@@ -115,7 +118,22 @@ def test_shipped_config_logs_offline_to_wandb_with_a_bucket_table(workdir: Path)
         "generation_workers": "1",
     }
     overrides = [arg for key, value in shrink.items() for arg in (f"--data.init_args.{key}", value)]
-    main(["fit", "--config", shipped, "--trainer.max_steps", "2", *overrides])
+    return ["fit", "--config", SHIPPED, "--trainer.max_steps", "2", *overrides]
+
+
+@pytest.mark.slow
+def test_shipped_config_logs_offline_to_wandb_with_a_bucket_table(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What acr sweep sets for each of its runs (acr.sweep.tracking_environment).
+    monkeypatch.setenv("WANDB_RUN_GROUP", "segment_ab")
+    monkeypatch.setenv("WANDB_JOB_TYPE", "fit")
+    monkeypatch.setenv("WANDB_TAGS", "seed=0,segment_strategy=random")
+    cli = main(shrunk_synthetic_fit())
+    [wandb_logger] = [logger for logger in cli.trainer.loggers if isinstance(logger, WandbLogger)]
+    run = wandb_logger.experiment
+    assert (run.group, run.job_type) == ("segment_ab", "fit")
+    assert set(run.tags) == {"seed=0", "segment_strategy=random"}
     runs = list((workdir / "runs/synthetic/wandb").glob("offline-run-*"))
     assert len(runs) == 1
     tables = {
@@ -127,4 +145,15 @@ def test_shipped_config_logs_offline_to_wandb_with_a_bucket_table(workdir: Path)
     rows = {row[0]: row for row in tables["val"]["data"]}
     assert rows["overall"][1] == 2 * 8  # 2 songs x (7 degradations + humming) at one length
     assert "degradation=noise" in rows and "hard_case=confused" in rows
+    assert (workdir / "runs/synthetic/checkpoints/last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_wandb_switched_off_drops_its_logger(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    cli = main(shrunk_synthetic_fit())
+    assert not any(isinstance(logger, WandbLogger) for logger in cli.trainer.loggers)
+    assert not (workdir / "runs/synthetic/wandb").exists()
     assert (workdir / "runs/synthetic/checkpoints/last.ckpt").is_file()
