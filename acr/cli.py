@@ -26,6 +26,7 @@ Retrieval and data (`acr COMMAND --help`):
   fuse        fit the hybrid fusion on validation queries
   status      is a run alive, how far, how fast: acr status RUN_DIR (fit/index/evaluate/sweep)
   sweep       a config over seeds x grid values, aggregated, with paired verdicts per bucket
+  report      benchmark report, model card, release checklist, artifact manifest of a run
   data        data preparation and checks:
                 data inspect ROOT            counts, hours, formats, unreadable files (headers)
                 data prepare SOURCE ROOT     catalog/train/val/test manifests, cached

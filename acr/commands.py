@@ -23,7 +23,7 @@ from acr.data_commands import DATA_COMMANDS, DATA_RUNNERS, command_parser
 from acr.manifests import ManifestError
 from acr.sweep import SweepError, sweep_parser
 
-COMMANDS = ("index", "recognize", "evaluate", "fuse", "status", "sweep", "data")
+COMMANDS = ("index", "recognize", "evaluate", "fuse", "status", "sweep", "report", "data")
 
 
 def index_parser() -> ArgumentParser:
@@ -310,6 +310,27 @@ def print_sweep(sweep: dict, output: Path, wandb_run: Path | None) -> None:
         print(f"wandb: {wandb_run} (offline: `wandb sync {output}/wandb/offline-run-*` uploads)")
 
 
+def report_parser() -> ArgumentParser:
+    parser = command_parser(
+        "Benchmark report, model card, release checklist and artifact manifest of a run or sweep."
+    )
+    parser.add_argument("run_dir", type=str, help="an `acr fit` run directory, or a sweep's")
+    parser.add_argument(
+        "--evaluation", type=str | None, default=None, help="report.json of `acr evaluate`"
+    )
+    parser.add_argument("--output", type=str | None, default=None, help="default RUN_DIR/report")
+    return parser
+
+
+def run_report(options: Namespace) -> None:
+    from acr.reports import write_report
+
+    evaluation = Path(options.evaluation) if options.evaluation else None
+    output = Path(options.output) if options.output else None
+    for name, path in write_report(Path(options.run_dir), output, evaluation).items():
+        print(f"{name:<11} {path}")
+
+
 SUBCOMMANDS: dict[str, Callable[[], ArgumentParser]] = {
     "index": index_parser,
     "recognize": recognize_parser,
@@ -317,6 +338,7 @@ SUBCOMMANDS: dict[str, Callable[[], ArgumentParser]] = {
     "fuse": fuse_parser,
     "status": status_parser,
     "sweep": sweep_parser,
+    "report": report_parser,
 }
 
 
@@ -349,6 +371,7 @@ RUNNERS: dict[str, Callable[[Namespace], None]] = {
     "fuse": run_fuse,
     "status": run_status,
     "sweep": run_sweep_command,
+    "report": run_report,
     **DATA_RUNNERS,
 }
 

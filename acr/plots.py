@@ -67,3 +67,30 @@ def plot_top1_by_bucket(
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_buckets_with_intervals(series: dict[str, dict[str, dict]], path: Path, title: str) -> Path:
+    """Top-1 per bucket for each named result set (a system, the untrained model...), with its
+    95 % interval (``ci95.top1``) as error bars."""
+    names = list(series)
+    buckets = single_buckets(list(series[names[-1]]))
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.0 + 0.3 * len(buckets) * len(names)), 4.5))
+    width = 0.8 / len(names)
+    for position, name in enumerate(names):
+        offsets = np.arange(len(buckets)) - 0.4 + width * (position + 0.5)
+        cells = [series[name].get(bucket, {}) for bucket in buckets]
+        means = np.array([cell.get("top1", np.nan) for cell in cells])
+        intervals = np.array([cell.get("ci95", {}).get("top1", [np.nan, np.nan]) for cell in cells])
+        errors = np.clip([means - intervals[:, 0], intervals[:, 1] - means], 0, None)
+        axes.bar(offsets, means, width, yerr=errors, capsize=2, color=f"C{position}", label=name)
+    axes.set_xticks(np.arange(len(buckets)), buckets, rotation=35, ha="right", fontsize=8)
+    axes.set_ylim(0, 1.02)
+    axes.set_ylabel("top-1")
+    axes.set_title(title, fontsize=10)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize=8, loc="lower left")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
