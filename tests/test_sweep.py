@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from acr.audio import save_audio
 from acr.cli import main
 from acr.sweep import SweepPlan, fit_command, parse_grid
 from acr.sweep_analysis import comparisons
 from acr.sweep_report import log_sweep_to_wandb, write_sweep
+from acr.synth import synthesize_track
 
 TINY = str(Path(__file__).parent / "conf" / "tiny.yaml")
 STRATEGY = "data.init_args.segment_strategy"
@@ -147,3 +149,31 @@ def test_an_interrupted_sweep_resumes_and_reports(
         "segment_strategy=high_energy better",
     }
     assert (output / "sweep.md").is_file() and (output / "plots" / "top1_validation.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_sweep_with_evaluation_compares_the_engines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    catalog = tmp_path / "catalog"
+    for seed in range(3):
+        save_audio(catalog / f"song{seed}.wav", synthesize_track(seed, 10.0, 16000), 16000)
+    assert main(["data", "make-queries", "--catalog", str(catalog), "--output", "queries",
+                 "--lengths", "3", "--degradations", "clean", "noise",
+                 "--workers", "1"]) == 0  # fmt: skip
+    output = tmp_path / "sweep"
+    assert main([
+        "sweep", "--config", TINY, "--seeds", "0", "--grid", "trainer.max_steps=10",
+        "--output", str(output), "--wandb", "disabled", "--bootstrap", "200",
+        "--evaluate.catalog", str(catalog), "--evaluate.queries", "queries/queries.csv",
+        "--evaluate.engine", "hybrid", "--evaluate.workers", "1",
+    ]) == 0  # fmt: skip
+    sweep = json.loads((output / "sweep.json").read_text())
+    assert sweep["source"] == "evaluate"
+    systems = sweep["summary"]["base"]
+    assert {"fingerprint", "embedding", "hybrid"} <= set(systems)
+    assert systems["fingerprint"]["overall"]["queries"] == 6
+    pairs = {(c["a"], c["b"]) for c in sweep["comparisons"] if c["factor"] == "system"}
+    assert ("embedding", "fingerprint") in pairs or ("fingerprint", "embedding") in pairs
+    assert (output / "runs" / "base" / "seed0" / "report.json").is_file()
