@@ -16,6 +16,26 @@ import numpy as np  # noqa: E402
 MAX_BUCKETS = 24  # beyond this a figure is unreadable; crossed cells are left to the tables
 
 
+def _figure(buckets: list[str], groups: int) -> tuple[plt.Figure, plt.Axes]:
+    """Wide enough for ``groups`` marks in each bucket."""
+    return plt.subplots(figsize=(max(6.0, 1.0 + 0.3 * len(buckets) * groups), 4.5))
+
+
+def _save(figure: plt.Figure, axes: plt.Axes, buckets: list[str], title: str, path: Path) -> Path:
+    """Bucket names under the groups, top-1 on [0, 1], the legend, then a PNG at ``path``."""
+    axes.set_xticks(np.arange(len(buckets)), buckets, rotation=35, ha="right", fontsize=8)
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_ylabel("top-1")
+    axes.set_title(title, fontsize=10)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize=8, loc="lower left")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def single_buckets(buckets: list[str]) -> list[str]:
     """``overall`` first, then one-column buckets (``degradation=noise``), no crossed cells."""
     singles = [bucket for bucket in buckets if bucket != "overall" and bucket.count("=") == 1]
@@ -40,7 +60,7 @@ def plot_top1_by_bucket(
     per_seed = per_seed_top1(results, system)
     arms = sorted(per_seed)
     buckets = single_buckets(sorted({b for arm in arms for b in per_seed[arm]}))
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.0 + 0.3 * len(buckets) * len(arms)), 4.5))
+    figure, axes = _figure(buckets, len(arms))
     width = 0.8 / max(1, len(arms))
     for position, arm in enumerate(arms):
         offsets = np.arange(len(buckets)) - 0.4 + width * (position + 0.5)
@@ -56,17 +76,7 @@ def plot_top1_by_bucket(
         errors = np.clip([means - np.asarray(lows), np.asarray(highs) - means], 0, None)
         axes.errorbar(offsets, means, yerr=errors, fmt="o", color=f"C{position}", capsize=3,
                       markersize=6, label=arm)  # fmt: skip
-    axes.set_xticks(np.arange(len(buckets)), buckets, rotation=35, ha="right", fontsize=8)
-    axes.set_ylim(-0.02, 1.02)
-    axes.set_ylabel("top-1")
-    axes.set_title(title, fontsize=10)
-    axes.grid(axis="y", alpha=0.3)
-    axes.legend(fontsize=8, loc="lower left")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, axes, buckets, title, path)
 
 
 def plot_buckets_with_intervals(series: dict[str, dict[str, dict]], path: Path, title: str) -> Path:
@@ -74,7 +84,7 @@ def plot_buckets_with_intervals(series: dict[str, dict[str, dict]], path: Path, 
     95 % interval (``ci95.top1``) as error bars."""
     names = list(series)
     buckets = single_buckets(list(series[names[-1]]))
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.0 + 0.3 * len(buckets) * len(names)), 4.5))
+    figure, axes = _figure(buckets, len(names))
     width = 0.8 / len(names)
     for position, name in enumerate(names):
         offsets = np.arange(len(buckets)) - 0.4 + width * (position + 0.5)
@@ -83,14 +93,4 @@ def plot_buckets_with_intervals(series: dict[str, dict[str, dict]], path: Path, 
         intervals = np.array([cell.get("ci95", {}).get("top1", [np.nan, np.nan]) for cell in cells])
         errors = np.clip([means - intervals[:, 0], intervals[:, 1] - means], 0, None)
         axes.bar(offsets, means, width, yerr=errors, capsize=2, color=f"C{position}", label=name)
-    axes.set_xticks(np.arange(len(buckets)), buckets, rotation=35, ha="right", fontsize=8)
-    axes.set_ylim(0, 1.02)
-    axes.set_ylabel("top-1")
-    axes.set_title(title, fontsize=10)
-    axes.grid(axis="y", alpha=0.3)
-    axes.legend(fontsize=8, loc="lower left")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, axes, buckets, title, path)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from nbclient import NotebookClient
 from test_cli import shrunk_synthetic_fit
+from test_sweep import constructed_result
 
 from acr.cli import main
 from acr.sweep import SweepPlan
@@ -51,40 +52,6 @@ def kinds(outputs: list) -> set[str]:
     return {kind for output in outputs for kind in output.get("data", {})}
 
 
-def sweep_result(arm: str, seed: int, hits: np.ndarray) -> dict:
-    """A run's result.json as acr.sweep writes it; its queries alternate clean and noise."""
-    degradations = np.array(["clean", "noise"] * (len(hits) // 2))
-    cells = {"overall": hits} | {
-        f"degradation={name}": hits[degradations == name] for name in ("clean", "noise")
-    }
-    return {
-        "run": f"{arm}/seed{seed}",
-        "arm": arm,
-        "seed": seed,
-        "grid": {"k": arm.split("=")[1]},
-        "command": [],
-        "seconds": 1.0,
-        "systems": {
-            "validation": {
-                bucket: {
-                    "top1": float(np.mean(cell)),
-                    "top5": 1.0,
-                    "mrr": 0.5,
-                    "queries": len(cell),
-                }
-                for bucket, cell in cells.items()
-            }
-        },
-        "per_query": {
-            "validation": {
-                "query_id": [f"q{i}" for i in range(len(hits))],
-                "rank": [1 if hit else 3 for hit in hits],
-                "buckets": {"degradation": degradations.tolist()},
-            }
-        },
-    }
-
-
 def write_constructed_sweep(output: Path) -> None:
     """sweep.json and runs/ARM/seedS/result.json: arm k=better wins clearly over k=a."""
     rng = np.random.default_rng(0)
@@ -92,8 +59,8 @@ def write_constructed_sweep(output: Path) -> None:
     for seed in range(3):
         base = rng.random(200) < 0.5
         results += [
-            sweep_result("k=a", seed, base),
-            sweep_result("k=better", seed, base | (rng.random(200) < 0.4)),
+            constructed_result("k=a", seed, base),
+            constructed_result("k=better", seed, base | (rng.random(200) < 0.4)),
         ]
     for result in results:
         directory = output / "runs" / result["arm"] / f"seed{result['seed']}"

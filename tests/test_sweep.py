@@ -43,11 +43,13 @@ def test_grid_and_runs_follow_the_command_line(tmp_path: Path) -> None:
         parse_grid(["a=1", "a=2"])
 
 
-def constructed_result(arm: str, seed: int, correct: np.ndarray) -> dict:
-    """A run's result.json as acr.sweep writes it, with known per-query outcomes."""
-    degradations = ["clean", "noise"] * (len(correct) // 2)
-    ranks = [1 if hit else 3 for hit in correct]
-    top1 = float(np.mean(correct))
+def constructed_result(arm: str, seed: int, hits: np.ndarray) -> dict:
+    """A run's result.json as acr.sweep writes it, with known per-query outcomes; its queries
+    alternate clean and noise."""
+    degradations = np.array(["clean", "noise"] * (len(hits) // 2))
+    cells = {"overall": hits} | {
+        f"degradation={name}": hits[degradations == name] for name in ("clean", "noise")
+    }
     return {
         "run": f"{arm}/seed{seed}",
         "arm": arm,
@@ -57,14 +59,20 @@ def constructed_result(arm: str, seed: int, correct: np.ndarray) -> dict:
         "seconds": 1.0,
         "systems": {
             "validation": {
-                "overall": {"top1": top1, "top5": 1.0, "mrr": 0.5, "queries": len(correct)}
+                bucket: {
+                    "top1": float(np.mean(cell)),
+                    "top5": 1.0,
+                    "mrr": 0.5,
+                    "queries": len(cell),
+                }
+                for bucket, cell in cells.items()
             }
-        },  # fmt: skip
+        },
         "per_query": {
             "validation": {
-                "query_id": [f"q{i}" for i in range(len(correct))],
-                "rank": ranks,
-                "buckets": {"degradation": degradations},
+                "query_id": [f"q{i}" for i in range(len(hits))],
+                "rank": [1 if hit else 3 for hit in hits],
+                "buckets": {"degradation": degradations.tolist()},
             }
         },
     }
