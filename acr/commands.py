@@ -1,5 +1,5 @@
-"""The non-training subcommands: ``index``, ``recognize``, ``evaluate``, ``fuse``, ``status``
-and ``data``.
+"""The non-training subcommands: ``index``, ``recognize``, ``evaluate``, ``fuse``, ``status``,
+``sweep``, ``report`` and ``data``.
 
 ``data`` has its own (acr.data_commands): ``inspect``, ``prepare``, ``validate`` and
 ``make-queries``.
