@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from acr.audio import audio_info, load_audio
-from acr.augment import degrade
-from acr.retrieval.fingerprint import FingerprintEngine, LandmarkExtractor, Landmarks
+from acr.augment.effects import degrade
+from acr.retrieval.fingerprint.engine import FingerprintEngine, LandmarkExtractor, Landmarks
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 DEGRADATIONS = ("clean", "noise", "reverb", "speed", "pitch")

@@ -20,7 +20,7 @@ echo "== machine"
 echo "== index speed and peak memory per engine ($speed_tracks tracks)"
 "$python" - "$catalog" "$speed_tracks" "$work/speed_catalog.csv" <<'EOF'
 import sys
-from acr.manifests import read_catalog, write_table
+from acr.data.manifests import read_catalog, write_table
 tracks = read_catalog(sys.argv[1])
 write_table(tracks.sample(n=min(int(sys.argv[2]), len(tracks)), random_state=0), sys.argv[3])
 EOF
@@ -74,7 +74,7 @@ echo "  killed after $(grep -o '"processed": [0-9]*' "$work/killed/index.json") 
 acr index --catalog "$catalog" --output "$work/killed" --resume true --save_every 50 2>&1 | tail -4
 "$python" - "$work/uninterrupted" "$work/killed" <<'EOF'
 import sys
-from acr.retrieval.indexing import IndexState, load_engines
+from acr.retrieval.build import IndexState, load_engines
 states = [IndexState.read(__import__("pathlib").Path(d)) for d in sys.argv[1:]]
 tracks = [sorted(load_engines(d)["fingerprint"].track_ids) for d in sys.argv[1:]]
 for name, state in zip(("uninterrupted", "killed+resumed"), states):

@@ -1,6 +1,6 @@
 """Training data throughput: contrastive pairs per second from the DataLoader, reading the
 decode cache or decoding the audio files, degrading views in the workers or batched in the
-main process (acr.augment_batch), against what the training step consumes.
+main process (acr.augment.batch), against what the training step consumes.
 
     python experiments/bench_training_data.py --root MUSIC_ROOT [--data_dir DIR] [--batches 30]
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from acr.augment import TrainingAugmentation
+from acr.augment.effects import TrainingAugmentation
 from acr.datamodules import FolderDataModule
 from acr.models import ECAPATDNN, NTXentLoss
 

@@ -26,11 +26,11 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from acr.queries import make_queries
+from acr.data.query_sets import make_queries
 from acr.retrieval.evaluation import read_queries, recognize_queries
 from acr.retrieval.metrics import rank_of
 from acr.retrieval.recognizer import Recognizer
-from acr.segments import STRATEGIES
+from acr.data.segments.strategies import STRATEGIES
 
 BOOTSTRAP_SAMPLES = 2000
 

@@ -9,7 +9,7 @@ import torch
 
 from acr.audio import save_audio
 from acr.datamodules import FolderDataModule
-from acr.segments import ANALYSIS_DIR
+from acr.data.segments.strategies import ANALYSIS_DIR
 from acr.synth import synthesize_track
 
 RATE = 16000

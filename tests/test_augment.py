@@ -5,7 +5,7 @@ import pytest
 import scipy.signal
 
 from acr.audio import save_audio
-from acr.augment import (
+from acr.augment.effects import (
     QUERY_DEGRADATIONS,
     TrainingAugmentation,
     add_noise,

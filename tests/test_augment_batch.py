@@ -1,4 +1,4 @@
-"""The batched training chain: each step does what its one-view counterpart in acr.augment does."""
+"""The batched training chain: each step does what its one-view counterpart in acr.augment.effects does."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pedalboard
 import pytest
 import torch
 
-from acr.augment import TrainingAugmentation, band_limit
-from acr.augment_batch import (
+from acr.augment.effects import TrainingAugmentation, band_limit
+from acr.augment.batch import (
     BatchAugmentation,
     _biquad,
     add_noise_at_snr,

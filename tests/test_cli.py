@@ -125,7 +125,7 @@ def shrunk_synthetic_fit() -> list[str]:
 def test_shipped_config_logs_offline_to_wandb_with_a_bucket_table(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # What acr sweep sets for each of its runs (acr.sweep.tracking_environment).
+    # What acr sweep sets for each of its runs (acr.runs.sweep.tracking_environment).
     monkeypatch.setenv("WANDB_RUN_GROUP", "segment_ab")
     monkeypatch.setenv("WANDB_JOB_TYPE", "fit")
     monkeypatch.setenv("WANDB_TAGS", "seed=0,segment_strategy=random")

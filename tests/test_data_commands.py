@@ -13,7 +13,7 @@ from fixtures_data import write_fma, write_mtg_jamendo
 from acr.audio import save_audio
 from acr.cli import main
 from acr.datamodules.catalog import CatalogDataModule
-from acr.manifests import read_table, write_table
+from acr.data.manifests import read_table, write_table
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import scipy.signal
 import torch
 
 from acr.audio import audio_info, load_audio, window_starts
-from acr.augment import TrainingAugmentation
+from acr.augment.effects import TrainingAugmentation
 from acr.datamodules import SyntheticDataModule
-from acr.manifests import bucket_columns
+from acr.data.manifests import bucket_columns
 
 
 def tiny(data_dir: Path, **overrides) -> SyntheticDataModule:

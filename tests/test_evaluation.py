@@ -6,9 +6,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from acr.manifests import ManifestError, write_table
+from acr.data.manifests import ManifestError, write_table
 from acr.retrieval.evaluation import FUSED, read_queries, report_table, score_recognitions
-from acr.retrieval.index import TrackMatch
+from acr.retrieval.windows import TrackMatch
 from acr.retrieval.recognizer import Recognition
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from acr.augment import add_noise, change_speed, shift_pitch
-from acr.retrieval.fingerprint import FingerprintEngine, Landmarks
+from acr.augment.effects import add_noise, change_speed, shift_pitch
+from acr.retrieval.fingerprint.engine import FingerprintEngine, Landmarks
 from acr.synth import synthesize_track
 
 SAMPLE_RATE = 8000

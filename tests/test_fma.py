@@ -9,7 +9,7 @@ from fixtures_data import TINY_CATALOG as SETTINGS
 
 from acr.audio import audio_info
 from acr.datamodules import FMADataModule
-from acr.manifests import ManifestError, bucket_columns, read_table
+from acr.data.manifests import ManifestError, bucket_columns, read_table
 
 SHIPPED = str(Path(__file__).parents[1] / "configs" / "fma_hybrid.yaml")
 

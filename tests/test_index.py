@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from acr.retrieval.index import SegmentIndex
+from acr.retrieval.windows import WindowIndex
 
 
 def unit_rows(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
@@ -14,7 +14,7 @@ def unit_rows(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
 
 
 def build(rng: np.random.Generator, tracks: int, windows: int, dim: int) -> tuple:
-    index = SegmentIndex(dim)
+    index = WindowIndex(dim)
     catalog = {}
     for track in range(tracks):
         catalog[track] = unit_rows(rng, windows, dim)
@@ -47,7 +47,7 @@ def test_right_track_and_offset_win_the_vote() -> None:
 
 
 def test_votes_at_inconsistent_offsets_count_less() -> None:
-    index = SegmentIndex(4)
+    index = WindowIndex(4)
     basis = np.eye(4, dtype=np.float32)
     index.add("consistent", basis, np.array([0.0, 0.5, 1.0, 1.5]))
     index.add("scattered", basis[[3, 1, 2, 0]], np.array([0.0, 0.5, 1.0, 1.5]))
@@ -62,7 +62,7 @@ def test_save_and_load_give_the_same_answers(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     index, catalog = build(rng, tracks=10, windows=20, dim=16)
     index.save(tmp_path / "index")
-    loaded = SegmentIndex.load(tmp_path / "index")
+    loaded = WindowIndex.load(tmp_path / "index")
     assert len(loaded) == len(index) == 200
     query = catalog[3][4:8]
     assert loaded.rank_tracks(query, np.arange(4) * 0.5) == index.rank_tracks(
@@ -71,11 +71,11 @@ def test_save_and_load_give_the_same_answers(tmp_path: Path) -> None:
 
 
 def test_duplicate_track_and_wrong_shape_are_rejected() -> None:
-    index = SegmentIndex(8)
+    index = WindowIndex(8)
     index.add("a", np.eye(8, dtype=np.float32)[:2], np.array([0.0, 0.5]))
     with pytest.raises(ValueError, match="already in the index"):
         index.add("a", np.eye(8, dtype=np.float32)[:2], np.array([0.0, 0.5]))
     with pytest.raises(ValueError, match=r"\[n, 8\]"):
         index.add("b", np.ones((2, 4), dtype=np.float32), np.array([0.0, 0.5]))
     with pytest.raises(FileNotFoundError, match="not an acr segment index"):
-        SegmentIndex.load("/nowhere")
+        WindowIndex.load("/nowhere")

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from acr.audio import save_audio
-from acr.manifests import ManifestError, read_catalog, write_table
-from acr.retrieval.indexing import (
+from acr.data.manifests import ManifestError, read_catalog, write_table
+from acr.retrieval.build import (
     IndexError_,
     IndexState,
     build_index,

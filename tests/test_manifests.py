@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from acr.manifests import (
+from acr.data.manifests import (
     ManifestError,
     bucket_columns,
     read_table,

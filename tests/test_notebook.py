@@ -12,8 +12,8 @@ from test_cli import shrunk_synthetic_fit
 from test_sweep import constructed_result
 
 from acr.cli import main
-from acr.sweep import SweepPlan
-from acr.sweep_report import write_sweep
+from acr.runs.sweep import SweepPlan
+from acr.runs.sweep_report import write_sweep
 
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "results.ipynb"
 PARAMETERS = ("ACR_RUN_DIR", "ACR_SWEEP_DIR", "ACR_REPORT_JSON")

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from acr.audio import load_audio
-from acr.datamodules.pcm_cache import (
+from acr.data.pcm_cache import (
     FULL_SCALE,
     READ_PATH,
     cache_tracks,

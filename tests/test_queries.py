@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from acr.audio import audio_info, load_audio, save_audio
-from acr.queries import QUERIES_FILE, make_queries
+from acr.data.query_sets import QUERIES_FILE, make_queries
 from acr.synth import synthesize_track
 
 

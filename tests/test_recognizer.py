@@ -5,7 +5,7 @@ import pytest
 
 from acr import synth
 from acr.audio import resample
-from acr.retrieval.fingerprint import FingerprintEngine
+from acr.retrieval.fingerprint.engine import FingerprintEngine
 from acr.retrieval.fusion import QUERY_FEATURES, EarlyExit, Fusion
 from acr.retrieval.melody import MelodyEngine
 from acr.retrieval.recognizer import Recognizer

@@ -10,8 +10,8 @@ from test_sweep import constructed_result
 
 from acr.audio import save_audio
 from acr.cli import main
-from acr.sweep import SweepPlan
-from acr.sweep_report import write_sweep
+from acr.runs.sweep import SweepPlan
+from acr.runs.sweep_report import write_sweep
 from acr.synth import synthesize_track
 
 TINY = str(Path(__file__).parent / "conf" / "tiny.yaml")

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from acr.audio import save_audio
-from acr.commands import tool_parser
-from acr.manifests import write_table
-from acr.queries import make_queries
-from acr.segments import (
+from acr.cli.commands import tool_parser
+from acr.data.manifests import write_table
+from acr.data.query_sets import make_queries
+from acr.data.segments.strategies import (
     HYBRID_WEIGHTS,
     STRATEGIES,
     TrackAnalysis,

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from acr.retrieval import shortlist
+from acr.retrieval.fingerprint import shortlist
 
 HYPOTHESES = 2
 COARSE_FRAMES = 32

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-import acr.statistics
-from acr.statistics import compare_buckets, holm_adjust, paired_bootstrap, seed_summary
+import acr.runs.statistics
+from acr.runs.statistics import compare_buckets, holm_adjust, paired_bootstrap, seed_summary
 
 QUERIES = 600
 
@@ -155,5 +155,5 @@ def test_same_seed_gives_identical_results() -> None:
 def test_chunked_resampling_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
     scores_a, scores_b = known_gain_arms()
     whole = paired_bootstrap(scores_a, scores_b, samples=500)
-    monkeypatch.setattr(acr.statistics, "MEMORY_BUDGET_BYTES", 16 * QUERIES * 7)  # 7 per chunk
+    monkeypatch.setattr(acr.runs.statistics, "MEMORY_BUDGET_BYTES", 16 * QUERIES * 7)  # 7 per chunk
     assert paired_bootstrap(scores_a, scores_b, samples=500) == whole

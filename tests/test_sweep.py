@@ -13,9 +13,9 @@ import pytest
 
 from acr.audio import save_audio
 from acr.cli import main
-from acr.sweep import SweepPlan, fit_command, parse_grid
-from acr.sweep_analysis import comparisons
-from acr.sweep_report import log_sweep_to_wandb, write_sweep
+from acr.runs.sweep import SweepPlan, fit_command, parse_grid
+from acr.runs.analysis import comparisons
+from acr.runs.sweep_report import log_sweep_to_wandb, write_sweep
 from acr.synth import synthesize_track
 
 TINY = str(Path(__file__).parent / "conf" / "tiny.yaml")
@@ -44,7 +44,7 @@ def test_grid_and_runs_follow_the_command_line(tmp_path: Path) -> None:
 
 
 def constructed_result(arm: str, seed: int, hits: np.ndarray) -> dict:
-    """A run's result.json as acr.sweep writes it, with known per-query outcomes; its queries
+    """A run's result.json as acr.runs.sweep writes it, with known per-query outcomes; its queries
     alternate clean and noise."""
     degradations = np.array(["clean", "noise"] * (len(hits) // 2))
     cells = {"overall": hits} | {

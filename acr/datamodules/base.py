@@ -18,17 +18,17 @@ import lightning as L
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from acr.augment import TrainingAugmentation
-from acr.augment_batch import BatchAugmentation
-from acr.datamodules.anchors import AnchorPool, analyze_tracks, anchor_pools
-from acr.datamodules.datasets import (
+from acr.augment.effects import TrainingAugmentation
+from acr.augment.batch import BatchAugmentation
+from acr.data.segments.anchors import AnchorPool, analyze_tracks, anchor_pools
+from acr.data.datasets import (
     ContrastivePairDataset,
     RetrievalWindowDataset,
     pair_context_s,
 )
-from acr.datamodules.pcm_cache import cache_tracks, with_read_paths
-from acr.manifests import read_table, resolve_paths, validate_queries, validate_tracks
-from acr.segments import RandomStrategy, get_strategy
+from acr.data.pcm_cache import cache_tracks, with_read_paths
+from acr.data.manifests import read_table, resolve_paths, validate_queries, validate_tracks
+from acr.data.segments.strategies import RandomStrategy, get_strategy
 
 TRACKS_FILE = "tracks.csv"
 QUERIES_FILE = "queries.csv"
@@ -50,13 +50,13 @@ class ACRDataModule(L.LightningDataModule):
         steps_per_epoch: training batches per epoch (pairs are sampled, so an epoch is a choice).
         num_workers: DataLoader worker processes.
         augmentation: the degradation chain for positive views (default: TrainingAugmentation).
-        segment_strategy: where training anchors start (a name in acr.segments.STRATEGIES);
+        segment_strategy: where training anchors start (a name in acr.data.segments.strategies.STRATEGIES);
             anything but ``random`` analyses each training track once in ``prepare_data``.
         decode_cache: decode training and validation tracks once into 16-bit PCM at
-            ``sample_rate`` beside the manifests (acr.datamodules.pcm_cache), so training reads
+            ``sample_rate`` beside the manifests (acr.data.pcm_cache), so training reads
             segments instead of decoding them: 115 MB of disk per hour of audio at 16 kHz.
         batch_augmentation: degrade positive views batched on the training device
-            (acr.augment_batch) instead of one at a time in the workers; workers then only
+            (acr.augment.batch) instead of one at a time in the workers; workers then only
             change speed and pitch. On 2 CPU cores the chain costs 16.6 ms per view in a
             worker and 0.31 s per 128 views batched; on a GPU it is nearly free.
     """

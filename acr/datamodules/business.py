@@ -1,6 +1,6 @@
 """BusinessDataModule: a business's asset export normalised to manifests by a YAML mapping.
 
-An export (CSV, JSONL or SQL dump; acr.datamodules.exports) lists assets: catalog references and
+An export (CSV, JSONL or SQL dump; acr.data.exports) lists assets: catalog references and
 query clips (live takes, covers, hums, ...) that name the reference they are of. The mapping says
 which export column is which manifest field and how export values translate (see
 configs/business_mapping.yaml). Rows that cannot be used are listed in ``rejected.csv`` with a
@@ -19,9 +19,9 @@ import yaml
 
 from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE
 from acr.datamodules.catalog import NO_LABEL, CatalogDataModule, probe_tracks
-from acr.datamodules.exports import read_export
+from acr.data.exports import read_export
 from acr.datamodules.folder import check_fractions, file_sha1, seeded_split, unit_keys
-from acr.manifests import (
+from acr.data.manifests import (
     QUERY_DETAIL_COLUMNS,
     ROLES,
     SPLITS,

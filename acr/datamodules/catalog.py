@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from acr.audio import AudioError, audio_info, load_audio
 from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
-from acr.manifests import ManifestError, write_table
-from acr.queries import DEGRADATIONS, make_queries
+from acr.data.manifests import ManifestError, write_table
+from acr.data.query_sets import DEGRADATIONS, make_queries
 
 SKIPPED_FILE = "skipped.csv"
 NO_LABEL = "none"  # bucket value of a track without that label (no genre tag, no genre_top)
@@ -38,7 +38,7 @@ class CatalogDataModule(ACRDataModule):
     Subclasses know the layout and implement :meth:`list_tracks`. This class reads each file's
     header (durations come from headers, no full decode), skips and reports unusable files in
     ``skipped.csv``, writes ``tracks.csv`` and makes validation queries with
-    :func:`acr.queries.make_queries` from a seeded sample of the val split.
+    :func:`acr.data.query_sets.make_queries` from a seeded sample of the val split.
 
     Args:
         root: where the collection lives.
@@ -47,7 +47,7 @@ class CatalogDataModule(ACRDataModule):
             other val tracks as distractors; None keeps the whole val split. Every validation
             embeds the whole catalog, which full-length tracks make costly.
         query_lengths_s: query lengths; every (length, degradation) pair gets one query per track.
-        query_degradations: names from ``acr.queries.DEGRADATIONS``.
+        query_degradations: names from ``acr.data.query_sets.DEGRADATIONS``.
         query_seed: seeds the track sample, the excerpts and the degradations.
         probe_workers: threads reading headers (default: one per CPU core).
         query_workers: processes making queries (default: one per CPU core).

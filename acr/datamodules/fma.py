@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from acr.datamodules.catalog import NO_LABEL, CatalogDataModule
-from acr.manifests import ManifestError
+from acr.data.manifests import ManifestError
 
 SUBSETS = ("small", "medium", "large", "full")
 # set/subset names the smallest subset a track is in; full holds every track, like large.

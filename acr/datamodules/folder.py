@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from acr.datamodules.catalog import NO_LABEL, CatalogDataModule
-from acr.manifests import AUDIO_EXTENSIONS, TRACK_COLUMNS, ManifestError, audio_files, read_table
+from acr.data.manifests import AUDIO_EXTENSIONS, TRACK_COLUMNS, ManifestError, audio_files, read_table
 
 PARENT = "parent"  # the column with each track's folder relative to the root ("." at the top)
 GROUP = "group"  # the manifest column check_no_leakage reads

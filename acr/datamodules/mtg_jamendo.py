@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from acr.datamodules.catalog import NO_LABEL, CatalogDataModule
-from acr.manifests import ManifestError
+from acr.data.manifests import ManifestError
 
 TSVS = (
     "autotagging",

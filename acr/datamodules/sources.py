@@ -24,7 +24,7 @@ import pandas as pd
 
 from acr.datamodules.base import SETTINGS_FILE, ACRDataModule
 from acr.datamodules.catalog import SKIPPED_FILE, CatalogDataModule
-from acr.manifests import SPLITS, ManifestError, read_table, validate_tracks, write_table
+from acr.data.manifests import SPLITS, ManifestError, read_table, validate_tracks, write_table
 
 CATALOG_FILE = "catalog.csv"
 SPLIT_FILES = {split: f"{split}.csv" for split in SPLITS}

@@ -20,9 +20,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from acr.audio import audio_info, save_audio
-from acr.augment import QUERY_DEGRADATIONS, degrade
+from acr.augment.effects import QUERY_DEGRADATIONS, degrade
 from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
-from acr.manifests import write_table
+from acr.data.manifests import write_table
 from acr.synth import Song, compose_song, render_humming, render_song
 from acr.workers import spawn_pool
 

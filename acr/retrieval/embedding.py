@@ -13,7 +13,7 @@ import torch
 from acr.audio import fit_length, window_starts
 from acr.models import EmbedderModule
 from acr.retrieval.engine import AudioPassthrough, Engine
-from acr.retrieval.index import SegmentIndex, TrackMatch
+from acr.retrieval.windows import WindowIndex, TrackMatch
 
 MODEL_FILE = "model.ckpt"
 
@@ -68,7 +68,7 @@ class EmbeddingEngine(Engine):
         self.neighbors = neighbors
         self.batch_size = batch_size
         silence = np.zeros((1, self.window_samples), np.float32)
-        self.index = SegmentIndex(self.embed(silence).shape[1])
+        self.index = WindowIndex(self.embed(silence).shape[1])
 
     @staticmethod
     def checkpoint_digest(checkpoint: str | Path) -> str:
@@ -144,5 +144,5 @@ class EmbeddingEngine(Engine):
         engine = cls(**settings)
         if engine.checkpoint_sha256 != expected:
             raise ValueError(f"{directory / MODEL_FILE}: model differs from the one indexed")
-        engine.index = SegmentIndex.load(directory / "hnsw")
+        engine.index = WindowIndex.load(directory / "hnsw")
         return engine

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from acr.retrieval.index import TrackMatch
+from acr.retrieval.windows import TrackMatch
 
 
 class IndexError_(RuntimeError):

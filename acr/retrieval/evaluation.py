@@ -11,7 +11,7 @@ import pandas as pd
 from rich.table import Table
 from tqdm.auto import tqdm
 
-from acr.manifests import ManifestError, bucket_columns, read_table, resolve_paths
+from acr.data.manifests import ManifestError, bucket_columns, read_table, resolve_paths
 from acr.retrieval.metrics import metrics_by_bucket, rank_of, ranks_by_query
 from acr.retrieval.recognizer import Recognition, Recognizer
 from acr.status import Heartbeat

@@ -6,7 +6,7 @@ fragments found by approximate nearest-neighbour search, candidates re-ranked by
 1. Candidates. A track's predominant pitch (acr.pitch) is pooled into cells of ``cell_s``; a
    cell is the pitch-class phasor ``exp(2πi·k·midi/12)`` for k = 1..``harmonics``, scaled by how
    much of the cell is voiced. Windows of ``window_s`` are rotated so that their mean pitch class
-   sits at zero (key invariance), searched with hnswlib (SegmentIndex), and vote per track with
+   sits at zero (key invariance), searched with hnswlib (WindowIndex), and vote per track with
    offset consistency, at a few tempo scales of the query.
 2. Re-ranking. The whole query contour is correlated with each candidate's contour at every
    offset and tempo scale, maximised over transpositions: a matched filter on the pitch-class
@@ -30,7 +30,7 @@ import numpy as np
 
 from acr.pitch import PitchTrack, predominant_pitch
 from acr.retrieval.engine import Engine
-from acr.retrieval.index import SegmentIndex, TrackMatch
+from acr.retrieval.windows import WindowIndex, TrackMatch
 
 TRANSPOSITION_STEPS = 24  # transpositions tried in re-ranking: every half semitone
 
@@ -183,7 +183,7 @@ class MelodyEngine(Engine):
         self.min_voiced = min_voiced
         self.min_query_voiced_s = min_query_voiced_s
         self._window_cells = round(window_s / cell_s)
-        self._index = SegmentIndex(2 * harmonics * self._window_cells)
+        self._index = WindowIndex(2 * harmonics * self._window_cells)
         self._contours: dict[str, MelodyContour] = {}
         self._phasors: dict[str, np.ndarray] = {}  # per track, computed on first alignment
 
@@ -312,5 +312,5 @@ class MelodyEngine(Engine):
                 arrays["pitch_midi"][start:end], arrays["voiced_fraction"][start:end]
             )
         if (directory / "windows").is_dir():
-            engine._index = SegmentIndex.load(directory / "windows")
+            engine._index = WindowIndex.load(directory / "windows")
         return engine

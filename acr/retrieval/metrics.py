@@ -15,7 +15,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from acr.manifests import bucket_columns
+from acr.data.manifests import bucket_columns
 
 NOT_FOUND = math.inf  # rank of a right track that is absent from the ranked list
 

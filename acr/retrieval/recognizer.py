@@ -12,8 +12,8 @@ from acr.audio import AudioError, audio_info, load_audio, resample
 from acr.pitch import harmonicity
 from acr.retrieval.engine import Engine
 from acr.retrieval.fusion import EngineMatches, Fusion, QueryFeatures
-from acr.retrieval.index import TrackMatch
-from acr.retrieval.indexing import load_engines
+from acr.retrieval.windows import TrackMatch
+from acr.retrieval.build import load_engines
 
 FUSION_FILE = "fusion.json"
 MIN_QUERY_S = 0.5

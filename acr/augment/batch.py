@@ -22,7 +22,7 @@ import torchaudio.functional
 from torch import nn
 
 from acr.audio import fit_length
-from acr.augment import (
+from acr.augment.effects import (
     EARLY_REFLECTION_COUNT,
     EARLY_REFLECTION_MAX_S,
     EQ_HIGH_SHELF_SHARE_RANGE,

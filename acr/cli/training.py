@@ -12,10 +12,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
-import acr.retrieval.callbacks  # noqa: F401  (registers RetrievalEvaluation for class_path names)
+import acr.callbacks.retrieval  # noqa: F401  (registers RetrievalEvaluation for class_path names)
 from acr.datamodules import ACRDataModule
 from acr.models import EmbedderModule
-from acr.status_callback import RunStatus
+from acr.callbacks.status import RunStatus
 
 
 def silence_inapplicable_warnings() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from acr.manifests import ManifestError
+from acr.data.manifests import ManifestError
 
 FORMATS = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".sql")
 _TOKEN = re.compile(

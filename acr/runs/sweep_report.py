@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from acr.plots import plot_top1_by_bucket, single_buckets
-from acr.sweep import SweepPlan
-from acr.sweep_analysis import aggregate, comparisons
+from acr.runs.plots import plot_top1_by_bucket, single_buckets
+from acr.runs.sweep import SweepPlan
+from acr.runs.analysis import aggregate, comparisons
 
 
 def machine() -> str:

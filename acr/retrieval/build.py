@@ -33,11 +33,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import acr
-from acr.manifests import read_catalog, write_table
+from acr.data.manifests import read_catalog, write_table
 from acr.retrieval.embedding import EmbeddingEngine
 from acr.retrieval.engine import Engine, IndexError_
 from acr.retrieval.extraction import extract_in_workers
-from acr.retrieval.fingerprint import FingerprintEngine
+from acr.retrieval.fingerprint.engine import FingerprintEngine
 from acr.retrieval.melody import MelodyEngine
 from acr.status import STATUS_FILE, Heartbeat
 

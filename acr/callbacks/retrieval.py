@@ -22,9 +22,9 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from acr.datamodules.datasets import CATALOG, QUERY, RetrievalWindowDataset
-from acr.manifests import bucket_columns
-from acr.retrieval.index import SegmentIndex
+from acr.data.datasets import CATALOG, QUERY, RetrievalWindowDataset
+from acr.data.manifests import bucket_columns
+from acr.retrieval.windows import WindowIndex
 from acr.retrieval.metrics import metrics_by_bucket, rank_of, ranks_by_query
 
 # A crossed cell's name, e.g. degradation=noise,length_s=3; a value may hold commas itself.
@@ -51,7 +51,7 @@ def evaluate_windows(
     crossed_buckets: Sequence[Sequence[str]] = (),
 ) -> tuple[Results, np.ndarray]:
     """Index the catalog windows, rank every query, and score the ranks per bucket."""
-    index = SegmentIndex(windows.embeddings.shape[1])
+    index = WindowIndex(windows.embeddings.shape[1])
     is_catalog = windows.kinds == CATALOG
     for owner, rows in _rows_by_owner(windows.owners, is_catalog):
         index.add(dataset.catalog_ids[owner], windows.embeddings[rows], windows.starts_s[rows])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from acr.commands import COMMANDS, run_tool
+from acr.cli.commands import COMMANDS, run_tool
 
 if TYPE_CHECKING:
-    from acr.training_cli import ACRCLI
+    from acr.cli.training import ACRCLI
 
 
 OVERVIEW = """usage: acr COMMAND [options]   (same as python -m acr)
@@ -43,7 +43,7 @@ def main(args: list[str] | None = None) -> ACRCLI | int:
         raise SystemExit(0)
     if argv[0] in COMMANDS:
         return run_tool(argv)
-    from acr.training_cli import training_cli
+    from acr.cli.training import training_cli
 
     return training_cli(argv)
 

@@ -1,9 +1,9 @@
 """What a sweep's runs say together: every metric over seeds, and paired verdicts between arms.
 
-Input: the runs' ``result.json`` (acr.sweep), each with per-bucket metrics and every query's
+Input: the runs' ``result.json`` (acr.runs.sweep), each with per-bucket metrics and every query's
 rank per system (``validation`` for a fit's last validation; ``embedding``, ``fingerprint``,
 ``hybrid`` ... after ``acr evaluate``). Comparisons are on top-1, query by query, on the seeds
-and queries both arms share (acr.statistics.compare_buckets).
+and queries both arms share (acr.runs.statistics.compare_buckets).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from acr.statistics import compare_buckets, seed_summary
+from acr.runs.statistics import compare_buckets, seed_summary
 
 SUMMARY_METRICS_SKIPPED = ("queries", "ci95")
 

@@ -1,6 +1,6 @@
 """``acr data validate``: every problem of a manifest directory, each named by file and field.
 
-Unlike :func:`acr.manifests.validate_tracks`, which stops at the first broken rule, this lists
+Unlike :func:`acr.data.manifests.validate_tracks`, which stops at the first broken rule, this lists
 them all: required columns, unique ids, known splits, positive durations, split tables that
 agree with the catalog, no track (or ``group``, or audio file) in both train and an eval split,
 files that exist, and files that decode to the duration the manifest says (all of them, or a
@@ -23,7 +23,7 @@ from rich.table import Table
 from acr.audio import AudioError, decoded_duration_s
 from acr.datamodules.base import TRACKS_FILE
 from acr.datamodules.sources import CATALOG_FILE, SPLIT_FILES
-from acr.manifests import EVAL_SPLITS, SPLITS, TRACK_COLUMNS, ManifestError, read_table
+from acr.data.manifests import EVAL_SPLITS, SPLITS, TRACK_COLUMNS, ManifestError, read_table
 
 # A decoded length may differ from the manifest's by this much (encoder padding, header rounding).
 DURATION_TOLERANCE_S = 0.5

@@ -25,7 +25,7 @@ queries per degradation, 2 shared cores), top-1 for clean / noise 0-10 dB / reve
     1 hypothesis (a fixed grid):       100 / 99.0 / 100 /   7.0 /  3.4 %,  7 ms
     + 4 speed hypotheses (5):          100 / 99.0 / 100 /  98.7 / 21.9 %, 14 ms
     + 12 pitch hypotheses (17, used):  100 / 98.7 / 100 / 100.0 / 98.3 %, 23 ms
-(Latencies before the first pass was compiled (acr.retrieval.shortlist), which halved them:
+(Latencies before the first pass was compiled (acr.retrieval.fingerprint.shortlist), which halved them:
 3-s queries on the 393-track, 16-h corpus went from 59 to 27 ms p50 with identical answers.)
 More hypotheses cost only query time (the index is unchanged) and a little noise robustness
 (more random matches to outvote). Panako-style invariant triplets (Six & Leman 2014) were not
@@ -46,9 +46,9 @@ import numpy as np
 import scipy.ndimage
 import scipy.sparse
 
-from acr.retrieval import shortlist
+from acr.retrieval.fingerprint import shortlist
 from acr.retrieval.engine import Engine
-from acr.retrieval.index import TrackMatch
+from acr.retrieval.windows import TrackMatch
 
 # Filtered magnitudes below this (a tone at about -110 dBFS) are silence: no peaks there.
 MAGNITUDE_FLOOR = 1e-3

@@ -3,7 +3,7 @@
 The table has exactly the columns ``acr evaluate`` reads: ``query_id, path, track_id,
 offset_s, length_s, degradation`` (and ``degradation_params``, which is not a bucket), plus a
 ``strategy`` bucket when offsets come from a segment strategy other than ``random``
-(acr.segments). Everything is drawn from ``seed``, so the same call writes the same queries.
+(acr.data.segments.strategies). Everything is drawn from ``seed``, so the same call writes the same queries.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from acr.audio import AudioError, load_audio, save_audio
-from acr.augment import QUERY_DEGRADATIONS, degrade
-from acr.manifests import read_catalog, write_table
+from acr.augment.effects import QUERY_DEGRADATIONS, degrade
+from acr.data.manifests import read_catalog, write_table
 from acr.pitch import predominant_pitch
-from acr.segments import (
+from acr.data.segments.strategies import (
     RandomStrategy,
     SegmentStrategy,
     TrackAnalysis,
@@ -70,9 +70,9 @@ def make_queries(
 ) -> pd.DataFrame:
     """Write ``per_track`` queries per (track, length, degradation) into ``output``.
 
-    ``strategy`` (a name in acr.segments.STRATEGIES) picks the offsets; ``random`` draws them
+    ``strategy`` (a name in acr.data.segments.strategies.STRATEGIES) picks the offsets; ``random`` draws them
     uniformly. When the catalog is a table (a manifest), each track's analysis is cached beside
-    it in ``analysis/``, shared with training anchors (acr.datamodules.anchors). Tracks that
+    it in ``analysis/``, shared with training anchors (acr.data.segments.anchors). Tracks that
     cannot be read, or are too short for a length, are left out of that length and counted in
     the returned table's ``attrs["skipped"]``.
     """

@@ -1,7 +1,7 @@
 """The non-training subcommands: ``index``, ``recognize``, ``evaluate``, ``fuse``, ``status``,
 ``sweep``, ``report`` and ``data``.
 
-``data`` has its own (acr.data_commands): ``inspect``, ``prepare``, ``validate`` and
+``data`` has its own (acr.cli.data): ``inspect``, ``prepare``, ``validate`` and
 ``make-queries``.
 
 Each parser takes ``--config FILE`` (YAML with the same keys as the flags), like ``fit``. Each
@@ -19,9 +19,9 @@ from jsonargparse import ArgumentParser, Namespace
 from rich.console import Console
 
 from acr.audio import AudioError
-from acr.data_commands import DATA_COMMANDS, DATA_RUNNERS, command_parser
-from acr.manifests import ManifestError
-from acr.sweep import SweepError, sweep_parser
+from acr.cli.data import DATA_COMMANDS, DATA_RUNNERS, command_parser
+from acr.data.manifests import ManifestError
+from acr.runs.sweep import SweepError, sweep_parser
 
 COMMANDS = ("index", "recognize", "evaluate", "fuse", "status", "sweep", "report", "data")
 
@@ -119,7 +119,7 @@ def status_parser() -> ArgumentParser:
 
 
 def run_index(options: Namespace) -> None:
-    from acr.retrieval.indexing import build_index
+    from acr.retrieval.build import build_index
 
     summary = build_index(
         options.catalog,
@@ -238,7 +238,7 @@ def run_fuse(options: Namespace) -> None:
 
     from acr.retrieval.evaluation import read_queries, recognize_queries
     from acr.retrieval.fusion import Fusion
-    from acr.retrieval.indexing import load_engines
+    from acr.retrieval.build import load_engines
     from acr.retrieval.recognizer import FUSION_FILE, Recognizer
 
     # Not Recognizer.load: the fusion.json there (perhaps from an older acr) is what is refitted.
@@ -279,8 +279,8 @@ def run_status(options: Namespace) -> None:
 
 def run_sweep_command(options: Namespace) -> None:
     from acr.status import Heartbeat
-    from acr.sweep import plan_from, run_sweep
-    from acr.sweep_report import log_sweep_to_wandb, write_sweep
+    from acr.runs.sweep import plan_from, run_sweep
+    from acr.runs.sweep_report import log_sweep_to_wandb, write_sweep
 
     plan = plan_from(options)
     plan.output.mkdir(parents=True, exist_ok=True)
@@ -323,7 +323,7 @@ def report_parser() -> ArgumentParser:
 
 
 def run_report(options: Namespace) -> None:
-    from acr.reports import write_report
+    from acr.runs.reports import write_report
 
     evaluation = Path(options.evaluation) if options.evaluation else None
     output = Path(options.output) if options.output else None

@@ -17,7 +17,7 @@ FIT_METRICS = ("train/loss", "train/pair_accuracy", "val/top1")
 
 class RunStatus(Callback):
     """The heartbeat of ``acr fit`` in ``trainer.default_root_dir/status.json`` (global rank
-    zero only). acr.training_cli adds it to every fit, so configs need not list it."""
+    zero only). acr.cli.training adds it to every fit, so configs need not list it."""
 
     def __init__(self, min_interval_s: float = 2.0) -> None:
         self.min_interval_s = min_interval_s

@@ -26,7 +26,7 @@ class TrackMatch:
     offset_s: float
 
 
-class SegmentIndex:
+class WindowIndex:
     """Approximate nearest-neighbour search (hnswlib, inner product on unit vectors) over windows.
 
     Args:
@@ -204,7 +204,7 @@ class SegmentIndex:
         (directory / "index.json").write_text(json.dumps(settings))
 
     @classmethod
-    def load(cls, directory: str | Path) -> SegmentIndex:
+    def load(cls, directory: str | Path) -> WindowIndex:
         """Read an index written by :meth:`save`."""
         directory = Path(directory)
         settings_path = directory / "index.json"

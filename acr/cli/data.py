@@ -1,6 +1,6 @@
 """The ``acr data`` subcommands: ``inspect``, ``prepare``, ``validate`` and ``make-queries``.
 
-Like the other subcommands (acr.commands), each takes ``--config FILE`` and fails with a
+Like the other subcommands (acr.cli.commands), each takes ``--config FILE`` and fails with a
 one-line error.
 """
 
@@ -14,7 +14,7 @@ from typing import Literal
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from rich.console import Console
 
-from acr.manifests import ManifestError
+from acr.data.manifests import ManifestError
 
 
 def command_parser(description: str) -> ArgumentParser:
@@ -25,8 +25,8 @@ def command_parser(description: str) -> ArgumentParser:
 
 
 def make_queries_parser() -> ArgumentParser:
-    from acr.queries import DEGRADATIONS
-    from acr.segments import STRATEGIES
+    from acr.data.query_sets import DEGRADATIONS
+    from acr.data.segments.strategies import STRATEGIES
 
     parser = command_parser("Write degraded query clips of catalog tracks and their queries.csv.")
     parser.add_argument("--catalog", type=str, required=True)
@@ -54,7 +54,7 @@ def make_queries_parser() -> ArgumentParser:
         type=str,
         default="random",
         choices=list(STRATEGIES),
-        help="where excerpts start (acr.segments): " + " ".join(STRATEGIES),
+        help="where excerpts start (acr.data.segments.strategies): " + " ".join(STRATEGIES),
     )
     return parser
 
@@ -162,7 +162,7 @@ def validate_parser() -> ArgumentParser:
 
 
 def run_make_queries(options: Namespace) -> None:
-    from acr.queries import QUERIES_FILE, make_queries
+    from acr.data.query_sets import QUERIES_FILE, make_queries
 
     table = make_queries(
         options.catalog,
@@ -182,7 +182,7 @@ def run_make_queries(options: Namespace) -> None:
 
 
 def run_inspect(options: Namespace) -> None:
-    from acr.inspection import inspect_audio, inspection_tables
+    from acr.data.inspection import inspect_audio, inspection_tables
 
     report = inspect_audio(options.root, options.source, _source_values(options), options.workers)
     if options.json == "-":
@@ -221,7 +221,7 @@ def run_prepare(options: Namespace) -> None:
 
 
 def run_validate(options: Namespace) -> None:
-    from acr.manifest_checks import problems_table, summary_line, validate_manifest_dir
+    from acr.data.checks import problems_table, summary_line, validate_manifest_dir
 
     report = validate_manifest_dir(
         options.manifest_dir, options.sample, options.seed, options.workers

@@ -18,7 +18,7 @@ import torch
 import torchaudio.functional
 
 from acr.audio import audio_info, fit_length, load_audio
-from acr.manifests import audio_files
+from acr.data.manifests import audio_files
 
 # Rational approximations of a speed factor use denominators up to this. The resampling
 # kernel has one phase per denominator step: 200 costs under 1 ms per second of 16 kHz audio
@@ -623,7 +623,7 @@ class TrainingAugmentation:
 
     def source_view(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Random speed and pitch changes in one resampling, back at the input length: the
-        part of the chain that acts at the source, and the part that acr.augment_batch leaves
+        part of the chain that acts at the source, and the part that acr.augment.batch leaves
         to the workers (every view has its own resampling ratio).
 
         A faster view is zero-padded at the end, a slower one cropped.

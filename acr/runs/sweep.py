@@ -121,7 +121,7 @@ def tracking_environment(
     plan: SweepPlan, run: Run, job_type: str, wandb_mode: str = "offline"
 ) -> dict[str, str]:
     """W&B settings for a run's logger: grouped by sweep, tagged with its seed and grid;
-    ``disabled`` makes the run drop its W&B logger (acr.training_cli)."""
+    ``disabled`` makes the run drop its W&B logger (acr.cli.training)."""
     tags = [f"seed={run.seed}", *(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in run.grid)]
     return {
         **os.environ,

@@ -1,4 +1,4 @@
-"""Training anchors chosen by a segment strategy (acr.segments) instead of uniformly.
+"""Training anchors chosen by a segment strategy (acr.data.segments.strategies) instead of uniformly.
 
 Each training track is analysed once (loudness, silence, onsets, beats, repetition) and the
 analysis is cached as ``analysis/<hash of track_id>.npz`` beside the manifests, so changing the
@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from acr.audio import AudioError, load_audio
-from acr.segments import (
+from acr.data.segments.strategies import (
     ANALYSIS_DIR,
     ANALYSIS_RATE_HZ,
     TrackAnalysis,

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from acr.plots import plot_buckets_with_intervals, single_buckets
+from acr.runs.plots import plot_buckets_with_intervals, single_buckets
 from acr.retrieval.metrics import metrics_by_bucket
 
 MIN_BUCKET_QUERIES = 100  # below this a bucket's 95 % interval is wider than about +-0.1

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from acr.audio import fit_length, load_audio, window_starts
-from acr.datamodules.pcm_cache import READ_PATH, read_segment
+from acr.data.pcm_cache import READ_PATH, read_segment
 
 Augmentation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -57,7 +57,7 @@ class ContrastivePairDataset(Dataset):
         anchor_pools: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         """``anchor_pools``: per track, the starts a segment strategy prefers and their
-        probabilities (acr.datamodules.anchors); None or an empty pool draws uniformly."""
+        probabilities (acr.data.segments.anchors); None or an empty pool draws uniformly."""
         if len(tracks) == 0:
             raise ValueError("no training tracks")
         if anchor_pools is not None and len(anchor_pools) != len(tracks):

@@ -1,0 +1,1 @@
+"""Degradations: the effects, the one registry of query degradations, the training chains."""

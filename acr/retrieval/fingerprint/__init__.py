@@ -1,0 +1,1 @@
+"""Landmark fingerprints: peak-pair extraction, the engine, its compiled first pass."""
