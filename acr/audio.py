@@ -21,6 +21,18 @@ SEEK_PREROLL_FRAMES = 8192
 FORMATS_NEEDING_PREROLL = ("MP3", "MPEG", "OGG")
 
 
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
+
+
+def audio_files(root: Path) -> list[Path]:
+    """Every audio file (by extension) under ``root``, recursively, sorted."""
+    return sorted(
+        path
+        for path in Path(root).rglob("*")
+        if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+    )
+
+
 class AudioError(Exception):
     """An audio file that cannot be used: missing, unreadable, empty or out of range."""
 
@@ -65,7 +77,17 @@ def load_audio(
     offset_s: float = 0.0,
     duration_s: float | None = None,
 ) -> np.ndarray:
-    """Decode ``[offset_s, offset_s + duration_s)`` as mono float32, resampled to ``sample_rate``.
+    """Decode ``[offset_s, offset_s + duration_s)`` as mono float32, resampled to ``sample_rate``
+    (default: the file's own rate); see :func:`read_audio`."""
+    audio, file_rate = read_audio(path, offset_s, duration_s)
+    return resample(audio, file_rate, sample_rate or file_rate)
+
+
+def read_audio(
+    path: str | Path, offset_s: float = 0.0, duration_s: float | None = None
+) -> tuple[np.ndarray, int]:
+    """Decode ``[offset_s, offset_s + duration_s)`` as mono float32 at the file's own rate;
+    returns the audio and that rate.
 
     Only the requested frames are decoded (soundfile seeks). A window that runs past the end of
     the file is returned shorter; a window that starts past the end is an AudioError.
@@ -91,8 +113,7 @@ def load_audio(
         raise AudioError(path, f"cannot decode ({error})") from error
     if audio.shape[0] == 0:
         raise AudioError(path, "decoded zero frames")
-    mono = audio.mean(axis=1, dtype=np.float32)
-    return resample(mono, info.sample_rate, sample_rate or info.sample_rate)
+    return audio.mean(axis=1, dtype=np.float32), info.sample_rate
 
 
 def decoded_duration_s(path: str | Path, block_frames: int = 65536) -> float:
@@ -123,6 +144,16 @@ def resample(audio: np.ndarray, orig_sample_rate: int, new_sample_rate: int) -> 
         new_sample_rate,
     )
     return resampled.numpy()
+
+
+def power(audio: np.ndarray) -> float:
+    """Mean square in float64, so level and SNR arithmetic stays exact for long clips."""
+    return float(np.mean(np.square(audio, dtype=np.float64)))
+
+
+def rms(audio: np.ndarray) -> float:
+    """Root mean square level (1.0 is a full-scale square wave; -60 dBFS is 1e-3)."""
+    return float(np.sqrt(power(audio)))
 
 
 def fit_length(audio: np.ndarray, num_samples: int) -> np.ndarray:

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from acr.files import write_json
+
 STATUS_FILE = "status.json"
 JOBS = ("fit", "index", "evaluate", "sweep")
 
@@ -142,11 +144,8 @@ class Heartbeat:
     def _write(self) -> None:
         self.status["updated_at"] = _utc_now()
         self._last_write = self.clock()
-        temporary = self.path.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary.write_text(json.dumps(self.status, indent=2, default=_plain))
-            os.replace(temporary, self.path)  # atomic on POSIX: readers see the old or the new
+            write_json(self.path, self.status)  # atomic: readers see the old or the new
         except OSError as error:
             if not self._warned:
                 warnings.warn(
@@ -166,11 +165,6 @@ def error_text(error: BaseException | str) -> str:
 
 def _utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _plain(value: Any) -> Any:
-    """JSON for numpy and torch scalars (``item()``); text for anything else."""
-    return value.item() if hasattr(value, "item") else str(value)
 
 
 # -- reading ---------------------------------------------------------------------------------

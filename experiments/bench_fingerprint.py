@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from acr.audio import audio_info, load_audio
-from acr.augment.effects import degrade
-from acr.retrieval.fingerprint.engine import FingerprintEngine, LandmarkExtractor, Landmarks
+from acr.augment.degradations import degrade
+from acr.retrieval.fingerprint.engine import FingerprintEngine, FingerprintSettings
+from acr.retrieval.fingerprint.landmarks import LandmarkExtractor, Landmarks
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 DEGRADATIONS = ("clean", "noise", "reverb", "speed", "pitch")
@@ -213,7 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"catalog: {args.catalog} ({len(catalog)} tracks), indexing {len(tracks)}")
     with tempfile.TemporaryDirectory() as directory:
         figures = build_index(
-            FingerprintEngine(**args.settings), tracks, args.workers, Path(directory)
+            FingerprintEngine(FingerprintSettings(**args.settings)),
+            tracks,
+            args.workers,
+            Path(directory),
         )
         print(
             f"indexed {figures['audio_h']:.2f} h in {figures['wall_s']:.1f} s with "
@@ -224,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{figures['index_bytes_per_audio_h'] / 2**20:.2f} MiB index per audio hour"
         )
         engine = FingerprintEngine.load(Path(directory))
-    print(f"settings: {json.dumps(engine.settings())}")
+    print(f"settings: {json.dumps(engine.recorded_settings())}")
     print(f"search hypotheses (shift bins, time scale): {len(engine.hypotheses)}")
     results = list(
         run_queries(

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from acr.audio import audio_info, load_audio, resample
-from acr.retrieval.evaluation import read_queries
+from acr.data.manifests import read_queries
 from acr.retrieval.recognizer import Recognizer
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from acr import synth
 from acr.audio import load_audio
 from acr.pitch import predominant_pitch
-from acr.retrieval.melody import MelodyEngine
+from acr.retrieval.melody import MelodyEngine, MelodySettings
 from acr.synth.humming import hum_contour
 
 SAMPLE_RATE = 16000
@@ -95,7 +95,7 @@ def melody_offset(song: synth.Song, length_s: float, rng: np.random.Generator) -
 def bench_synthetic(args: argparse.Namespace) -> None:
     songs = [synth.compose_song(seed, args.duration_s) for seed in range(args.tracks)]
     catalog = {str(song.seed): synth.render_song(song, SAMPLE_RATE) for song in songs}
-    engine = MelodyEngine(SAMPLE_RATE)
+    engine = MelodyEngine(MelodySettings(SAMPLE_RATE))
     print(index_catalog(engine, catalog))
     rng = np.random.default_rng(args.seed)
     tallies: dict[str, Tally] = {}
@@ -135,7 +135,7 @@ def real_tracks(corpus: Path, count: int, seed: int) -> list[dict[str, str]]:
 def bench_real(args: argparse.Namespace) -> None:
     rows = real_tracks(args.corpus, args.real_tracks, args.seed)
     catalog = {row["track_id"]: load_audio(args.corpus / row["path"], SAMPLE_RATE) for row in rows}
-    engine = MelodyEngine(SAMPLE_RATE)
+    engine = MelodyEngine(MelodySettings(SAMPLE_RATE))
     print(f"real music from {args.corpus}")
     print(index_catalog(engine, catalog))
     rng = np.random.default_rng(args.seed)
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"{platform.platform()}, {os.cpu_count()} cpus, load {load}, numpy {np.__version__}")
-    print(f"settings: {MelodyEngine(SAMPLE_RATE).settings()}\n")
+    print(f"settings: {MelodySettings(SAMPLE_RATE)}\n")
     if args.tracks:
         timed(bench_synthetic, args)
     if args.real_tracks and (args.corpus / "tracks.csv").is_file():

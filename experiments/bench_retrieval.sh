@@ -74,7 +74,7 @@ echo "  killed after $(grep -o '"processed": [0-9]*' "$work/killed/index.json") 
 acr index --catalog "$catalog" --output "$work/killed" --resume true --save_every 50 2>&1 | tail -4
 "$python" - "$work/uninterrupted" "$work/killed" <<'EOF'
 import sys
-from acr.retrieval.build import IndexState, load_engines
+from acr.retrieval.store import IndexState, load_engines
 states = [IndexState.read(__import__("pathlib").Path(d)) for d in sys.argv[1:]]
 tracks = [sorted(load_engines(d)["fingerprint"].track_ids) for d in sys.argv[1:]]
 for name, state in zip(("uninterrupted", "killed+resumed"), states):

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from acr.augment.effects import TrainingAugmentation
+from acr.augment.training import TrainingAugmentation
 from acr.datamodules import FolderDataModule
 from acr.models import ECAPATDNN, NTXentLoss
 

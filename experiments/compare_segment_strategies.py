@@ -26,11 +26,11 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from acr.data.manifests import read_queries
 from acr.data.query_sets import make_queries
-from acr.retrieval.evaluation import read_queries, recognize_queries
+from acr.data.segments.strategies import STRATEGIES
 from acr.retrieval.metrics import rank_of
 from acr.retrieval.recognizer import Recognizer
-from acr.data.segments.strategies import STRATEGIES
 
 BOOTSTRAP_SAMPLES = 2000
 
@@ -85,7 +85,7 @@ def _cell(
         if recognition.status == "ok"
         else np.inf
         for recognition, truth in zip(
-            recognize_queries(recognizer, queries, top_k=10), queries["track_id"]
+            recognizer.recognize_queries(queries, top_k=10), queries["track_id"]
         )
     ]
     table = pd.DataFrame(

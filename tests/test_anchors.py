@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from acr.audio import save_audio
+from acr.data.segments.analysis import ANALYSIS_DIR
 from acr.datamodules import FolderDataModule
-from acr.data.segments.strategies import ANALYSIS_DIR
 from acr.synth import synthesize_track
 
 RATE = 16000

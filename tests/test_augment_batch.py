@@ -1,4 +1,5 @@
-"""The batched training chain: each step does what its one-view counterpart in acr.augment.effects does."""
+"""The batched training chain: each step does what its one-view counterpart does
+(acr.augment.effects, acr.augment.training)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import pedalboard
 import pytest
 import torch
 
-from acr.augment.effects import TrainingAugmentation, band_limit
 from acr.augment.batch import (
     BatchAugmentation,
     _biquad,
@@ -20,6 +20,8 @@ from acr.augment.batch import (
     pink_noise_batch,
     synthetic_rooms,
 )
+from acr.augment.effects import band_limit
+from acr.augment.training import TrainingAugmentation
 
 RATE = 16000
 

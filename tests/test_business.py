@@ -10,9 +10,9 @@ import pytest
 from fixtures_data import fit_two_steps
 
 from acr.audio import save_audio
-from acr.datamodules import BusinessDataModule
 from acr.data.exports import read_sql_dump
 from acr.data.manifests import ManifestError, bucket_columns, read_table
+from acr.datamodules import BusinessDataModule
 from acr.synth import synthesize_track
 
 CONFIGS = Path(__file__).parents[1] / "configs"

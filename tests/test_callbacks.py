@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from acr.audio import save_audio
-from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
+from acr.callbacks.retrieval import RetrievalEvaluation, summary_tables
 from acr.data.datasets import CATALOG
 from acr.data.manifests import write_table
-from acr.callbacks.retrieval import RetrievalEvaluation, summary_tables
+from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
 
 SAMPLE_RATE = 8000
 TRACKS = 10

@@ -12,8 +12,8 @@ from fixtures_data import write_fma, write_mtg_jamendo
 
 from acr.audio import save_audio
 from acr.cli import main
-from acr.datamodules.catalog import CatalogDataModule
 from acr.data.manifests import read_table, write_table
+from acr.datamodules.catalog import CatalogDataModule
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import scipy.signal
 import torch
 
 from acr.audio import audio_info, load_audio, window_starts
-from acr.augment.effects import TrainingAugmentation
-from acr.datamodules import SyntheticDataModule
+from acr.augment.training import TrainingAugmentation
 from acr.data.manifests import bucket_columns
+from acr.datamodules import SyntheticDataModule
 
 
 def tiny(data_dir: Path, **overrides) -> SyntheticDataModule:
@@ -124,7 +124,7 @@ def test_training_pairs_are_two_views_of_one_moment(prepared) -> None:
 
 
 def test_validation_windows_cover_catalog_and_queries(prepared) -> None:
-    windows = prepared.retrieval_windows()
+    windows = prepared.validation_windows()
     catalog_windows = 3 * len(window_starts(10.0, 1.0, 0.5))  # 3 catalog tracks of 10 s
     query_windows = sum(
         len(window_starts(length, 1.0, 0.25)) for length in prepared.val_queries["length_s"]

@@ -6,9 +6,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from acr.data.manifests import ManifestError, write_table
-from acr.retrieval.evaluation import FUSED, read_queries, report_table, score_recognitions
-from acr.retrieval.windows import TrackMatch
+from acr.data.manifests import ManifestError, read_queries, write_table
+from acr.retrieval.engine import TrackMatch
+from acr.retrieval.evaluation import FUSED, report_table, score_recognitions
 from acr.retrieval.recognizer import Recognition
 
 

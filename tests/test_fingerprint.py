@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from acr.augment.effects import add_noise, change_speed, shift_pitch
-from acr.retrieval.fingerprint.engine import FingerprintEngine, Landmarks
+from acr.retrieval.fingerprint.engine import FingerprintEngine, FingerprintSettings
+from acr.retrieval.fingerprint.landmarks import Landmarks
 from acr.synth import synthesize_track
 
 SAMPLE_RATE = 8000
@@ -34,7 +35,7 @@ def tracks() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def engine(tracks: list[np.ndarray]) -> FingerprintEngine:
-    engine = FingerprintEngine(sample_rate=SAMPLE_RATE)
+    engine = FingerprintEngine(FingerprintSettings(sample_rate=SAMPLE_RATE))
     for number, audio in enumerate(tracks):
         engine.add_audio(f"song{number}", audio)
     return engine
@@ -100,7 +101,9 @@ def test_pitch_shifted_excerpt_finds_track(engine, tracks, semitones) -> None:
 
 
 def test_without_speed_and_pitch_hypotheses_speed_change_is_missed(tracks) -> None:
-    fixed_grid = FingerprintEngine(max_pitch_shift_semitones=0.0, speed_factors=())
+    fixed_grid = FingerprintEngine(
+        FingerprintSettings(max_pitch_shift_semitones=0.0, speed_factors=())
+    )
     for number, audio in enumerate(tracks):
         fixed_grid.add_audio(f"song{number}", audio)
     found = [
@@ -115,16 +118,21 @@ def test_save_load_round_trip(engine, tracks, tmp_path: Path) -> None:
     loaded = FingerprintEngine.load(tmp_path)
     assert loaded.item_count == engine.item_count
     assert loaded.track_ids == engine.track_ids
-    assert loaded.settings() == engine.settings()
+    assert loaded.settings == engine.settings
     for _, _, clip in excerpts(tracks, QUERY_S):
         assert loaded.search(clip) == engine.search(clip)
 
 
 def test_settings_rebuild_an_empty_engine() -> None:
-    engine = FingerprintEngine(peaks_per_second=20.0, speed_factors=(0.95, 1.05))
-    settings = json.loads(json.dumps(engine.settings()))
-    rebuilt = FingerprintEngine(**settings)
-    assert rebuilt.settings() == settings
+    engine = FingerprintEngine(
+        FingerprintSettings(peaks_per_second=20.0, speed_factors=(0.95, 1.05))
+    )
+    settings = json.loads(json.dumps(engine.recorded_settings()))
+    rebuilt = FingerprintEngine(FingerprintSettings(**settings))
+    assert (
+        rebuilt.settings == engine.settings
+        and rebuilt.recorded_settings()["peaks_per_second"] == 20.0
+    )
     assert rebuilt.item_count == 0 and rebuilt.track_ids == []
 
 

@@ -8,8 +8,8 @@ from fixtures_data import FMA_TRACKS as TRACKS
 from fixtures_data import TINY_CATALOG as SETTINGS
 
 from acr.audio import audio_info
-from acr.datamodules import FMADataModule
 from acr.data.manifests import ManifestError, bucket_columns, read_table
+from acr.datamodules import FMADataModule
 
 SHIPPED = str(Path(__file__).parents[1] / "configs" / "fma_hybrid.yaml")
 

@@ -8,8 +8,8 @@ import pytest
 from fixtures_data import fit_two_steps
 
 from acr.audio import save_audio
-from acr.datamodules import FolderDataModule
 from acr.data.manifests import ManifestError, bucket_columns, check_no_leakage, read_table
+from acr.datamodules import FolderDataModule
 from acr.synth import synthesize_track
 
 SAMPLE_RATE = 16000

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from acr.retrieval.engine import TrackMatch
 from acr.retrieval.fusion import Fusion
-from acr.retrieval.windows import TrackMatch
 
 
 def test_reciprocal_rank_fusion_prefers_tracks_both_engines_rank_high() -> None:

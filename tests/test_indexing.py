@@ -9,7 +9,7 @@ import pytest
 from acr.audio import save_audio
 from acr.data.manifests import ManifestError, read_catalog, write_table
 from acr.retrieval.build import (
-    IndexError_,
+    IndexDirectoryError,
     IndexState,
     build_index,
     build_lock,
@@ -35,9 +35,10 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_folder_catalog_ids_come_from_file_names(catalog: Path) -> None:
+def test_folder_catalog_ids_are_paths_below_the_folder(catalog: Path) -> None:
     tracks = read_catalog(catalog)
-    assert sorted(tracks["track_id"]) == ["broken", "silence", *[f"song{i}" for i in range(6)]]
+    songs = [f"album{seed % 2}/song{seed}" for seed in range(6)]
+    assert sorted(tracks["track_id"]) == sorted(["broken", "silence", *songs])
 
 
 def test_table_catalog_resolves_relative_paths_and_rejects_duplicates(catalog: Path) -> None:
@@ -66,15 +67,15 @@ def test_build_skips_bad_files_and_recognises_an_excerpt(catalog: Path, tmp_path
     assert state.audio_s == pytest.approx(72.0, abs=0.1)
     excerpt = synthesize_track(3, 12.0, SAMPLE_RATE)[4 * SAMPLE_RATE : 7 * SAMPLE_RATE]
     recognition = Recognizer.load(tmp_path / "index").recognize(excerpt, SAMPLE_RATE)
-    assert recognition.matches[0].track_id == "song3"
+    assert recognition.matches[0].track_id == "album1/song3"
     assert recognition.matches[0].offset_s == pytest.approx(4.0, abs=0.1)
 
 
 def test_existing_index_needs_resume(catalog: Path, tmp_path: Path) -> None:
     build_index(catalog, tmp_path / "index", "fingerprint", workers=1)
-    with pytest.raises(IndexError_, match="--resume"):
+    with pytest.raises(IndexDirectoryError, match="--resume"):
         build_index(catalog, tmp_path / "index", "fingerprint", workers=1)
-    with pytest.raises(IndexError_, match="needs --model"):
+    with pytest.raises(IndexDirectoryError, match="needs --checkpoint"):
         build_index(catalog, tmp_path / "other", "hybrid", workers=1)
 
 
@@ -82,7 +83,7 @@ def test_a_second_build_of_the_same_directory_is_refused(catalog: Path, tmp_path
     """Found by the SIGKILL benchmark: killing a wrapper shell left the build running, and the
     --resume beside it raced it for the same snapshots."""
     with build_lock(tmp_path / "index"):
-        with pytest.raises(IndexError_, match="being written by another acr index"):
+        with pytest.raises(IndexDirectoryError, match="being written by another acr index"):
             build_index(catalog, tmp_path / "index", "fingerprint", resume=True, workers=1)
     summary = build_index(catalog, tmp_path / "index", "fingerprint", workers=1)  # lock released
     assert summary.tracks == 6

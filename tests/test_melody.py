@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from acr import synth
-from acr.retrieval.melody import MelodyContour, MelodyEngine
+from acr.retrieval.melody import MelodyContour, MelodyEngine, MelodySettings
 
 SAMPLE_RATE = 16000
 
@@ -28,7 +28,7 @@ def contours(songs: list[synth.Song]) -> dict[str, MelodyContour]:
 
 
 def _engine(contours: dict[str, MelodyContour], **settings: object) -> MelodyEngine:
-    engine = MelodyEngine(**settings)
+    engine = MelodyEngine(MelodySettings(**settings))
     for track_id, contour in contours.items():
         engine.add(track_id, contour)
     return engine
@@ -94,7 +94,7 @@ def test_save_load_round_trip(
 ) -> None:
     engine.save(tmp_path / "melody")
     loaded = MelodyEngine.load(tmp_path / "melody")
-    assert loaded.settings() == engine.settings()
+    assert loaded.settings == engine.settings
     assert loaded.track_ids == engine.track_ids and loaded.item_count == engine.item_count
     for song in songs[:3]:
         hum = _hum(song, 5.0, seed=3)[1]
@@ -104,9 +104,9 @@ def test_save_load_round_trip(
 
 
 def test_settings_rebuild_an_empty_engine(engine: MelodyEngine) -> None:
-    settings = json.loads(json.dumps(engine.settings()))
-    rebuilt = MelodyEngine(**settings)
-    assert rebuilt.settings() == engine.settings()
+    settings = json.loads(json.dumps(engine.recorded_settings()))
+    rebuilt = MelodyEngine(MelodySettings(**settings))
+    assert rebuilt.settings == engine.settings
     assert rebuilt.track_ids == [] and rebuilt.item_count == 0
     assert rebuilt.search(_hum(synth.compose_song(0, 10.0))[1]) == []
 

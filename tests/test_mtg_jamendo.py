@@ -6,8 +6,8 @@ import pytest
 from fixtures_data import DURATION_S, fit_two_steps, write_mtg_jamendo
 from fixtures_data import TINY_CATALOG as SETTINGS
 
-from acr.datamodules import MTGJamendoDataModule
 from acr.data.manifests import ManifestError, bucket_columns, read_table
+from acr.datamodules import MTGJamendoDataModule
 
 SHIPPED = str(Path(__file__).parents[1] / "configs" / "mtg_jamendo.yaml")
 

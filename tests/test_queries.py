@@ -76,5 +76,5 @@ def test_same_seed_same_queries_other_seed_other_offsets(catalog: Path, tmp_path
 
 
 def test_unknown_degradation_is_rejected(catalog: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown degradation.*vinyl"):
+    with pytest.raises(ValueError, match="degradations: unknown .*vinyl"):
         make(catalog, tmp_path / "x", degradations=("vinyl",))

@@ -11,14 +11,8 @@ from acr.audio import save_audio
 from acr.cli.commands import tool_parser
 from acr.data.manifests import write_table
 from acr.data.query_sets import make_queries
-from acr.data.segments.strategies import (
-    HYBRID_WEIGHTS,
-    STRATEGIES,
-    TrackAnalysis,
-    analysis_path,
-    analyze,
-    get_strategy,
-)
+from acr.data.segments.analysis import TrackAnalysis, analysis_path, analyze
+from acr.data.segments.strategies import HYBRID_WEIGHTS, STRATEGIES, get_strategy
 from acr.synth import compose_song, render_song, synthesize_track
 
 RATE = 16000

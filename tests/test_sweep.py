@@ -13,8 +13,8 @@ import pytest
 
 from acr.audio import save_audio
 from acr.cli import main
-from acr.runs.sweep import SweepPlan, fit_command, parse_grid
 from acr.runs.analysis import comparisons
+from acr.runs.sweep import SweepPlan, fit_command, parse_grid
 from acr.runs.sweep_report import log_sweep_to_wandb, write_sweep
 from acr.synth import synthesize_track
 

@@ -10,7 +10,7 @@ import torch
 from fixtures_models import TINY_HUBERT, write_hubert
 from torch.utils.data import DataLoader
 
-from acr.augment.effects import TrainingAugmentation
+from acr.augment.training import TrainingAugmentation
 from acr.data.datasets import ContrastivePairDataset
 from acr.models import ECAPATDNN, EmbedderModule, MERTAdapter, NTXentLoss
 from acr.synth import synthesize_track

@@ -23,20 +23,22 @@ from torch import nn
 
 from acr.audio import fit_length
 from acr.augment.effects import (
-    EARLY_REFLECTION_COUNT,
-    EARLY_REFLECTION_MAX_S,
     EQ_HIGH_SHELF_SHARE_RANGE,
     EQ_LOW_SHELF_HZ_RANGE,
     EQ_PEAK_HIGHEST_SHARE,
     EQ_PEAK_LOWEST_HZ,
     EQ_PEAK_Q_RANGE,
+)
+from acr.augment.sources import (
+    EARLY_REFLECTION_COUNT,
+    EARLY_REFLECTION_MAX_S,
     EQUAL_ENERGY_RT60_S,
-    TrainingAugmentation,
     babble,
     noise_recording,
     recordings,
     room_recording,
 )
+from acr.augment.training import TrainingAugmentation
 
 SHELF_Q = 1.0 / math.sqrt(2.0)  # pedalboard's default for its shelf filters
 BUTTERWORTH_Q = 1.0 / math.sqrt(2.0)

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from acr.data.datasets import CATALOG, QUERY, RetrievalWindowDataset
 from acr.data.manifests import bucket_columns
-from acr.retrieval.windows import WindowIndex
 from acr.retrieval.metrics import metrics_by_bucket, rank_of, ranks_by_query
+from acr.retrieval.windows import WindowIndex
 
 # A crossed cell's name, e.g. degradation=noise,length_s=3; a value may hold commas itself.
 CROSSED_CELL = re.compile(r"([^=,]+)=(.*),([^=,]+)=([^=]*)")

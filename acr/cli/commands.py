@@ -147,15 +147,15 @@ def run_index(options: Namespace) -> None:
 
 
 def run_recognize(options: Namespace) -> None:
-    from acr.retrieval.evaluation import read_queries, recognize_queries
+    from acr.data.manifests import read_queries
     from acr.retrieval.recognizer import Recognizer
 
     if bool(options.files) == bool(options.queries):
         raise ValueError("give audio files or --queries QUERIES.csv (one of the two)")
     recognizer = Recognizer.load(options.index)
     if options.queries:
-        recognitions = recognize_queries(
-            recognizer, read_queries(options.queries, False), options.top_k
+        recognitions = recognizer.recognize_queries(
+            read_queries(options.queries, False), options.top_k
         )
     else:
         recognitions = (
@@ -204,7 +204,8 @@ def _format_recognition(recognition, output_format: str, top_k: int) -> str:
 
 
 def run_evaluate(options: Namespace) -> None:
-    from acr.retrieval.evaluation import evaluate, read_queries, report_table
+    from acr.data.manifests import read_queries
+    from acr.retrieval.evaluation import evaluate, report_table
     from acr.retrieval.recognizer import Recognizer
     from acr.status import Heartbeat
 
@@ -236,10 +237,10 @@ def run_evaluate(options: Namespace) -> None:
 def run_fuse(options: Namespace) -> None:
     import pandas as pd
 
-    from acr.retrieval.evaluation import read_queries, recognize_queries
+    from acr.data.manifests import read_queries
     from acr.retrieval.fusion import Fusion
-    from acr.retrieval.build import load_engines
     from acr.retrieval.recognizer import FUSION_FILE, Recognizer
+    from acr.retrieval.store import load_engines
 
     # Not Recognizer.load: the fusion.json there (perhaps from an older acr) is what is refitted.
     recognizer = Recognizer(load_engines(options.index), cascade=False)
@@ -250,7 +251,7 @@ def run_fuse(options: Namespace) -> None:
     answered = [
         (recognition, right)
         for recognition, right in zip(
-            recognize_queries(recognizer, queries, 20), queries["track_id"]
+            recognizer.recognize_queries(queries, 20), queries["track_id"]
         )
         if recognition.status == "ok"
     ]
@@ -278,9 +279,9 @@ def run_status(options: Namespace) -> None:
 
 
 def run_sweep_command(options: Namespace) -> None:
-    from acr.status import Heartbeat
     from acr.runs.sweep import plan_from, run_sweep
     from acr.runs.sweep_report import log_sweep_to_wandb, write_sweep
+    from acr.status import Heartbeat
 
     plan = plan_from(options)
     plan.output.mkdir(parents=True, exist_ok=True)
@@ -378,7 +379,7 @@ RUNNERS: dict[str, Callable[[Namespace], None]] = {
 
 def run_tool(args: list[str]) -> int:
     """Parse and run one non-training subcommand; 1 with a one-line error on failure."""
-    from acr.retrieval.engine import IndexError_
+    from acr.retrieval.engine import IndexDirectoryError
 
     options = tool_parser(args[0] if args and args[0] in COMMANDS else None).parse_args(args)
     command = options.command
@@ -387,7 +388,7 @@ def run_tool(args: list[str]) -> int:
     try:
         RUNNERS[name](selected)
     except (
-        IndexError_,
+        IndexDirectoryError,
         ManifestError,
         AudioError,
         FileNotFoundError,

@@ -13,9 +13,9 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
 import acr.callbacks.retrieval  # noqa: F401  (registers RetrievalEvaluation for class_path names)
+from acr.callbacks.status import RunStatus
 from acr.datamodules import ACRDataModule
 from acr.models import EmbedderModule
-from acr.callbacks.status import RunStatus
 
 
 def silence_inapplicable_warnings() -> None:

@@ -11,30 +11,19 @@ from torch.utils.data import Dataset
 
 from acr.audio import fit_length, load_audio, window_starts
 from acr.data.pcm_cache import READ_PATH, read_segment
+from acr.data.manifests import QueryClip
 
 Augmentation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 CATALOG, QUERY = 0, 1  # window kinds in a RetrievalWindowDataset
 
 
-def load_query(
-    query: pd.Series, sample_rate: int, start_s: float = 0.0, duration_s: float | None = None
-) -> np.ndarray:
-    """``[start_s, start_s + duration_s)`` of a query: its own file, or a stretch of ``source``."""
-    path = query.get("path")
-    if isinstance(path, str) and path:
-        return load_audio(path, sample_rate, start_s, duration_s)
-    remaining_s = float(query["length_s"]) - start_s
-    duration_s = remaining_s if duration_s is None else min(duration_s, remaining_s)
-    return load_audio(query["source"], sample_rate, float(query["offset_s"]) + start_s, duration_s)
-
-
 VIEW_MARGIN = 1.1  # views are read 10 % longer than a segment: room for a speed-up to crop
 
 
-def pair_context_s(segment_s: float, positive_offset_s: float) -> float:
+def pair_context_s(window_s: float, positive_offset_s: float) -> float:
     """The stretch of a track one training pair is cut from (views plus their offsets)."""
-    return segment_s * VIEW_MARGIN + 2 * positive_offset_s
+    return window_s * VIEW_MARGIN + 2 * positive_offset_s
 
 
 class ContrastivePairDataset(Dataset):
@@ -49,7 +38,7 @@ class ContrastivePairDataset(Dataset):
         self,
         tracks: pd.DataFrame,
         sample_rate: int,
-        segment_s: float,
+        window_s: float,
         examples_per_epoch: int,
         augmentation: Augmentation,
         positive_offset_s: float = 0.2,
@@ -57,7 +46,7 @@ class ContrastivePairDataset(Dataset):
         anchor_pools: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         """``anchor_pools``: per track, the starts a segment strategy prefers and their
-        probabilities (acr.data.segments.anchors); None or an empty pool draws uniformly."""
+        probabilities (acr.data.segments.strategies.anchor_pools); None or an empty pool draws uniformly."""
         if len(tracks) == 0:
             raise ValueError("no training tracks")
         if anchor_pools is not None and len(anchor_pools) != len(tracks):
@@ -66,13 +55,13 @@ class ContrastivePairDataset(Dataset):
         self.paths = tracks.get(READ_PATH, tracks["path"]).tolist()
         self.durations_s = tracks["duration_s"].to_numpy(dtype=float)
         self.sample_rate = sample_rate
-        self.segment_samples = int(round(segment_s * sample_rate))
+        self.window_samples = int(round(window_s * sample_rate))
         self.examples_per_epoch = examples_per_epoch
         self.augmentation = augmentation
         self.offset_samples = int(round(positive_offset_s * sample_rate))
         self.augment_anchor = augment_anchor
         # Read a little more than a segment: room for the offset and for a speed-up to crop.
-        self.view_samples = int(self.segment_samples * VIEW_MARGIN)
+        self.view_samples = int(self.window_samples * VIEW_MARGIN)
         self.context_samples = self.view_samples + 2 * self.offset_samples
 
     def __len__(self) -> int:
@@ -103,8 +92,8 @@ class ContrastivePairDataset(Dataset):
             anchor = self.augmentation(anchor, rng)
         positive = self.augmentation(positive, rng)
         return {
-            "anchor": torch.from_numpy(fit_length(anchor, self.segment_samples).copy()),
-            "positive": torch.from_numpy(fit_length(positive, self.segment_samples).copy()),
+            "anchor": torch.from_numpy(fit_length(anchor, self.window_samples).copy()),
+            "positive": torch.from_numpy(fit_length(positive, self.window_samples).copy()),
         }
 
 
@@ -157,8 +146,8 @@ class RetrievalWindowDataset(Dataset):
                 self.catalog_paths[owner], self.sample_rate, start_s, self.window_s
             )
         else:
-            query = self.queries.iloc[owner]
-            audio = load_query(query, self.sample_rate, start_s, self.window_s)
+            clip = QueryClip.of(self.queries.iloc[owner]).window(start_s, self.window_s)
+            audio = clip.load(self.sample_rate)
         return {
             "audio": torch.from_numpy(fit_length(audio, self.window_samples).copy()),
             "kind": int(self.kinds[index]),

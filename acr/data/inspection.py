@@ -20,7 +20,7 @@ from rich.console import Group
 from rich.table import Table
 
 from acr.audio import AudioError, AudioInfo, audio_info
-from acr.data.manifests import audio_files
+from acr.audio import audio_files
 
 # (label, upper bound in seconds): a file falls in the first bin whose bound exceeds it.
 DURATION_BINS_S = (

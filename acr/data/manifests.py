@@ -8,12 +8,17 @@ paths relative to the table's own folder so a data directory can move.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from acr.audio import AUDIO_EXTENSIONS, audio_files, load_audio, read_audio
+
+from acr.files import replacing
 
 TRACK_COLUMNS = ("track_id", "path", "duration_s", "split", "role", "source")
 QUERY_COLUMNS = ("query_id", "track_id", "length_s")
@@ -55,17 +60,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def write_table(table: pd.DataFrame, path: str | Path) -> None:
     """Write atomically (temp file + rename), so an interrupted run leaves no half table."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
-    os.close(handle)
-    if path.suffix == ".csv":
-        table.to_csv(temporary, index=False)
-    elif path.suffix in (".jsonl", ".json"):
-        table.to_json(temporary, orient="records", lines=True)
-    else:
-        os.unlink(temporary)
+    if path.suffix not in (".csv", ".jsonl", ".json"):
         raise ManifestError(path, "unknown table format (use .csv or .jsonl)")
-    os.replace(temporary, path)
+    with replacing(path) as temporary:
+        if path.suffix == ".csv":
+            table.to_csv(temporary, index=False)
+        else:
+            table.to_json(temporary, orient="records", lines=True)
 
 
 def resolve_paths(table: pd.DataFrame, root: str | Path, columns: Iterable[str]) -> pd.DataFrame:
@@ -162,28 +163,102 @@ def validate_queries(
             _require_existing_files(queries.loc[has_source & ~has_path, "source"], "source", name)
 
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
+def read_queries(path: str | Path, require_truth: bool = True) -> pd.DataFrame:
+    """A query table with ``query_id`` and ``path`` (or ``source`` + ``offset_s`` +
+    ``length_s``), and ``track_id`` when the truth is needed; relative paths resolve against
+    the table's folder."""
+    path = Path(path)
+    queries = resolve_paths(read_table(path), path.parent, ["path", "source"])
+    required = ["query_id", *(["track_id"] if require_truth else [])]
+    if "path" not in queries and "source" not in queries:
+        required.append("path")
+    _require_columns(queries, required, path)
+    _require_unique(queries, "query_id", path)
+    return queries
 
 
-def audio_files(root: Path) -> list[Path]:
-    """Every audio file (by extension) under ``root``, recursively, sorted."""
-    return sorted(
+@dataclass(frozen=True)
+class QueryClip:
+    """Where a query's audio is: its own file (``offset_s`` 0, to its end), or the stretch
+    ``[offset_s, offset_s + duration_s)`` of a ``source`` recording."""
+
+    path: str
+    offset_s: float = 0.0
+    duration_s: float | None = None
+
+    @classmethod
+    def of(cls, query: Mapping[str, Any]) -> QueryClip:
+        """The clip of a query-table row (``path``, or ``source``, ``offset_s``, ``length_s``)."""
+        path = query.get("path")
+        if isinstance(path, str) and path:
+            return cls(path)
+        return cls(query["source"], float(query["offset_s"]), float(query["length_s"]))
+
+    def window(self, start_s: float, duration_s: float | None = None) -> QueryClip:
+        """``[start_s, start_s + duration_s)`` of this clip, cut at the clip's end."""
+        if self.duration_s is not None:
+            remaining_s = self.duration_s - start_s
+            duration_s = remaining_s if duration_s is None else min(duration_s, remaining_s)
+        return QueryClip(self.path, self.offset_s + start_s, duration_s)
+
+    def read(self) -> tuple[np.ndarray, int]:
+        """The clip's audio at its file's own rate, and that rate (acr.audio.read_audio)."""
+        return read_audio(self.path, self.offset_s, self.duration_s)
+
+    def load(self, sample_rate: int) -> np.ndarray:
+        """The clip's audio at ``sample_rate``."""
+        return load_audio(self.path, sample_rate, self.offset_s, self.duration_s)
+
+
+PARENT = "parent"  # a folder track's folder relative to the root ("." at the top)
+
+
+def track_id_of(path: str | Path, root: str | Path) -> str:
+    """The track id of an audio file under a folder: its path below the folder without the
+    extension (``album1/song3``), so equal file names in different folders stay apart. The one
+    rule for every folder of audio (``acr index``, ``acr data prepare folder``, training)."""
+    relative = Path(path)
+    if relative.is_absolute() and relative.is_relative_to(root):
+        relative = relative.relative_to(root)
+    return relative.with_suffix("").as_posix()
+
+
+def folder_tracks(root: Path, exclude: Callable[[Path], bool] | None = None) -> pd.DataFrame:
+    """``track_id, path, parent`` of every audio file under ``root``, sorted by id.
+
+    Hidden files and folders (names starting with ".") and paths ``exclude`` flags are left out;
+    two files with one id (``song.ogg`` beside ``song.mp3``) are an error naming both.
+    """
+    paths = [
         path
-        for path in root.rglob("*")
-        if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file()
+        for path in audio_files(root)
+        if not any(part.startswith(".") for part in path.relative_to(root).parts)
+        and not (exclude is not None and exclude(path))
+    ]
+    if not paths:
+        raise ManifestError(root, f"no audio file ({', '.join(AUDIO_EXTENSIONS)}) in any folder")
+    relative = [path.relative_to(root) for path in paths]
+    tracks = pd.DataFrame(
+        {
+            "track_id": [track_id_of(r, root) for r in relative],
+            "path": [str(path) for path in paths],
+            PARENT: [r.parent.as_posix() for r in relative],
+        }
     )
+    _require_unique_track_ids(tracks, root)
+    return tracks
 
 
 def read_catalog(catalog: str | Path) -> pd.DataFrame:
     """``track_id, path`` for every track of a catalog: a folder of audio or a CSV/JSONL table.
 
-    In a folder (searched recursively) the track id is the file name without extension; in a
-    table, relative paths resolve against the table's folder. Extra table columns are kept.
+    A folder is read with :func:`folder_tracks` (a track's id is its path below the folder
+    without the extension); in a table, relative paths resolve against the table's folder.
+    Extra table columns are kept.
     """
     catalog = Path(catalog)
     if catalog.is_dir():
-        paths = audio_files(catalog)
-        table = pd.DataFrame({"track_id": [p.stem for p in paths], "path": [str(p) for p in paths]})
+        table = folder_tracks(catalog)
     elif catalog.is_file():
         table = read_table(catalog)
         _require_columns(table, ("track_id", "path"), catalog)
@@ -192,11 +267,15 @@ def read_catalog(catalog: str | Path) -> pd.DataFrame:
         raise ManifestError(catalog, "catalog does not exist (expected a folder or a CSV/JSONL)")
     if table.empty:
         raise ManifestError(catalog, "catalog holds no audio files")
+    _require_unique_track_ids(table, catalog)
+    return table.reset_index(drop=True)
+
+
+def _require_unique_track_ids(table: pd.DataFrame, name: str | Path) -> None:
     duplicated = table[table["track_id"].duplicated(keep=False)].sort_values("track_id")
     if not duplicated.empty:
         track_id, paths = duplicated["track_id"].iloc[0], duplicated.head(2)["path"].tolist()
-        raise ManifestError(catalog, f"duplicate track_id {track_id!r} ({' and '.join(paths)})")
-    return table.reset_index(drop=True)
+        raise ManifestError(name, f"duplicate track_id {track_id!r} ({' and '.join(paths)})")
 
 
 def bucket_columns(queries: pd.DataFrame) -> list[str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import warnings
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from acr.audio import AudioError, load_audio
+from acr.files import replacing
 from acr.workers import spawn_pool
 
 SUFFIX = ".pcm16.npy"
@@ -76,10 +76,8 @@ def _decode_one(job: tuple[str, str, str, int]) -> str:
     except AudioError as error:
         return f"{track_id}: {error}"
     pcm = np.round(np.clip(audio, -1.0, 1.0) * FULL_SCALE).astype(np.int16)
-    partial = f"{destination}.{os.getpid()}.partial"
-    with open(partial, "wb") as handle:
-        np.save(handle, pcm)
-    os.replace(partial, destination)
+    with replacing(destination) as temporary:
+        np.save(temporary, pcm)
     return ""
 
 

@@ -18,26 +18,22 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from acr.audio import AudioError, load_audio, save_audio
-from acr.augment.effects import QUERY_DEGRADATIONS, degrade
-from acr.data.manifests import read_catalog, write_table
-from acr.pitch import predominant_pitch
-from acr.data.segments.strategies import (
-    RandomStrategy,
-    SegmentStrategy,
-    TrackAnalysis,
-    analysis_path,
-    analyze,
-    get_strategy,
+from acr.audio import AudioError, load_audio, rms, save_audio
+from acr.augment.degradations import (
+    DEGRADATION_NAMES,
+    DEGRADATIONS,
+    MARGIN,
+    UnusableExcerpt,
+    check_degradations,
+    degrade,
 )
-from acr.synth.humming import hum_contour
+from acr.data.manifests import read_catalog, write_table
+from acr.data.segments.analysis import TrackAnalysis, analysis_path, analyze
+from acr.data.segments.strategies import RandomStrategy, SegmentStrategy, get_strategy
 from acr.workers import spawn_pool
 
-HUMMING = "humming_like"
-DEGRADATIONS = (*QUERY_DEGRADATIONS, HUMMING)
 QUERIES_FILE = "queries.csv"
 AUDIBLE_RMS = 10 ** (-45 / 20)  # excerpts quieter than -45 dBFS are re-drawn
-MIN_VOICED_SHARE = 0.5  # a hum needs a melody in at least half of the excerpt
 DRAWS = 12  # offsets tried before giving up on an audible (or sung) excerpt
 
 
@@ -60,7 +56,7 @@ def make_queries(
     catalog: str | Path,
     output: str | Path,
     lengths_s: Sequence[float] = (1.0, 3.0, 10.0),
-    degradations: Sequence[str] = DEGRADATIONS,
+    degradations: Sequence[str] = DEGRADATION_NAMES,
     per_track: int = 1,
     seed: int = 0,
     sample_rate: int = 16000,
@@ -72,13 +68,11 @@ def make_queries(
 
     ``strategy`` (a name in acr.data.segments.strategies.STRATEGIES) picks the offsets; ``random`` draws them
     uniformly. When the catalog is a table (a manifest), each track's analysis is cached beside
-    it in ``analysis/``, shared with training anchors (acr.data.segments.anchors). Tracks that
+    it in ``analysis/``, shared with training anchors (acr.data.segments.strategies.anchor_pools). Tracks that
     cannot be read, or are too short for a length, are left out of that length and counted in
     the returned table's ``attrs["skipped"]``.
     """
-    unknown = sorted(set(degradations) - set(DEGRADATIONS))
-    if unknown:
-        raise ValueError(f"unknown degradation(s) {unknown}; known: {', '.join(DEGRADATIONS)}")
+    check_degradations(degradations)
     get_strategy(strategy)  # an unknown name fails here, not in every worker
     tracks = read_catalog(catalog)
     if max_tracks is not None:
@@ -138,9 +132,9 @@ def _track_queries(job: _TrackJob) -> tuple[list[dict[str, Any]], list[str]]:
     analysis = None if job.strategy == RandomStrategy.name else _analysis(job, audio)
     rows, problems = [], []
     for length_s in job.lengths_s:
-        source_samples = int(round(1.1 * length_s * job.sample_rate))  # room for a speed-up
+        source_samples = int(round(MARGIN * length_s * job.sample_rate))  # room for a speed-up
         if len(audio) < source_samples:
-            problems.append(f"{job.track_id}: shorter than {1.1 * length_s:g} s")
+            problems.append(f"{job.track_id}: shorter than {MARGIN * length_s:g} s")
             continue
         for degradation in job.degradations:
             for repeat in range(job.per_track):
@@ -149,7 +143,7 @@ def _track_queries(job: _TrackJob) -> tuple[list[dict[str, Any]], list[str]]:
                         job.seed,
                         job.index,
                         int(length_s * 1000),
-                        DEGRADATIONS.index(degradation),
+                        DEGRADATION_NAMES.index(degradation),
                         repeat,
                     ]
                 )
@@ -184,12 +178,12 @@ def _starts(
     analysis: TrackAnalysis | None,
     rng: np.random.Generator,
 ) -> Iterator[int]:
-    """Up to DRAWS excerpt starts (samples) for the source excerpt of 1.1 x length_s.
+    """Up to DRAWS excerpt starts (samples) for the source excerpt of MARGIN x length_s.
 
     ``random`` draws each start lazily from ``rng`` (as before strategies existed, so seeds give
     the same queries); other strategies draw DRAWS distinct starts from their best candidates.
     """
-    source_length = int(round(1.1 * length_s * sample_rate))
+    source_length = int(round(MARGIN * length_s * sample_rate))
     if analysis is None:
         for _ in range(DRAWS):
             yield int(rng.integers(0, len(audio) - source_length + 1))
@@ -208,18 +202,16 @@ def _one_query(
     starts: Iterable[int],
 ) -> dict[str, Any] | None:
     length = int(round(length_s * job.sample_rate))
-    source_length = int(round(1.1 * length_s * job.sample_rate))
+    source_length = int(round(MARGIN * length_s * job.sample_rate))
     for start in starts:
         source = audio[start : start + source_length]
-        if np.sqrt(np.mean(np.square(source[:length], dtype=np.float64))) < AUDIBLE_RMS:
+        if rms(source[:length]) < AUDIBLE_RMS:
             continue
-        if degradation == HUMMING:
-            pitch = predominant_pitch(source[:length], job.sample_rate)
-            if pitch.voiced.mean() < MIN_VOICED_SHARE:
-                continue
-            query, params = hum_contour(pitch, job.sample_rate, seed=int(rng.integers(2**31))), {}
-        else:
-            query, params = degrade(source, job.sample_rate, degradation, rng)
+        excerpt = source if DEGRADATIONS[degradation].margin else source[:length]
+        try:
+            query, params = degrade(excerpt, job.sample_rate, degradation, rng)
+        except UnusableExcerpt:
+            continue
         query_id = f"{job.track_id}-{degradation}-{length_s:g}s-{repeat}"
         relative = Path("audio") / f"{query_id}.wav"
         save_audio(Path(job.directory) / relative, query[:length], job.sample_rate)

@@ -18,17 +18,17 @@ import lightning as L
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from acr.augment.effects import TrainingAugmentation
 from acr.augment.batch import BatchAugmentation
-from acr.data.segments.anchors import AnchorPool, analyze_tracks, anchor_pools
+from acr.augment.training import TrainingAugmentation
 from acr.data.datasets import (
     ContrastivePairDataset,
     RetrievalWindowDataset,
     pair_context_s,
 )
-from acr.data.pcm_cache import cache_tracks, with_read_paths
 from acr.data.manifests import read_table, resolve_paths, validate_queries, validate_tracks
-from acr.data.segments.strategies import RandomStrategy, get_strategy
+from acr.data.pcm_cache import cache_tracks, with_read_paths
+from acr.data.segments.analysis import analyze_tracks
+from acr.data.segments.strategies import AnchorPool, RandomStrategy, anchor_pools, get_strategy
 
 TRACKS_FILE = "tracks.csv"
 QUERIES_FILE = "queries.csv"
@@ -41,7 +41,8 @@ class ACRDataModule(L.LightningDataModule):
     Args:
         data_dir: where manifests and generated or cached audio live.
         sample_rate: the model's sample rate; audio is resampled to it on load.
-        segment_s: training segment and retrieval window length (Chang et al. 2021: 1 s).
+        window_s: training crop and retrieval window length, in seconds (Chang et al. 2021: 1 s);
+            an index built from a checkpoint takes it from there (acr.retrieval.embedding).
         hop_s: catalog window hop at validation (0.5 s, as in Chang et al. 2021).
         query_hop_s: query window hop at validation.
         positive_offset_s: largest time shift between the two views of a training pair.
@@ -50,7 +51,8 @@ class ACRDataModule(L.LightningDataModule):
         steps_per_epoch: training batches per epoch (pairs are sampled, so an epoch is a choice).
         num_workers: DataLoader worker processes.
         augmentation: the degradation chain for positive views (default: TrainingAugmentation).
-        segment_strategy: where training anchors start (a name in acr.data.segments.strategies.STRATEGIES);
+        segment_strategy: where training anchors start (a name in
+            acr.data.segments.strategies.STRATEGIES);
             anything but ``random`` analyses each training track once in ``prepare_data``.
         decode_cache: decode training and validation tracks once into 16-bit PCM at
             ``sample_rate`` beside the manifests (acr.data.pcm_cache), so training reads
@@ -65,7 +67,7 @@ class ACRDataModule(L.LightningDataModule):
         self,
         data_dir: str,
         sample_rate: int = 16000,
-        segment_s: float = 1.0,
+        window_s: float = 1.0,
         hop_s: float = 0.5,
         query_hop_s: float = 0.25,
         positive_offset_s: float = 0.2,
@@ -82,7 +84,7 @@ class ACRDataModule(L.LightningDataModule):
         get_strategy(segment_strategy)  # an unknown name fails here, with the known ones
         self.data_dir = Path(data_dir)
         self.sample_rate = sample_rate
-        self.segment_s = segment_s
+        self.window_s = window_s
         self.hop_s = hop_s
         self.query_hop_s = query_hop_s
         self.positive_offset_s = positive_offset_s
@@ -99,6 +101,17 @@ class ACRDataModule(L.LightningDataModule):
         )
         self.tracks: pd.DataFrame | None = None
         self.queries: pd.DataFrame | None = None
+
+    @property
+    def retrieval_windows(self) -> dict[str, float]:
+        """The windows a model trained on this data embeds: every checkpoint records them
+        (EmbedderModule), and an index built from one uses them (acr.retrieval.embedding)."""
+        return {
+            "sample_rate": self.sample_rate,
+            "window_s": self.window_s,
+            "hop_s": self.hop_s,
+            "query_hop_s": self.query_hop_s,
+        }
 
     # -- what subclasses provide ------------------------------------------------------------
     def manifest_settings(self) -> dict[str, Any]:
@@ -178,7 +191,7 @@ class ACRDataModule(L.LightningDataModule):
         dataset = ContrastivePairDataset(
             self.train_tracks,
             self.sample_rate,
-            self.segment_s,
+            self.window_s,
             self.batch_size * self.steps_per_epoch,
             self.augmentation if self.batch_augmentation is None else self.augmentation.source_view,
             self.positive_offset_s,
@@ -202,23 +215,23 @@ class ACRDataModule(L.LightningDataModule):
     def _anchor_pools(self) -> list[AnchorPool] | None:
         if self.segment_strategy == RandomStrategy.name:
             return None
-        context_s = pair_context_s(self.segment_s, self.positive_offset_s)
+        context_s = pair_context_s(self.window_s, self.positive_offset_s)
         return anchor_pools(self.train_tracks, self.manifest_dir, self.segment_strategy, context_s)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(
-            self.retrieval_windows(),
+            self.validation_windows(),
             batch_size=self.eval_batch_size,
             num_workers=self.num_workers,
         )
 
-    def retrieval_windows(self) -> RetrievalWindowDataset:
+    def validation_windows(self) -> RetrievalWindowDataset:
         """Validation catalog and query windows, as the retrieval callback expects them."""
         return RetrievalWindowDataset(
             self.val_catalog,
             self.val_queries.reset_index(drop=True),
             self.sample_rate,
-            self.segment_s,
+            self.window_s,
             self.hop_s,
             self.query_hop_s,
         )

@@ -17,10 +17,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE
-from acr.datamodules.catalog import NO_LABEL, CatalogDataModule, probe_tracks
 from acr.data.exports import read_export
-from acr.datamodules.folder import check_fractions, file_sha1, seeded_split, unit_keys
 from acr.data.manifests import (
     QUERY_DETAIL_COLUMNS,
     ROLES,
@@ -30,6 +27,10 @@ from acr.data.manifests import (
     check_no_leakage,
     write_table,
 )
+from acr.data.splits import check_fractions, seeded_split, unit_keys
+from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE
+from acr.datamodules.catalog import NO_LABEL, CatalogDataModule, probe_tracks
+from acr.files import sha256_file
 
 REJECTED_FILE = "rejected.csv"
 MAPPING_KEYS = ("table", "audio_root", "columns", "labels", "values")
@@ -213,7 +214,7 @@ class BusinessDataModule(CatalogDataModule):
             "export_size": stat.st_size if stat else None,
             "export_mtime_ns": stat.st_mtime_ns if stat else None,
             "mapping": str(self.mapping.path),
-            "mapping_sha1": file_sha1(self.mapping.path),
+            "mapping_sha256": sha256_file(self.mapping.path),
             "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction,
             "split_seed": self.split_seed,

@@ -20,9 +20,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from acr.audio import AudioError, audio_info, load_audio
-from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
+from acr.augment.degradations import DEGRADATION_NAMES, check_degradations
 from acr.data.manifests import ManifestError, write_table
-from acr.data.query_sets import DEGRADATIONS, make_queries
+from acr.data.query_sets import make_queries
+from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
 
 SKIPPED_FILE = "skipped.csv"
 NO_LABEL = "none"  # bucket value of a track without that label (no genre tag, no genre_top)
@@ -47,7 +48,7 @@ class CatalogDataModule(ACRDataModule):
             other val tracks as distractors; None keeps the whole val split. Every validation
             embeds the whole catalog, which full-length tracks make costly.
         query_lengths_s: query lengths; every (length, degradation) pair gets one query per track.
-        query_degradations: names from ``acr.data.query_sets.DEGRADATIONS``.
+        query_degradations: names from the registry (acr.augment.degradations).
         query_seed: seeds the track sample, the excerpts and the degradations.
         probe_workers: threads reading headers (default: one per CPU core).
         query_workers: processes making queries (default: one per CPU core).
@@ -63,16 +64,14 @@ class CatalogDataModule(ACRDataModule):
         val_query_tracks: int = 100,
         val_catalog_tracks: int | None = None,
         query_lengths_s: Sequence[float] = (1.0, 3.0, 5.0),
-        query_degradations: Sequence[str] = DEGRADATIONS,
+        query_degradations: Sequence[str] = DEGRADATION_NAMES,
         query_seed: int = 0,
         probe_workers: int | None = None,
         query_workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
-        unknown = sorted(set(query_degradations) - set(DEGRADATIONS))
-        if unknown:
-            raise ValueError(f"query_degradations: unknown {unknown}; choose from {DEGRADATIONS}")
+        check_degradations(query_degradations, "query_degradations")
         if val_query_tracks < 1:
             raise ValueError(f"val_query_tracks must be >= 1, got {val_query_tracks}")
         if val_catalog_tracks is not None and val_catalog_tracks < val_query_tracks:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from acr.datamodules.catalog import NO_LABEL, CatalogDataModule
 from acr.data.manifests import ManifestError
+from acr.datamodules.catalog import NO_LABEL, CatalogDataModule
 
 SUBSETS = ("small", "medium", "large", "full")
 # set/subset names the smallest subset a track is in; full holds every track, like large.

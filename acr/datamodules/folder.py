@@ -8,21 +8,26 @@ the grouping that keeps an artist or album inside one split.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from acr.data.manifests import (
+    PARENT,
+    TRACK_COLUMNS,
+    ManifestError,
+    folder_tracks,
+    read_table,
+    track_id_of,
+)
+from acr.data.splits import check_fractions, seeded_split, unit_keys
 from acr.datamodules.catalog import NO_LABEL, CatalogDataModule
-from acr.data.manifests import AUDIO_EXTENSIONS, TRACK_COLUMNS, ManifestError, audio_files, read_table
+from acr.files import sha256_file
 
-PARENT = "parent"  # the column with each track's folder relative to the root ("." at the top)
 GROUP = "group"  # the manifest column check_no_leakage reads
-SPLIT_ORDER = ("val", "test", "train")  # seeded_split fills val first, so val is never empty
 
 
 class FolderDataModule(CatalogDataModule):
@@ -85,12 +90,14 @@ class FolderDataModule(CatalogDataModule):
             "split_seed": self.split_seed,
             "group_by": self.group_by,
             "metadata": str(self.metadata) if self.metadata else None,
-            "metadata_sha1": file_sha1(self.metadata),
+            "metadata_sha256": self.metadata and sha256_file(self.metadata),
             "bucket_columns": self.label_columns,
         }
 
     def list_tracks(self) -> pd.DataFrame:
-        tracks = list_audio(self.root, exclude=self._is_cached_output)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"root: {self.root} is not a folder")
+        tracks = folder_tracks(self.root, exclude=self._is_cached_output)
         if self.metadata is not None:
             tracks = join_metadata(tracks, self.metadata, self.root, self.group_by)
         missing = [c for c in self.label_columns if c not in tracks]
@@ -116,52 +123,6 @@ class FolderDataModule(CatalogDataModule):
         return relative.parts[0].startswith(f"{type(self).__name__.lower()}-")
 
 
-def check_fractions(val_fraction: float, test_fraction: float) -> None:
-    """Clear errors for split fractions that leave a split impossible."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    if not 0 <= test_fraction < 1:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    if val_fraction + test_fraction >= 1:
-        raise ValueError(
-            f"val_fraction + test_fraction = {val_fraction + test_fraction:g} leaves nothing to"
-            " train on; keep the sum below 1"
-        )
-
-
-def list_audio(root: Path, exclude: Callable[[Path], bool] | None = None) -> pd.DataFrame:
-    """``track_id, path, parent`` of every audio file under ``root``, sorted by id.
-
-    Hidden files and folders (names starting with ".") and paths ``exclude`` flags are left out.
-    """
-    if not root.is_dir():
-        raise FileNotFoundError(f"root: {root} is not a folder")
-    paths = [
-        path
-        for path in audio_files(root)
-        if not any(part.startswith(".") for part in path.relative_to(root).parts)
-        and not (exclude is not None and exclude(path))
-    ]
-    if not paths:
-        raise ManifestError(root, f"no audio file ({', '.join(AUDIO_EXTENSIONS)}) in any folder")
-    relative = [path.relative_to(root) for path in paths]
-    tracks = pd.DataFrame(
-        {
-            "track_id": [r.with_suffix("").as_posix() for r in relative],
-            "path": [str(path) for path in paths],
-            PARENT: [r.parent.as_posix() for r in relative],
-        }
-    )
-    duplicated = tracks[tracks["track_id"].duplicated(keep=False)]
-    if len(duplicated):
-        first = duplicated["track_id"].iloc[0]
-        twins = duplicated.loc[duplicated["track_id"] == first, "path"].tolist()
-        raise ManifestError(
-            root, f"track_id {first!r} names {len(twins)} files ({', '.join(twins)}); keep one"
-        )
-    return tracks
-
-
 def join_metadata(
     tracks: pd.DataFrame, metadata: Path, root: Path, group_by: str | None = None
 ) -> pd.DataFrame:
@@ -176,7 +137,7 @@ def join_metadata(
         raise ManifestError(metadata, f"column(s) {clashing} are set by acr; rename them")
     table = table.dropna(subset=[key]).copy()
     if key == "path":
-        table["track_id"] = [_track_id_of(value, root) for value in table.pop("path")]
+        table["track_id"] = [track_id_of(value, root) for value in table.pop("path")]
     table["track_id"] = table["track_id"].astype(str)
     duplicated = table.loc[table["track_id"].duplicated(), "track_id"].tolist()
     if duplicated:
@@ -189,51 +150,3 @@ def join_metadata(
             stacklevel=3,
         )
     return tracks.merge(table, on="track_id", how="left")
-
-
-def _track_id_of(path: str, root: Path) -> str:
-    """A metadata path (relative to root, or absolute under it) as a track id."""
-    relative = Path(path)
-    if relative.is_absolute() and relative.is_relative_to(root):
-        relative = relative.relative_to(root)
-    return relative.with_suffix("").as_posix()
-
-
-def unit_keys(track_ids: pd.Series, groups: pd.Series | None = None) -> pd.Series:
-    """What stays whole in a split: the group where there is one, else the track itself."""
-    keys = "track:" + track_ids.astype(str)
-    if groups is None:
-        return keys
-    return ("group:" + groups.astype("string")).fillna(keys).astype(str)
-
-
-def seeded_split(
-    units: pd.Series,
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
-    first: pd.Series | None = None,
-) -> pd.Series:
-    """``train``/``val``/``test`` per row, keeping every unit (track or group) whole.
-
-    Units are ordered by a hash of (seed, unit), so a unit's place depends on neither the file
-    order nor the other units, and a grown catalog moves few of them. Walking that order, units
-    fill val up to ``val_fraction`` of the rows, then test, then train. Units where ``first`` is
-    true for some row go to the front (business exports: references that have queries).
-    """
-    sizes = units.value_counts(sort=False)
-    digests = {unit: hashlib.sha1(f"{seed}\0{unit}".encode()).hexdigest() for unit in sizes.index}
-    preferred = first.groupby(units).any() if first is not None else pd.Series(dtype=bool)
-    order = sorted(sizes.index, key=lambda unit: (not preferred.get(unit, False), digests[unit]))
-    ordered = sizes[order].to_numpy()
-    starts = np.cumsum(ordered) - ordered
-    boundaries = np.array([val_fraction, val_fraction + test_fraction]) * len(units)
-    chosen = np.array(SPLIT_ORDER)[np.searchsorted(boundaries, starts, side="right")]
-    return units.map(dict(zip(order, chosen)))
-
-
-def file_sha1(path: Path | None) -> str | None:
-    """Content digest of a small settings file (metadata, mapping), so an edit rebuilds."""
-    if path is None or not path.is_file():
-        return None
-    return hashlib.sha1(path.read_bytes()).hexdigest()

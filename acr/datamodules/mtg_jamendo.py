@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from acr.datamodules.catalog import NO_LABEL, CatalogDataModule
 from acr.data.manifests import ManifestError
+from acr.datamodules.catalog import NO_LABEL, CatalogDataModule
 
 TSVS = (
     "autotagging",

@@ -22,9 +22,10 @@ from typing import Any
 
 import pandas as pd
 
+from acr.data.manifests import SPLITS, ManifestError, read_table, validate_tracks, write_table
 from acr.datamodules.base import SETTINGS_FILE, ACRDataModule
 from acr.datamodules.catalog import SKIPPED_FILE, CatalogDataModule
-from acr.data.manifests import SPLITS, ManifestError, read_table, validate_tracks, write_table
+from acr.files import write_json
 
 CATALOG_FILE = "catalog.csv"
 SPLIT_FILES = {split: f"{split}.csv" for split in SPLITS}
@@ -181,7 +182,7 @@ def prepare_manifests(
     write_table(skipped, files["skipped"])
     settings["tracks"] = len(catalog)
     settings["skipped"] = len(skipped)
-    _write_json(output / SETTINGS_FILE, settings)  # last: marks a complete set
+    write_json(output / SETTINGS_FILE, dict(sorted(settings.items())))  # last: marks a complete set
     return Prepared(output, catalog, skipped, False, time.perf_counter() - start, files)
 
 
@@ -233,12 +234,6 @@ def _cached(output: Path, settings: dict[str, Any], files: dict[str, Path]) -> b
     except json.JSONDecodeError:
         return False
     return all(cached.get(key) == value for key, value in settings.items())
-
-
-def _write_json(path: Path, content: dict[str, Any]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
 
 
 def _first(skipped: pd.DataFrame) -> str:

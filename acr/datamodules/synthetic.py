@@ -20,9 +20,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from acr.audio import audio_info, save_audio
-from acr.augment.effects import QUERY_DEGRADATIONS, degrade
-from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
+from acr.augment.degradations import (
+    DEGRADATION_NAMES,
+    HUMMING,
+    MARGIN,
+    check_degradations,
+    degrade,
+)
 from acr.data.manifests import write_table
+from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
+from acr.files import replacing
 from acr.synth import Song, compose_song, render_humming, render_song
 from acr.workers import spawn_pool
 
@@ -42,7 +49,6 @@ class _SongJob:
     with_version: bool
     query_lengths_s: tuple[float, ...]
     query_degradations: tuple[str, ...]
-    humming_queries: bool
     directory: str
 
 
@@ -55,8 +61,8 @@ class SyntheticDataModule(ACRDataModule):
         confusable_versions: how many validation songs also have a second version in the catalog.
         track_duration_s: length of every song.
         query_lengths_s: query lengths; every (degradation, length) pair gets one query per song.
-        query_degradations: names from ``acr.augment.QUERY_DEGRADATIONS``.
-        humming_queries: add one hummed query per song and length.
+        query_degradations: names from the registry (acr.augment.degradations); a
+            ``humming_like`` query here hums the song's lead line from its score.
         generation_seed: seeds every composition, rendering and degradation.
         generation_workers: processes rendering songs (default: one per CPU core).
     """
@@ -69,19 +75,16 @@ class SyntheticDataModule(ACRDataModule):
         confusable_versions: int = 10,
         track_duration_s: float = 30.0,
         query_lengths_s: Sequence[float] = (1.0, 3.0, 5.0),
-        query_degradations: Sequence[str] = QUERY_DEGRADATIONS,
-        humming_queries: bool = True,
+        query_degradations: Sequence[str] = DEGRADATION_NAMES,
         generation_seed: int = 0,
         generation_workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(data_dir=data_dir, **kwargs)
-        unknown = sorted(set(query_degradations) - set(QUERY_DEGRADATIONS))
-        if unknown:
-            raise ValueError(f"query_degradations: unknown {unknown}; known {QUERY_DEGRADATIONS}")
+        query_degradations = check_degradations(query_degradations, "query_degradations")
         if confusable_versions > val_tracks:
             raise ValueError("confusable_versions cannot exceed val_tracks")
-        too_long = [length for length in query_lengths_s if length * 1.1 > track_duration_s]
+        too_long = [length for length in query_lengths_s if length * MARGIN > track_duration_s]
         if too_long:
             raise ValueError(
                 f"query_lengths_s {too_long} do not fit in {track_duration_s} s tracks"
@@ -91,8 +94,7 @@ class SyntheticDataModule(ACRDataModule):
         self.confusable_versions = confusable_versions
         self.track_duration_s = track_duration_s
         self.query_lengths_s = tuple(float(length) for length in query_lengths_s)
-        self.query_degradations = tuple(query_degradations)
-        self.humming_queries = humming_queries
+        self.query_degradations = query_degradations
         self.generation_seed = generation_seed
         self.generation_workers = generation_workers
 
@@ -106,7 +108,6 @@ class SyntheticDataModule(ACRDataModule):
             "track_duration_s": self.track_duration_s,
             "query_lengths_s": self.query_lengths_s,
             "query_degradations": self.query_degradations,
-            "humming_queries": self.humming_queries,
             "generation_seed": self.generation_seed,
         }
 
@@ -138,7 +139,6 @@ class SyntheticDataModule(ACRDataModule):
             with_version=not is_train and val_position < self.confusable_versions,
             query_lengths_s=() if is_train else self.query_lengths_s,
             query_degradations=self.query_degradations,
-            humming_queries=self.humming_queries,
             directory=str(directory),
         )
 
@@ -172,29 +172,29 @@ def _render_song_assets(job: _SongJob) -> tuple[list[dict], list[dict]]:
     rng = np.random.default_rng([job.seed, 7])
     for length_s in job.query_lengths_s:
         for degradation in job.query_degradations:
-            start = int(rng.uniform(0.0, job.duration_s - 1.1 * length_s) * job.sample_rate)
-            offset_s = start / job.sample_rate  # on a sample, so the excerpt is exact
             query_id = f"{song_id}-{degradation}-{length_s:g}s"
             path = directory / "queries" / f"{query_id}.wav"
+            if degradation == HUMMING:
+                # The score is known here: the hum follows the lead line itself, not a pitch
+                # tracker's reading of the mix (the registry's humming_like).
+                offset_s = _sung_offset_s(song, length_s, rng)
+                if offset_s is None:
+                    continue
+                if not path.is_file():
+                    hum = render_humming(song, offset_s, length_s, job.sample_rate, seed=job.seed)
+                    _save_once(path, hum, job.sample_rate)
+                row = _query_row(query_id, song_id, path, offset_s, length_s, HUMMING, HUMMING, {})
+                queries.append(row)
+                continue
+            start = int(rng.uniform(0.0, job.duration_s - MARGIN * length_s) * job.sample_rate)
+            offset_s = start / job.sample_rate  # on a sample, so the excerpt is exact
             query_rng = np.random.default_rng([job.seed, len(queries)])
-            source = audio[start : start + int(round(1.1 * length_s * job.sample_rate))]
+            source = audio[start : start + int(round(MARGIN * length_s * job.sample_rate))]
             degraded, params = degrade(source, job.sample_rate, degradation, query_rng)
             _save_once(path, degraded[: int(round(length_s * job.sample_rate))], job.sample_rate)
             queries.append(
                 _query_row(
                     query_id, song_id, path, offset_s, length_s, degradation, hard_case, params
-                )
-            )
-        offset_s = _sung_offset_s(song, length_s, rng) if job.humming_queries else None
-        if offset_s is not None:
-            query_id = f"{song_id}-humming_like-{length_s:g}s"
-            path = directory / "queries" / f"{query_id}.wav"
-            if not path.is_file():
-                hummed = render_humming(song, offset_s, length_s, job.sample_rate, seed=job.seed)
-                _save_once(path, hummed, job.sample_rate)
-            queries.append(
-                _query_row(
-                    query_id, song_id, path, offset_s, length_s, "humming_like", "humming_like", {}
                 )
             )
     return tracks, queries
@@ -233,9 +233,8 @@ def _save_once(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write via a temporary name so a killed build never leaves a truncated file behind."""
     if path.is_file():
         return
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    save_audio(temporary, audio, sample_rate)
-    os.replace(temporary, path)
+    with replacing(path) as temporary:
+        save_audio(temporary, audio, sample_rate)
 
 
 def _track_row(track_id: str, group: str, version: int, job: _SongJob) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from torch import nn
 
 from acr.models.losses import NTXentLoss
 
+RETRIEVAL_WINDOWS = "retrieval_windows"  # the checkpoint key of EmbedderModule.retrieval_windows
+
 
 class EmbedderModule(L.LightningModule):
     """Contrastive training of ``encoder`` (waveform [batch, samples] -> unit embeddings).
@@ -41,6 +43,8 @@ class EmbedderModule(L.LightningModule):
         self.save_hyperparameters(ignore=[] if built_by_cli else ["encoder"])
         self.encoder = encoder
         self.loss = NTXentLoss(temperature)
+        # The data's retrieval windows (ACRDataModule.retrieval_windows), kept in checkpoints.
+        self.retrieval_windows: dict[str, float] | None = None
 
     @property
     def sample_rate(self) -> int | None:
@@ -68,6 +72,17 @@ class EmbedderModule(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
         return self(batch["audio"])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Record the window length and hops this model was trained and validated on, so that
+        an index built from the checkpoint cuts the same windows."""
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        windows = getattr(datamodule, "retrieval_windows", None) or self.retrieval_windows
+        if windows:
+            checkpoint[RETRIEVAL_WINDOWS] = dict(windows)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.retrieval_windows = checkpoint.get(RETRIEVAL_WINDOWS)
 
     def configure_optimizers(self):
         # Only what trains: a frozen backbone (MERTAdapter) keeps no optimizer state.

@@ -1,17 +1,8 @@
 """Building an index directory from a catalog: parallel decoding, progress, resumable snapshots.
 
-Layout of an index directory::
-
-    index.json        engines and their settings, model hash, acr version, totals, snapshot
-    skipped.csv       tracks that could not be indexed, with the reason
-    snapshot-NNNNNN/  the engines' state after NNNNNN catalog tracks were processed
-    fusion.json       optional, written by ``acr fuse``
-    .lock             held by the build that is writing (a second one is refused)
-    status.json       the build's heartbeat, for ``acr status`` (acr.status)
-
-A snapshot is written completely before ``index.json`` is atomically replaced to point at it,
-and only then is the previous snapshot deleted; a kill at any moment leaves a consistent index
-to ``--resume`` from, with no track lost or added twice.
+A snapshot is written completely before ``index.json`` (acr.retrieval.store) is atomically
+replaced to point at it, and only then is the previous snapshot deleted; a kill at any moment
+leaves a consistent index to ``--resume`` from, with no track lost or added twice.
 """
 
 from __future__ import annotations
@@ -24,101 +15,36 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-import acr
 from acr.data.manifests import read_catalog, write_table
-from acr.retrieval.embedding import EmbeddingEngine
-from acr.retrieval.engine import Engine, IndexError_
+from acr.files import replacing
+from acr.retrieval.embedding import EmbeddingEngine, EmbeddingSettings
+from acr.retrieval.engine import Engine, IndexDirectoryError
 from acr.retrieval.extraction import extract_in_workers
-from acr.retrieval.fingerprint.engine import FingerprintEngine
-from acr.retrieval.melody import MelodyEngine
+from acr.retrieval.fingerprint.engine import FingerprintSettings
+from acr.retrieval.melody import MelodySettings
+from acr.retrieval.store import (
+    INDEX_FILE,
+    SKIPPED_COLUMNS,
+    SKIPPED_FILE,
+    IndexState,
+    engine_class,
+    engine_names,
+    load_engines,
+    read_skipped,
+)
 from acr.status import STATUS_FILE, Heartbeat
 
-INDEX_FILE = "index.json"
-SKIPPED_FILE = "skipped.csv"
 LOCK_FILE = ".lock"  # held while a build writes (see build_lock)
 EXTRACTING = "decoding/extracting"  # the heartbeat's stage between snapshots
-ENGINE_CLASSES: dict[str, type[Engine]] = {
-    "fingerprint": FingerprintEngine,
-    "embedding": EmbeddingEngine,
-    "melody": MelodyEngine,
-}
-HYBRID = ("fingerprint", "embedding", "melody")
 
 
-def engine_names(engine: str, checkpoint: str | None) -> list[str]:
-    """``hybrid`` is all engines; the embedding engine needs a model."""
-    names = list(HYBRID) if engine == "hybrid" else [engine]
-    unknown = [name for name in names if name not in ENGINE_CLASSES]
-    if unknown:
-        raise IndexError_(
-            f"unknown engine {unknown[0]!r}; choose from {', '.join([*ENGINE_CLASSES, 'hybrid'])}"
-        )
-    if "embedding" in names and not checkpoint:
-        raise IndexError_(f"engine {engine!r} needs --model CKPT (a checkpoint from `acr fit`)")
-    return names
-
-
-def create_engines(names: list[str], checkpoint: str | None) -> dict[str, Engine]:
-    return {
-        name: EmbeddingEngine(checkpoint) if name == "embedding" else ENGINE_CLASSES[name]()
-        for name in names
-    }
-
-
-@dataclass
-class IndexState:
-    """What ``index.json`` records."""
-
-    engines: dict[str, dict[str, Any]]
-    snapshot: str = ""
-    processed: int = 0
-    tracks: int = 0
-    skipped: int = 0
-    items: dict[str, int] = field(default_factory=dict)
-    audio_s: float = 0.0
-    complete: bool = False
-    acr_version: str = acr.__version__
-    catalog: str = ""
-    updated: str = ""
-
-    @classmethod
-    def read(cls, directory: Path) -> IndexState:
-        path = directory / INDEX_FILE
-        if not path.is_file():
-            raise IndexError_(f"{directory}: not an acr index (no {INDEX_FILE})")
-        return cls(**json.loads(path.read_text()))
-
-    def write(self, directory: Path) -> None:
-        self.updated = datetime.now(UTC).isoformat(timespec="seconds")
-        temporary = directory / f".{INDEX_FILE}.tmp"
-        temporary.write_text(json.dumps(self.__dict__, indent=2))
-        os.replace(temporary, directory / INDEX_FILE)  # atomic on POSIX
-
-
-def load_engines(directory: str | Path) -> dict[str, Engine]:
-    """The engines of an index directory, as of its last snapshot."""
-    directory = Path(directory)
-    state = IndexState.read(directory)
-    snapshot = directory / state.snapshot
-    return {name: ENGINE_CLASSES[name].load(snapshot / name) for name in state.engines}
-
-
-def _read_skipped(directory: Path) -> pd.DataFrame:
-    path = directory / SKIPPED_FILE
-    if path.is_file():
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    return pd.DataFrame(columns=["track_id", "path", "reason"])
-
-
-# -- the build -------------------------------------------------------------------------------
 @dataclass
 class BuildSummary:
     directory: str
@@ -139,20 +65,72 @@ class BuildSummary:
 
 
 def build_index(
-    catalog: str | Path,
-    directory: str | Path,
-    engine: str = "fingerprint",
+    catalog: str,
+    output: str,
+    engine: Literal["fingerprint", "embedding", "melody", "hybrid"] = "fingerprint",
     checkpoint: str | None = None,
     resume: bool = False,
     workers: int | None = None,
     save_every: int = 200,
+    fingerprint: FingerprintSettings = FingerprintSettings(),  # noqa: B008 (frozen)
+    embedding: EmbeddingSettings = EmbeddingSettings(),  # noqa: B008
+    melody: MelodySettings = MelodySettings(),  # noqa: B008
 ) -> BuildSummary:
-    """Index every track of ``catalog`` into ``directory`` (see the module docstring)."""
-    directory = Path(directory)
+    """Index every track of a catalog into an index directory, or go on with one.
+
+    Args:
+        catalog: a folder of audio (a track's id is its path below the folder without the
+            extension) or a CSV/JSONL table with track_id and path.
+        output: the index directory: a new or empty folder, or the index to resume.
+        engine: the retrieval path to index, or hybrid for all three.
+        checkpoint: an ``acr fit`` checkpoint (embedding and hybrid engines).
+        resume: continue an interrupted build of ``output``, with the engines, settings and
+            model it was started with.
+        workers: decoding processes (default: one per CPU core).
+        save_every: snapshot the index every this many tracks.
+        fingerprint: the landmark engine's settings.
+        embedding: the embedding engine's settings.
+        melody: the melody engine's settings.
+    """
+    directory = Path(output)
     tracks = read_catalog(catalog)
-    names = engine_names(engine, checkpoint)
+    names = engine_names(engine)
+    if "embedding" in names and not checkpoint:
+        raise IndexDirectoryError(
+            f"engine {engine!r} needs --checkpoint CKPT (a checkpoint from `acr fit`)"
+        )
+    settings = {"fingerprint": fingerprint, "embedding": embedding, "melody": melody}
     with build_lock(directory):
-        return _build(tracks, directory, names, checkpoint, resume, workers, save_every, catalog)
+        engines, state, skipped = _open(
+            directory, create_engines(names, checkpoint, settings), resume, str(catalog)
+        )
+        # Made once the directory is known to be this index, so that a refused build leaves no
+        # heartbeat in someone else's folder, nor overwrites that of the build holding the lock.
+        with Heartbeat(directory, "index") as heartbeat:
+            summary = _index_tracks(
+                tracks, directory, engines, state, skipped, workers, save_every, heartbeat
+            )
+            heartbeat.finish(
+                tracks=summary.tracks,
+                failed=summary.skipped,
+                audio_hours=summary.audio_hours,
+                seconds=summary.seconds,
+                items=summary.items,
+                index_mb=summary.index_bytes / 1e6,
+            )
+    return summary
+
+
+def create_engines(
+    names: list[str], checkpoint: str | None, settings: dict[str, Any]
+) -> dict[str, Engine]:
+    """Empty engines of the given names with their settings (the embedding one loads a model)."""
+    return {
+        name: EmbeddingEngine(checkpoint, settings[name])
+        if name == "embedding"
+        else engine_class(name)(settings[name])
+        for name in names
+    }
 
 
 @contextmanager
@@ -165,36 +143,10 @@ def build_lock(directory: Path) -> Iterator[None]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise IndexError_(f"{directory} is being written by another acr index") from None
+            raise IndexDirectoryError(
+                f"{directory} is being written by another acr index"
+            ) from None
         yield
-
-
-def _build(
-    tracks: pd.DataFrame,
-    directory: Path,
-    names: list[str],
-    checkpoint: str | None,
-    resume: bool,
-    workers: int | None,
-    save_every: int,
-    catalog: str | Path,
-) -> BuildSummary:
-    engines, state, skipped = _open(directory, names, checkpoint, resume, str(catalog))
-    # Made once the directory is known to be this index, so that a refused build leaves no
-    # heartbeat in someone else's folder, nor overwrites that of the build holding the lock.
-    with Heartbeat(directory, "index") as heartbeat:
-        summary = _index_tracks(
-            tracks, directory, engines, state, skipped, workers, save_every, heartbeat
-        )
-        heartbeat.finish(
-            tracks=summary.tracks,
-            failed=summary.skipped,
-            audio_hours=summary.audio_hours,
-            seconds=summary.seconds,
-            items=summary.items,
-            index_mb=summary.index_bytes / 1e6,
-        )
-    return summary
 
 
 def _index_tracks(
@@ -265,36 +217,52 @@ def _index_tracks(
 
 
 def _open(
-    directory: Path, names: list[str], checkpoint: str | None, resume: bool, catalog: str
+    directory: Path, engines: dict[str, Engine], resume: bool, catalog: str
 ) -> tuple[dict[str, Engine], IndexState, pd.DataFrame]:
-    """Fresh engines for a new index, or the last snapshot of an existing one (``resume``)."""
+    """The fresh ``engines`` for a new index, or, with ``resume``, the last snapshot of an
+    existing one, which must have been started with the same engines and settings."""
     if (directory / INDEX_FILE).is_file():
         if not resume:
-            raise IndexError_(
-                f"{directory} already holds an index; pass --resume to continue "
+            raise IndexDirectoryError(
+                f"{directory} already holds an index; pass --resume true to continue "
                 "it or choose another --output"
             )
         state = IndexState.read(directory)
-        if sorted(state.engines) != sorted(names):
-            raise IndexError_(
-                f"{directory} was built with engines {sorted(state.engines)}, not {sorted(names)}"
-            )
+        _check_same_settings(directory, state, engines)
         _remove_orphan_snapshots(directory, state.snapshot)
-        engines = load_engines(directory)
-        embedding = engines.get("embedding")
-        if embedding is not None and checkpoint:
-            requested = EmbeddingEngine.checkpoint_digest(checkpoint)
-            if requested != embedding.checkpoint_sha256:
-                raise IndexError_(f"{directory} was built with another model than {checkpoint}")
         state.complete = False
-        return engines, state, _read_skipped(directory / state.snapshot)
+        return load_engines(directory), state, read_skipped(directory / state.snapshot)
     _remove_orphan_snapshots(directory, keep="")
     if any(path.name not in (LOCK_FILE, STATUS_FILE) for path in directory.iterdir()):
-        raise IndexError_(f"{directory} exists and is not an acr index; choose an empty folder")
-    directory.mkdir(parents=True, exist_ok=True)
-    engines = create_engines(names, checkpoint)
-    state = IndexState(engines={name: e.settings() for name, e in engines.items()}, catalog=catalog)
-    return engines, state, pd.DataFrame(columns=["track_id", "path", "reason"])
+        raise IndexDirectoryError(
+            f"{directory} exists and is not an acr index; choose an empty folder"
+        )
+    state = IndexState(
+        engines={name: e.recorded_settings() for name, e in engines.items()}, catalog=catalog
+    )
+    return engines, state, pd.DataFrame(columns=SKIPPED_COLUMNS)
+
+
+def _check_same_settings(directory: Path, state: IndexState, engines: dict[str, Engine]) -> None:
+    """A resumed build must add tracks exactly as the first part did."""
+    if sorted(state.engines) != sorted(engines):
+        raise IndexDirectoryError(
+            f"{directory} was built with engines {sorted(state.engines)}, not {sorted(engines)}"
+        )
+    for name, engine in engines.items():
+        requested = json.loads(json.dumps(engine.recorded_settings()))
+        recorded = state.engines[name]
+        for key, value in requested.items():
+            if key == "checkpoint" or recorded.get(key) == value:
+                continue  # the same model may sit at another path
+            if key == "checkpoint_sha256":
+                raise IndexDirectoryError(
+                    f"{directory} was built with another model than {engine.checkpoint}"
+                )
+            raise IndexDirectoryError(
+                f"{directory} was built with {name}.{key}={recorded.get(key)!r}, not {value!r};"
+                " resume with the settings it was started with"
+            )
 
 
 def _remove_orphan_snapshots(directory: Path, keep: str) -> None:
@@ -313,12 +281,10 @@ def _snapshot(
     name = f"snapshot-{state.processed:06d}"
     if name == previous:
         return
-    temporary = directory / f".{name}.tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    for engine_name, engine in engines.items():
-        engine.save(temporary / engine_name)
-    write_table(skipped, temporary / SKIPPED_FILE)
-    os.replace(temporary, directory / name)
+    with replacing(directory / name) as temporary:
+        for engine_name, engine in engines.items():
+            engine.save(temporary / engine_name)
+        write_table(skipped, temporary / SKIPPED_FILE)
     state.snapshot = name
     state.tracks = len(next(iter(engines.values())).track_ids)
     state.items = {engine_name: engine.item_count for engine_name, engine in engines.items()}

@@ -1,25 +1,36 @@
-"""The embedding engine: a trained embedder's sliding-window vectors in an HNSW index."""
+"""The embedding engine: a trained embedder's sliding-window vectors in an HNSW index.
+
+The windows must be the ones the model was trained on: every ``acr fit`` checkpoint records its
+data's window length and hops (EmbedderModule.retrieval_windows), and the engine takes them
+from there; asking for another window length is an error.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from acr.audio import fit_length, window_starts
-from acr.models import EmbedderModule
-from acr.retrieval.engine import AudioPassthrough, Engine
-from acr.retrieval.windows import WindowIndex, TrackMatch
+from acr.files import sha256_file, write_json
+from acr.retrieval.engine import AudioPassthrough, Engine, IndexDirectoryError, TrackMatch
+from acr.retrieval.windows import WindowIndex
+
+if TYPE_CHECKING:
+    from acr.models import EmbedderModule
 
 MODEL_FILE = "model.ckpt"
+SETTINGS_FILE = "settings.json"
 
 
 def load_embedder(checkpoint: str | Path, device: str = "cpu") -> EmbedderModule:
     """An EmbedderModule from a checkpoint written by ``acr fit``, in eval mode."""
+    from acr.models import EmbedderModule  # Lightning: only for engines that embed
+
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{checkpoint}: model checkpoint does not exist")
@@ -29,51 +40,68 @@ def load_embedder(checkpoint: str | Path, device: str = "cpu") -> EmbedderModule
     return model.eval()
 
 
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """Settings of the embedding engine; the window and hops default to the checkpoint's.
+
+    Args:
+        window_s: window length in seconds; by default the one the checkpoint was trained on,
+            which a different value contradicts (an error). Checkpoints from before acr
+            recorded it need it given.
+        hop_s: catalog window hop in seconds; by default the checkpoint's validation hop (Chang
+            et al. 2021: 0.5 s), else half the window.
+        query_hop_s: query window hop in seconds, denser than the catalog's so that some query
+            window lines up; by default the checkpoint's, else a quarter of the window.
+        neighbors: catalog windows retrieved per query window before voting.
+        batch_size: windows per forward pass.
+        device: where this process runs the model: cpu, cuda or auto (not recorded in the
+            index).
+    """
+
+    window_s: float | None = None
+    hop_s: float | None = None
+    query_hop_s: float | None = None
+    neighbors: int = 20
+    batch_size: int = 256
+    device: str = "auto"
+
+
 class EmbeddingEngine(Engine):
     """Windows of ``window_s`` every ``hop_s`` embedded by the model and searched with HNSW.
 
-    Args:
-        checkpoint: an ``acr fit`` checkpoint; copied into the index so the index stands alone.
-        window_s: window length; must match what the embedder was trained on.
-        hop_s: catalog window hop (Chang et al. 2021: 0.5 s).
-        query_hop_s: query window hop; denser, so some query window lines up with the catalog.
-        neighbors: catalog windows retrieved per query window before voting.
-        batch_size: windows per forward pass.
-        device: ``cpu``, ``cuda`` or ``auto``.
+    ``checkpoint`` is an ``acr fit`` checkpoint; it is copied into the index so the index
+    stands alone.
     """
 
     name = "embedding"
 
-    def __init__(
-        self,
-        checkpoint: str,
-        window_s: float = 1.0,
-        hop_s: float = 0.5,
-        query_hop_s: float = 0.25,
-        neighbors: int = 20,
-        batch_size: int = 256,
-        device: str = "auto",
-    ) -> None:
+    def __init__(self, checkpoint: str | Path, settings: EmbeddingSettings | None = None) -> None:
+        settings = settings or EmbeddingSettings()
+        device = settings.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = load_embedder(checkpoint, device)
         self.checkpoint = str(checkpoint)
         # Kept in memory: every snapshot of the index carries its own copy of the model.
         self._checkpoint_bytes = Path(checkpoint).read_bytes()
-        self.checkpoint_sha256 = hashlib.sha256(self._checkpoint_bytes).hexdigest()
+        self.checkpoint_sha256 = sha256_file(checkpoint)
         self.device = device
-        self.sample_rate = int(self.model.sample_rate)
-        self.window_s, self.hop_s, self.query_hop_s = window_s, hop_s, query_hop_s
-        self.window_samples = int(round(window_s * self.sample_rate))
-        self.neighbors = neighbors
-        self.batch_size = batch_size
+        self.settings = _with_checkpoint_windows(settings, self.model.retrieval_windows, checkpoint)
+        self.window_samples = int(round(self.settings.window_s * self.sample_rate))
         silence = np.zeros((1, self.window_samples), np.float32)
         self.index = WindowIndex(self.embed(silence).shape[1])
 
-    @staticmethod
-    def checkpoint_digest(checkpoint: str | Path) -> str:
-        """sha256 of a checkpoint file: what an index records to tie itself to its model."""
-        return hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.sample_rate)
+
+    def recorded_settings(self) -> dict[str, Any]:
+        settings = {key: value for key, value in asdict(self.settings).items() if key != "device"}
+        return {
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            **settings,
+        }
 
     def extractor(self) -> AudioPassthrough:
         # Windows are cut in the main process, next to the model: they never cross processes.
@@ -82,31 +110,37 @@ class EmbeddingEngine(Engine):
     def embed(self, windows: np.ndarray) -> np.ndarray:
         """Unit embeddings of ``[n, window_samples]`` audio, in batches."""
         parts = []
+        batch_size = self.settings.batch_size
         with torch.inference_mode():
-            for first in range(0, len(windows), self.batch_size):
-                batch = torch.from_numpy(windows[first : first + self.batch_size]).to(self.device)
+            for first in range(0, len(windows), batch_size):
+                batch = torch.from_numpy(windows[first : first + batch_size]).to(self.device)
                 parts.append(self.model(batch).float().cpu().numpy())
         return np.concatenate(parts)
 
     def windows(self, audio: np.ndarray, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
         """``[n, window_samples]`` windows every ``hop_s`` and their start times."""
-        starts_s = window_starts(len(audio) / self.sample_rate, self.window_s, hop_s)
+        window_s = self.settings.window_s
+        starts_s = window_starts(len(audio) / self.sample_rate, window_s, hop_s)
         starts = np.round(starts_s * self.sample_rate).astype(int)
         padded = fit_length(audio, max(len(audio), starts[-1] + self.window_samples))
         frames = np.lib.stride_tricks.sliding_window_view(padded, self.window_samples)[starts]
         return np.ascontiguousarray(frames), starts_s
 
     def add(self, track_id: str, features: np.ndarray) -> int:
-        windows, starts_s = self.windows(features, self.hop_s)
+        windows, starts_s = self.windows(features, self.settings.hop_s)
         self.index.add(track_id, self.embed(windows), starts_s)
         return len(windows)
 
     def search(self, audio: np.ndarray, top_k: int = 5) -> list[TrackMatch]:
         if len(self.index) == 0 or len(audio) == 0:
             return []
-        windows, starts_s = self.windows(np.asarray(audio, np.float32), self.query_hop_s)
+        windows, starts_s = self.windows(np.asarray(audio, np.float32), self.settings.query_hop_s)
         return self.index.rank_tracks(
-            self.embed(windows), starts_s, top_k, self.neighbors, offset_bin_s=self.hop_s
+            self.embed(windows),
+            starts_s,
+            top_k,
+            self.settings.neighbors,
+            offset_bin_s=self.settings.hop_s,
         )
 
     @property
@@ -117,32 +151,44 @@ class EmbeddingEngine(Engine):
     def item_count(self) -> int:
         return len(self.index)
 
-    def settings(self) -> dict[str, Any]:
-        return {
-            "checkpoint": self.checkpoint,
-            "checkpoint_sha256": self.checkpoint_sha256,
-            "window_s": self.window_s,
-            "hop_s": self.hop_s,
-            "query_hop_s": self.query_hop_s,
-            "neighbors": self.neighbors,
-            "batch_size": self.batch_size,
-        }
-
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.index.save(directory / "hnsw")
         (directory / MODEL_FILE).write_bytes(self._checkpoint_bytes)
-        (directory / "settings.json").write_text(json.dumps(self.settings(), indent=2))
+        write_json(directory / SETTINGS_FILE, self.recorded_settings())
 
     @classmethod
     def load(cls, directory: Path) -> EmbeddingEngine:
         directory = Path(directory)
-        settings = json.loads((directory / "settings.json").read_text())
-        expected = settings.pop("checkpoint_sha256")
-        settings["checkpoint"] = str(directory / MODEL_FILE)  # the copy travels with the index
-        engine = cls(**settings)
-        if engine.checkpoint_sha256 != expected:
+        recorded = json.loads((directory / SETTINGS_FILE).read_text())
+        known = {field.name for field in fields(EmbeddingSettings)}
+        settings = EmbeddingSettings(**{k: v for k, v in recorded.items() if k in known})
+        engine = cls(directory / MODEL_FILE, settings)  # the copy travels with the index
+        if engine.checkpoint_sha256 != recorded["checkpoint_sha256"]:
             raise ValueError(f"{directory / MODEL_FILE}: model differs from the one indexed")
+        engine.checkpoint = recorded["checkpoint"]
         engine.index = WindowIndex.load(directory / "hnsw")
         return engine
+
+
+def _with_checkpoint_windows(
+    settings: EmbeddingSettings, recorded: dict[str, float] | None, checkpoint: str | Path
+) -> EmbeddingSettings:
+    """``settings`` with the window and hops filled in from the checkpoint's record."""
+    recorded = recorded or {}
+    window_s = recorded.get("window_s")
+    if settings.window_s is not None and window_s is not None and settings.window_s != window_s:
+        raise IndexDirectoryError(
+            f"embedding.window_s={settings.window_s} but {checkpoint} was trained on"
+            f" {window_s}-s windows; leave it unset to use the checkpoint's"
+        )
+    window_s = settings.window_s if settings.window_s is not None else window_s
+    if window_s is None:
+        raise IndexDirectoryError(
+            f"{checkpoint} does not record the window it was trained on (an older checkpoint);"
+            " give embedding.window_s (the data's window_s at training, usually 1.0)"
+        )
+    hop_s = settings.hop_s or recorded.get("hop_s") or window_s / 2
+    query_hop_s = settings.query_hop_s or recorded.get("query_hop_s") or window_s / 4
+    return replace(settings, window_s=window_s, hop_s=hop_s, query_hop_s=query_hop_s)

@@ -4,23 +4,33 @@ Indexing is split in two so that the expensive, stateless part runs in worker pr
 ``extractor()`` returns a small picklable callable that turns a track's audio into features
 (peak-pair hashes, a pitch contour, audio windows) in any process; ``add`` puts them into the
 engine's index in the main process.
+
+An engine's settings are one frozen dataclass (``settings``): the command line and index YAML
+files derive their options from it, and ``index.json`` records it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from acr.retrieval.windows import TrackMatch
 
-
-class IndexError_(RuntimeError):
+class IndexDirectoryError(RuntimeError):
     """An index directory that cannot be built, resumed or read as asked."""
+
+
+@dataclass(frozen=True)
+class TrackMatch:
+    """One ranked track for a query: score and where in the track the query was found."""
+
+    track_id: str
+    score: float
+    offset_s: float
 
 
 @dataclass(frozen=True)
@@ -34,12 +44,20 @@ class AudioPassthrough:
 class Engine(ABC):
     """One retrieval path over one catalog.
 
-    Subclasses set ``name`` (the ``--engine`` value) and ``sample_rate`` (what ``extract`` and
-    ``search`` expect; callers resample).
+    Subclasses set ``name`` (the ``--engine`` value) and ``settings`` (a frozen dataclass with
+    a ``sample_rate``: what ``extractor`` and ``search`` expect; callers resample).
     """
 
     name: ClassVar[str]
-    sample_rate: int
+    settings: Any
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.settings.sample_rate)
+
+    def recorded_settings(self) -> dict[str, Any]:
+        """What ``index.json`` records about this engine."""
+        return asdict(self.settings)
 
     @abstractmethod
     def extractor(self) -> Callable[[np.ndarray], Any]:
@@ -62,10 +80,6 @@ class Engine(ABC):
     @abstractmethod
     def item_count(self) -> int:
         """Items (hashes, vectors) in the index."""
-
-    @abstractmethod
-    def settings(self) -> dict[str, Any]:
-        """Feature and index settings, recorded in the index directory."""
 
     @abstractmethod
     def save(self, directory: Path) -> None:

@@ -3,68 +3,16 @@ bootstrap confidence intervals."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from rich.table import Table
-from tqdm.auto import tqdm
 
-from acr.data.manifests import ManifestError, bucket_columns, read_table, resolve_paths
+from acr.data.manifests import bucket_columns
 from acr.retrieval.metrics import metrics_by_bucket, rank_of, ranks_by_query
 from acr.retrieval.recognizer import Recognition, Recognizer
 from acr.status import Heartbeat
 
 FUSED = "hybrid"
-
-
-def read_queries(path: str | Path, require_truth: bool = True) -> pd.DataFrame:
-    """A query table with ``query_id`` and ``path`` (or ``source`` + ``offset_s`` +
-    ``length_s``), and ``track_id`` when the truth is needed; relative paths resolve against
-    the table's folder."""
-    path = Path(path)
-    queries = resolve_paths(read_table(path), path.parent, ["path", "source"])
-    required = ["query_id", *(["track_id"] if require_truth else [])]
-    missing = [column for column in required if column not in queries]
-    if "path" not in queries and "source" not in queries:
-        missing.append("path")
-    if missing:
-        raise ManifestError(path, f"missing column(s) {missing}; found {list(queries.columns)}")
-    duplicated = queries.loc[queries["query_id"].duplicated(), "query_id"].tolist()
-    if duplicated:
-        raise ManifestError(path, f"duplicate query_id {duplicated[:5]}")
-    return queries
-
-
-def recognize_queries(
-    recognizer: Recognizer,
-    queries: pd.DataFrame,
-    top_k: int = 5,
-    heartbeat: Heartbeat | None = None,
-) -> Iterator[Recognition]:
-    """Recognise every query of a table (own file, or a stretch of ``source``), with progress
-    (a bar, and ``heartbeat`` when given)."""
-    if heartbeat is not None:
-        heartbeat.update(stage="recognising", done=0, total=len(queries), unit="queries")
-    errors = 0
-    rows = tqdm(queries.iterrows(), total=len(queries), unit="query", desc="recognising")
-    for done, (_, query) in enumerate(rows, start=1):
-        path = query.get("path")
-        if isinstance(path, str) and path:
-            recognition = recognizer.recognize_file(path, query["query_id"], top_k=top_k)
-        else:
-            recognition = recognizer.recognize_file(
-                query["source"],
-                query["query_id"],
-                float(query["offset_s"]),
-                float(query["length_s"]),
-                top_k,
-            )
-        if heartbeat is not None:
-            errors += recognition.status != "ok"
-            heartbeat.update(done=done, errors=errors)
-        yield recognition
 
 
 def evaluate(
@@ -76,7 +24,7 @@ def evaluate(
 ) -> dict:
     """Recognise every query, then :func:`score_recognitions`; ``heartbeat`` follows both."""
     systems = list(recognizer.engines) + ([FUSED] if len(recognizer.engines) > 1 else [])
-    recognitions = list(recognize_queries(recognizer, queries, max(top_k, 10), heartbeat))
+    recognitions = list(recognizer.recognize_queries(queries, max(top_k, 10), heartbeat))
     if heartbeat is not None:
         heartbeat.update(stage="scoring")
     return score_recognitions(recognitions, queries, systems, top_k, bootstrap_samples)

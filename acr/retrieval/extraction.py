@@ -11,9 +11,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-import numpy as np
-
-from acr.audio import AudioError, audio_info, load_audio, resample
+from acr.audio import AudioError, read_audio, resample, rms
 from acr.workers import spawn_pool
 
 SILENCE_RMS = 1e-4  # -80 dBFS: a track this quiet holds nothing to recognise
@@ -32,12 +30,11 @@ def _decode_and_extract(job: tuple[str, str]) -> Result:
     """(track_id, path, features per engine or the reason it was skipped, duration_s)."""
     track_id, path = job
     try:
-        sample_rate = audio_info(path).sample_rate
-        audio = load_audio(path)
+        audio, sample_rate = read_audio(path)
     except AudioError as error:
         return track_id, path, error.reason, 0.0
     duration_s = len(audio) / sample_rate
-    if float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < SILENCE_RMS:
+    if rms(audio) < SILENCE_RMS:
         return track_id, path, "silent (below -80 dBFS)", duration_s
     features = {
         name: extract(resample(audio, sample_rate, rate))

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acr.retrieval.windows import TrackMatch
+from acr.retrieval.engine import TrackMatch
 
 RRF_K = 60  # Cormack et al. 2009
 EngineMatches = dict[str, list[TrackMatch]]

@@ -21,16 +21,15 @@ from polyphonic music signals"), and to the octave a person hums in.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from acr.files import write_json
 from acr.pitch import PitchTrack, predominant_pitch
-from acr.retrieval.engine import Engine
-from acr.retrieval.windows import WindowIndex, TrackMatch
+from acr.retrieval.engine import Engine, TrackMatch
+from acr.retrieval.windows import WindowIndex
 
 TRANSPOSITION_STEPS = 24  # transpositions tried in re-ranking: every half semitone
 
@@ -132,83 +131,68 @@ def alignment_scores(
     return np.where(norms > 1e-9, agreement / np.maximum(norms, 1e-9), 0.0)
 
 
-class MelodyEngine(Engine):
-    """Query by humming over a catalog of recordings (see the module docstring).
+@dataclass(frozen=True)
+class MelodySettings:
+    """Settings of the melody engine, recorded in the index.
 
     Args:
-        sample_rate: audio rate of ``extractor`` input and ``search`` queries.
-        hop_s, fmin_hz, fmax_hz: predominant-pitch frame hop and search range.
-        cell_s: contour resolution; notes are rarely shorter than 0.1 s.
-        window_s, window_hop_s: catalog windows for the candidate search.
-        query_hop_s: query window hop (finer than the catalog's, so some query window lines up).
+        sample_rate: audio rate in Hz of ``extractor`` input and ``search`` queries.
+        hop_s: predominant-pitch frame hop, in seconds.
+        fmin_hz: lowest pitch searched, in Hz.
+        fmax_hz: highest pitch searched, in Hz.
+        cell_s: contour resolution in seconds; notes are rarely shorter than 0.1 s.
+        window_s: catalog window for the candidate search, in seconds.
+        window_hop_s: hop between catalog windows, in seconds.
+        query_hop_s: hop between query windows, in seconds (finer than the catalog's, so some
+            query window lines up).
         harmonics: pitch-class harmonics per cell (1 = plain circle; 3 is sharper).
         tempo_scales: query tempo ratios tried (hummers drift from the recording's tempo).
         candidates: tracks re-ranked by alignment; a catalog this small is re-ranked whole.
         neighbors: nearest windows per query window in the candidate search.
-        min_voiced: voiced fraction a window needs to be indexed or searched.
-        min_query_voiced_s: a query with less voiced pitch than this returns no matches.
+        min_voiced: voiced fraction (0-1) a window needs to be indexed or searched.
+        min_query_voiced_s: a query with less voiced pitch than this, in seconds, returns no
+            matches.
     """
+
+    sample_rate: int = 16000
+    hop_s: float = 0.01
+    fmin_hz: float = 80.0
+    fmax_hz: float = 1000.0
+    cell_s: float = 0.1
+    window_s: float = 2.0
+    window_hop_s: float = 0.2
+    query_hop_s: float = 0.1
+    harmonics: int = 3
+    tempo_scales: tuple[float, ...] = (0.9, 1.0, 1.1)
+    candidates: int = 20
+    neighbors: int = 20
+    min_voiced: float = 0.5
+    min_query_voiced_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tempo_scales", tuple(float(s) for s in self.tempo_scales))
+
+    def extractor(self) -> MelodyExtractor:
+        """The catalog side of these settings: what indexing workers run."""
+        return MelodyExtractor(
+            **{field.name: getattr(self, field.name) for field in fields(MelodyExtractor)}
+        )
+
+
+class MelodyEngine(Engine):
+    """Query by humming over a catalog of recordings (see the module docstring)."""
 
     name = "melody"
 
-    def __init__(
-        self,
-        sample_rate: int = 16000,
-        hop_s: float = 0.01,
-        fmin_hz: float = 80.0,
-        fmax_hz: float = 1000.0,
-        cell_s: float = 0.1,
-        window_s: float = 2.0,
-        window_hop_s: float = 0.2,
-        query_hop_s: float = 0.1,
-        harmonics: int = 3,
-        tempo_scales: Sequence[float] = (0.9, 1.0, 1.1),
-        candidates: int = 20,
-        neighbors: int = 20,
-        min_voiced: float = 0.5,
-        min_query_voiced_s: float = 1.0,
-    ) -> None:
-        self.sample_rate = sample_rate
-        self.hop_s = hop_s
-        self.fmin_hz = fmin_hz
-        self.fmax_hz = fmax_hz
-        self.cell_s = cell_s
-        self.window_s = window_s
-        self.window_hop_s = window_hop_s
-        self.query_hop_s = query_hop_s
-        self.harmonics = harmonics
-        self.tempo_scales = tuple(float(scale) for scale in tempo_scales)
-        self.candidates = candidates
-        self.neighbors = neighbors
-        self.min_voiced = min_voiced
-        self.min_query_voiced_s = min_query_voiced_s
-        self._window_cells = round(window_s / cell_s)
-        self._index = WindowIndex(2 * harmonics * self._window_cells)
+    def __init__(self, settings: MelodySettings | None = None) -> None:
+        self.settings = settings = settings or MelodySettings()
+        self._window_cells = round(settings.window_s / settings.cell_s)
+        self._index = WindowIndex(2 * settings.harmonics * self._window_cells)
         self._contours: dict[str, MelodyContour] = {}
         self._phasors: dict[str, np.ndarray] = {}  # per track, computed on first alignment
 
-    def settings(self) -> dict[str, Any]:
-        return {
-            "sample_rate": self.sample_rate,
-            "hop_s": self.hop_s,
-            "fmin_hz": self.fmin_hz,
-            "fmax_hz": self.fmax_hz,
-            "cell_s": self.cell_s,
-            "window_s": self.window_s,
-            "window_hop_s": self.window_hop_s,
-            "query_hop_s": self.query_hop_s,
-            "harmonics": self.harmonics,
-            "tempo_scales": list(self.tempo_scales),
-            "candidates": self.candidates,
-            "neighbors": self.neighbors,
-            "min_voiced": self.min_voiced,
-            "min_query_voiced_s": self.min_query_voiced_s,
-        }
-
     def extractor(self) -> MelodyExtractor:
-        return MelodyExtractor(
-            self.sample_rate, self.hop_s, self.fmin_hz, self.fmax_hz, self.cell_s
-        )
+        return self.settings.extractor()
 
     @property
     def track_ids(self) -> list[str]:
@@ -222,56 +206,74 @@ class MelodyEngine(Engine):
         """Index one track's contour; returns the number of windows it put in the index."""
         if track_id in self._contours:
             raise ValueError(f"track {track_id!r} is already in the index")
-        vectors, starts = self._windows(features, round(self.window_hop_s / self.cell_s))
+        vectors, starts = self._windows(
+            features, round(self.settings.window_hop_s / self.settings.cell_s)
+        )
         if len(vectors):
-            self._index.add(track_id, vectors, starts * self.cell_s)
+            self._index.add(track_id, vectors, starts * self.settings.cell_s)
         self._contours[track_id] = features
         return len(vectors)
 
     def search(self, audio: np.ndarray, top_k: int = 5) -> list[TrackMatch]:
         """Tracks whose melody the query hums, best first; [] for a query without enough melody."""
-        track = predominant_pitch(audio, self.sample_rate, self.hop_s, self.fmin_hz, self.fmax_hz)
-        if not self._contours or track.voiced.sum() * track.hop_s < self.min_query_voiced_s:
+        track = predominant_pitch(
+            audio,
+            self.settings.sample_rate,
+            self.settings.hop_s,
+            self.settings.fmin_hz,
+            self.settings.fmax_hz,
+        )
+        if (
+            not self._contours
+            or track.voiced.sum() * track.hop_s < self.settings.min_query_voiced_s
+        ):
             return []
-        queries = [pool_contour(track, self.cell_s, scale) for scale in self.tempo_scales]
+        queries = [
+            pool_contour(track, self.settings.cell_s, scale) for scale in self.settings.tempo_scales
+        ]
         candidates = self._candidates(queries)
-        query_phasors = [(q.phasors(self.harmonics), q.voiced_fraction) for q in queries]
+        query_phasors = [(q.phasors(self.settings.harmonics), q.voiced_fraction) for q in queries]
         matches = [self._align(track_id, query_phasors) for track_id in candidates]
         return sorted(matches, key=lambda match: -match.score)[:top_k]
 
     def _windows(self, contour: MelodyContour, hop_cells: int) -> tuple[np.ndarray, np.ndarray]:
         return window_vectors(
-            contour.phasors(self.harmonics),
+            contour.phasors(self.settings.harmonics),
             contour.voiced_fraction,
             self._window_cells,
             max(1, hop_cells),
-            self.min_voiced,
+            self.settings.min_voiced,
         )
 
     def _candidates(self, queries: list[MelodyContour]) -> list[str]:
         """Every track of a small catalog; otherwise the best-voted tracks of the window search,
         each scored by its best tempo scale."""
-        if len(self._contours) <= self.candidates:
+        if len(self._contours) <= self.settings.candidates:
             return self.track_ids
         votes: dict[str, float] = {}
         for query in queries:
-            vectors, starts = self._windows(query, round(self.query_hop_s / self.cell_s))
+            vectors, starts = self._windows(
+                query, round(self.settings.query_hop_s / self.settings.cell_s)
+            )
             if len(vectors) == 0 or len(self._index) == 0:
                 continue
             # Query cells sit at the catalog tempo: cell c is c * cell_s into the track.
             ranked = self._index.rank_tracks(
-                vectors, starts * self.cell_s, self.candidates, self.neighbors
+                vectors,
+                starts * self.settings.cell_s,
+                self.settings.candidates,
+                self.settings.neighbors,
             )
             for match in ranked:
                 votes[match.track_id] = max(votes.get(match.track_id, 0.0), match.score)
-        return sorted(votes, key=lambda track_id: -votes[track_id])[: self.candidates]
+        return sorted(votes, key=lambda track_id: -votes[track_id])[: self.settings.candidates]
 
     def _align(self, track_id: str, queries: list[tuple[np.ndarray, np.ndarray]]) -> TrackMatch:
         """The candidate's best alignment over the query's tempo scales (phasors, voiced
         fraction) and offsets."""
         reference = self._contours[track_id]
         if track_id not in self._phasors:
-            self._phasors[track_id] = reference.phasors(self.harmonics)
+            self._phasors[track_id] = reference.phasors(self.settings.harmonics)
         best_score, best_offset = -np.inf, 0
         for query_phasors, query_voiced in queries:
             scores = alignment_scores(
@@ -280,7 +282,7 @@ class MelodyEngine(Engine):
             offset = int(np.argmax(scores))
             if scores[offset] > best_score:
                 best_score, best_offset = float(scores[offset]), offset
-        return TrackMatch(track_id, best_score, best_offset * self.cell_s)
+        return TrackMatch(track_id, best_score, best_offset * self.settings.cell_s)
 
     def save(self, directory: Path) -> None:
         """settings.json, contours.npz (all tracks' cells, concatenated) and the window index."""
@@ -295,8 +297,8 @@ class MelodyEngine(Engine):
             voiced_fraction=np.concatenate([c.voiced_fraction for c in contours] or [np.zeros(0)]),
             cells=np.array([len(c.pitch_midi) for c in contours], dtype=np.int64),
         )
-        state = {"engine": self.name, "settings": self.settings(), "track_ids": self.track_ids}
-        (directory / "settings.json").write_text(json.dumps(state, indent=2))
+        state = {"engine": self.name, "settings": asdict(self.settings)}
+        write_json(directory / "settings.json", {**state, "track_ids": self.track_ids})
         if len(self._index):
             self._index.save(directory / "windows")
 
@@ -304,7 +306,7 @@ class MelodyEngine(Engine):
     def load(cls, directory: Path) -> MelodyEngine:
         directory = Path(directory)
         state = json.loads((directory / "settings.json").read_text())
-        engine = cls(**state["settings"])
+        engine = cls(MelodySettings(**state["settings"]))
         arrays = np.load(directory / "contours.npz")
         bounds = np.cumsum(np.r_[0, arrays["cells"]])
         for track_id, start, end in zip(state["track_ids"], bounds[:-1], bounds[1:]):

@@ -1,19 +1,26 @@
-"""Recognizer: one object that answers queries with every engine of an index, fused."""
+"""Recognizer: one object that answers queries with every engine of an index, fused.
+
+It reads an index through acr.retrieval.store and never imports the build.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
 
-from acr.audio import AudioError, audio_info, load_audio, resample
+from acr.audio import AudioError, resample, rms
+from acr.data.manifests import QueryClip
 from acr.pitch import harmonicity
-from acr.retrieval.engine import Engine
+from acr.retrieval.engine import Engine, TrackMatch
 from acr.retrieval.fusion import EngineMatches, Fusion, QueryFeatures
-from acr.retrieval.windows import TrackMatch
-from acr.retrieval.build import load_engines
+from acr.retrieval.store import load_engines
+from acr.status import Heartbeat
 
 FUSION_FILE = "fusion.json"
 MIN_QUERY_S = 0.5
@@ -63,7 +70,7 @@ class Recognizer:
         duration_s = len(audio) / sample_rate
         if duration_s < MIN_QUERY_S:
             return _error(recognition, f"too short ({duration_s:.2f} s < {MIN_QUERY_S} s)")
-        if float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) < SILENT_QUERY_RMS:
+        if rms(audio) < SILENT_QUERY_RMS:
             return _error(recognition, "silent (below -60 dBFS)")
         # Ask each engine for more than top_k so fusion sees tracks that one engine ranks low.
         depth = max(top_k, 20)
@@ -94,25 +101,36 @@ class Recognizer:
         recognition.matches = self.fusion.fuse(matches, recognition.query_features, top_k)
         return recognition
 
-    def recognize_file(
-        self,
-        path: str | Path,
-        query_id: str | None = None,
-        offset_s: float = 0.0,
-        duration_s: float | None = None,
-        top_k: int = 5,
-    ) -> Recognition:
-        """Like :meth:`recognize` for a file (or a stretch of one); unreadable files get an
+    def recognize_file(self, path: str | Path, top_k: int = 5) -> Recognition:
+        """:meth:`recognize_clip` for a whole file, named after it."""
+        return self.recognize_clip(QueryClip(str(path)), Path(path).stem, top_k)
+
+    def recognize_clip(self, clip: QueryClip, query_id: str, top_k: int = 5) -> Recognition:
+        """Like :meth:`recognize` for a file or a stretch of one; unreadable files get an
         error status, not an exception."""
-        query_id = query_id or Path(path).stem
         try:
-            sample_rate = audio_info(path).sample_rate
-            audio = load_audio(path, offset_s=offset_s, duration_s=duration_s)
+            audio, sample_rate = clip.read()
         except AudioError as error:
             return _error(Recognition(query_id), f"unreadable: {error.reason}")
         recognition = self.recognize(audio, sample_rate, top_k)
         recognition.query_id = query_id
         return recognition
+
+    def recognize_queries(
+        self, queries: pd.DataFrame, top_k: int = 5, heartbeat: Heartbeat | None = None
+    ) -> Iterator[Recognition]:
+        """Recognise every query of a table (acr.data.manifests.read_queries), with progress
+        (a bar, and ``heartbeat`` when given)."""
+        if heartbeat is not None:
+            heartbeat.update(stage="recognising", done=0, total=len(queries), unit="queries")
+        errors = 0
+        rows = tqdm(queries.iterrows(), total=len(queries), unit="query", desc="recognising")
+        for done, (_, query) in enumerate(rows, start=1):
+            recognition = self.recognize_clip(QueryClip.of(query), query["query_id"], top_k)
+            if heartbeat is not None:
+                errors += recognition.status != "ok"
+                heartbeat.update(done=done, errors=errors)
+            yield recognition
 
 
 def query_features(audio: np.ndarray, sample_rate: int) -> QueryFeatures:

@@ -10,20 +10,12 @@ landmark offset histograms, Wang 2003; applied to embeddings as in Chang et al. 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import hnswlib
 import numpy as np
 
-
-@dataclass(frozen=True)
-class TrackMatch:
-    """One ranked track for a query: score and where in the track the query was found."""
-
-    track_id: str
-    score: float
-    offset_s: float
+from acr.retrieval.engine import TrackMatch
 
 
 class WindowIndex:

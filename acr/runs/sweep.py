@@ -26,6 +26,7 @@ from typing import Literal
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from tqdm.auto import tqdm
 
+from acr.files import write_json
 from acr.status import Heartbeat
 
 RESULT_FILE = "result.json"
@@ -208,9 +209,7 @@ def run_one(plan: SweepPlan, run: Run, wandb_mode: str = "offline") -> dict:
         "systems": systems,
         "per_query": per_query,
     }
-    temporary = directory / f"{RESULT_FILE}.partial"
-    temporary.write_text(json.dumps(result))
-    temporary.replace(directory / RESULT_FILE)  # written last: its presence means done
+    write_json(directory / RESULT_FILE, result, indent=None)  # last: its presence means done
     return result
 
 
