@@ -22,7 +22,7 @@ from typing import Any
 from acr.files import write_json
 
 STATUS_FILE = "status.json"
-JOBS = ("fit", "index", "evaluate", "sweep")
+JOBS = ("fit", "index", "evaluate", "sweep", "pipeline")
 
 
 class Heartbeat:
@@ -178,9 +178,9 @@ def read_status(directory: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def describe_directory(directory: str | Path) -> str:
+def run_statuses(directory: str | Path) -> dict[str, dict[str, Any]]:
     """The heartbeat of a run directory, then those of its runs up to three levels down (a
-    sweep's ``runs/ARM/seedS``), each headed by its directory."""
+    sweep's ``runs/ARM/seedS``), by directory."""
     directory = Path(directory)
     runs = [directory] if (directory / STATUS_FILE).is_file() else []
     runs += sorted(
@@ -190,10 +190,20 @@ def describe_directory(directory: str | Path) -> str:
     )
     if not runs:
         read_status(directory)  # raises the error that says what is missing
+    return {str(run): read_status(run) for run in runs}
+
+
+def describe_directory(directory: str | Path) -> str:
+    """:func:`run_statuses` as text (:func:`describe_runs`)."""
+    return describe_runs(run_statuses(directory))
+
+
+def describe_runs(statuses: dict[str, dict[str, Any]]) -> str:
+    """Heartbeats as text, each headed by its run directory."""
     blocks = []
-    for run in runs:
-        lines = describe(read_status(run)).splitlines()
-        blocks.append("\n".join([str(run), *(f"  {line}" for line in lines)]))
+    for run, status in statuses.items():
+        lines = describe(status).splitlines()
+        blocks.append("\n".join([run, *(f"  {line}" for line in lines)]))
     return "\n\n".join(blocks)
 
 
@@ -223,7 +233,7 @@ def describe(status: dict[str, Any]) -> str:
 
 
 def _state(status: dict[str, Any], age: str) -> str:
-    if status["state"] == "running" and not _alive(status):
+    if status["state"] == "running" and not is_alive(status):
         return (
             f"stopped: process {status['pid']} is gone (killed or crashed); "
             f"last heartbeat {age} ago"
@@ -231,7 +241,7 @@ def _state(status: dict[str, Any], age: str) -> str:
     return status["state"]
 
 
-def _alive(status: dict[str, Any]) -> bool:
+def is_alive(status: dict[str, Any]) -> bool:
     """Whether the job's process still exists; assumed so when it ran on another host."""
     if status.get("host") != socket.gethostname():
         return True

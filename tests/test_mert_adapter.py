@@ -159,9 +159,9 @@ def test_shipped_config_fits_indexes_and_evaluates_with_a_tiny_backbone(
         save_audio(catalog / f"song{seed}.wav", synthesize_track(seed, 12.0, 24000), 24000)
     common = ["--workers", "1"]
     assert main(["index", "--catalog", str(catalog), "--output", "index", "--engine",
-                 "embedding", "--model", str(checkpoint), *common]) == 0  # fmt: skip
+                 "embedding", "--checkpoint", str(checkpoint), *common]) == 0  # fmt: skip
     assert main(["data", "make-queries", "--catalog", str(catalog), "--output", "queries",
-                 "--lengths", "3", "--degradations", "clean", "noise", "--seed", "1",
+                 "--lengths_s", "[3]", "--degradations", "[clean, noise]", "--seed", "1",
                  *common]) == 0  # fmt: skip
     assert main(["evaluate", "--index", "index", "--queries", "queries/queries.csv",
                  "--output", "report.json", "--bootstrap", "100"]) == 0  # fmt: skip

@@ -62,10 +62,10 @@ def test_an_evaluated_run_reports_the_evaluation(tiny_run: Path, tmp_path: Path)
     checkpoint = str(tiny_run / "checkpoints" / "last.ckpt")
     workers = ["--workers", "1"]
     assert main(["index", "--catalog", str(catalog), "--output", str(tmp_path / "index"),
-                 "--engine", "embedding", "--model", checkpoint, *workers]) == 0  # fmt: skip
+                 "--engine", "embedding", "--checkpoint", checkpoint, *workers]) == 0  # fmt: skip
     assert main(["data", "make-queries", "--catalog", str(catalog), "--output",
-                 str(tmp_path / "queries"), "--lengths", "3", "--degradations", "clean",
-                 "noise", *workers]) == 0  # fmt: skip
+                 str(tmp_path / "queries"), "--lengths_s", "[3]", "--degradations",
+                 "[clean, noise]", *workers]) == 0  # fmt: skip
     evaluation = tmp_path / "report.json"
     assert main(["evaluate", "--index", str(tmp_path / "index"), "--queries",
                  str(tmp_path / "queries" / "queries.csv"), "--output", str(evaluation),

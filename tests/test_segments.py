@@ -1,6 +1,7 @@
 """Segment strategies on synthetic audio whose silences, loud parts, onsets, beats and repeats
 are known, plus the analysis cache and make-queries --strategy."""
 
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -8,11 +9,11 @@ import pandas as pd
 import pytest
 
 from acr.audio import save_audio
-from acr.cli.commands import tool_parser
+from acr.cli.data import COMMANDS
 from acr.data.manifests import write_table
 from acr.data.query_sets import make_queries
 from acr.data.segments.analysis import TrackAnalysis, analysis_path, analyze
-from acr.data.segments.strategies import HYBRID_WEIGHTS, STRATEGIES, get_strategy
+from acr.data.segments.strategies import HYBRID_WEIGHTS, STRATEGIES, StrategyName, get_strategy
 from acr.synth import compose_song, render_song, synthesize_track
 
 RATE = 16000
@@ -268,9 +269,10 @@ def test_make_queries_caches_analyses_beside_a_table_catalog(
 
 
 def test_make_queries_command_takes_a_strategy() -> None:
-    arguments = ["data", "make-queries", "--catalog", "c", "--output", "o"]
-    options = tool_parser().parse_args([*arguments, "--strategy", "beat_aware"])
-    assert options.data["make-queries"].strategy == "beat_aware"
-    assert tool_parser().parse_args(arguments).data["make-queries"].strategy == "random"
+    assert set(typing.get_args(StrategyName)) == set(STRATEGIES)
+    parser = COMMANDS["data"]["make-queries"].parser("acr data make-queries")
+    arguments = ["--catalog", "c", "--output", "o"]
+    assert parser.parse_args([*arguments, "--strategy", "beat_aware"]).strategy == "beat_aware"
+    assert parser.parse_args(arguments).strategy == "random"
     with pytest.raises(SystemExit):
-        tool_parser().parse_args([*arguments, "--strategy", "loudest"])
+        parser.parse_args([*arguments, "--strategy", "loudest"])

@@ -211,7 +211,14 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     index = ["index", "--catalog", str(root / "songs"), "--output", str(root / "index")]
     assert main([*index, "--workers", "1"]) == 0
     queries = ["data", "make-queries", "--catalog", str(root / "songs")]
-    queries += ["--output", str(root / "queries"), "--lengths", "3", "--degradations", "clean"]
+    queries += [
+        "--output",
+        str(root / "queries"),
+        "--lengths_s",
+        "[3]",
+        "--degradations",
+        "[clean]",
+    ]
     assert main([*queries, "--seed", "1", "--workers", "1"]) == 0
     return root
 

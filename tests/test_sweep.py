@@ -112,8 +112,8 @@ def test_identical_arms_tie_and_a_clearly_better_arm_wins(tmp_path: Path) -> Non
 
 def sweep_arguments(output: Path) -> list[str]:
     return [
-        "sweep", "--config", TINY, "--seeds", "0", "1", "2",
-        "--grid", f"{STRATEGY}=random,high_energy", "trainer.max_steps=10",
+        "sweep", "--config", TINY, "--seeds", "[0, 1, 2]",
+        "--grid", f"[{STRATEGY}=random,high_energy, trainer.max_steps=10]",
         "--output", str(output), "--bootstrap", "300",
     ]  # fmt: skip
 
@@ -168,11 +168,11 @@ def test_a_sweep_with_evaluation_compares_the_engines(
     for seed in range(3):
         save_audio(catalog / f"song{seed}.wav", synthesize_track(seed, 10.0, 16000), 16000)
     assert main(["data", "make-queries", "--catalog", str(catalog), "--output", "queries",
-                 "--lengths", "3", "--degradations", "clean", "noise",
+                 "--lengths_s", "[3]", "--degradations", "[clean, noise]",
                  "--workers", "1"]) == 0  # fmt: skip
     output = tmp_path / "sweep"
     assert main([
-        "sweep", "--config", TINY, "--seeds", "0", "--grid", "trainer.max_steps=10",
+        "sweep", "--config", TINY, "--seeds", "[0]", "--grid", "[trainer.max_steps=10]",
         "--output", str(output), "--wandb", "disabled", "--bootstrap", "200",
         "--evaluate.catalog", str(catalog), "--evaluate.queries", "queries/queries.csv",
         "--evaluate.engine", "hybrid", "--evaluate.workers", "1",

@@ -7,7 +7,6 @@ accuracy overall and per bucket value (``val/top1/degradation=noise``).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from acr.data.datasets import CATALOG, QUERY, RetrievalWindowDataset
 from acr.data.manifests import bucket_columns
+from acr.files import write_json
 from acr.retrieval.metrics import metrics_by_bucket, rank_of, ranks_by_query
 from acr.retrieval.windows import WindowIndex
 
@@ -193,7 +193,7 @@ class RetrievalEvaluation(L.Callback):
             "per_query": per_query,
         }
         for name in (f"{stage}-step{trainer.global_step}.json", f"{stage}-latest.json"):
-            (directory / name).write_text(json.dumps(report, indent=2))
+            write_json(directory / name, report)
         columns = ["bucket", "queries", *[f"top{k}" for k in self.top_k], "mrr"]
         rows = [
             [name, r["queries"], *[r[f"top{k}"] for k in self.top_k], r["mrr"]]

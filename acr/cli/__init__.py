@@ -1,37 +1,60 @@
-"""The ``acr`` command: LightningCLI for fit/validate/test/predict, or one of acr's commands."""
+"""The ``acr`` command: LightningCLI for fit/validate/test/predict (acr.cli.training), or one of
+acr's commands, whose options come from library signatures (acr.cli.commands).
+
+Each command's module is imported only when that command runs, so ``acr status`` does not load
+the models or Lightning.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import TYPE_CHECKING
-
-from acr.cli.commands import COMMANDS, run_tool
 
 if TYPE_CHECKING:
     from acr.cli.training import ACRCLI
 
+TRAINING = ("fit", "validate", "test", "predict")
+# Each command and the module whose COMMANDS defines it.
+MODULES = {
+    "index": "acr.cli.retrieval",
+    "recognize": "acr.cli.retrieval",
+    "evaluate": "acr.cli.retrieval",
+    "fuse": "acr.cli.retrieval",
+    "data": "acr.cli.data",
+    "status": "acr.cli.status",
+    "sweep": "acr.cli.runs",
+    "report": "acr.cli.runs",
+    "pipeline": "acr.cli.runs",
+}
 
-OVERVIEW = """usage: acr COMMAND [options]   (same as python -m acr)
+OVERVIEW = """usage: acr COMMAND [options]   (python -m acr is the same; acr COMMAND --help)
 
-Training (LightningCLI; `acr fit --help`):
+Training (LightningCLI):
   fit         train an embedder, e.g. acr fit --config configs/synthetic.yaml
   validate    score a model on the validation set
   test        run the test loop
   predict     run the predict loop
 
-Retrieval and data (`acr COMMAND --help`):
+Retrieval:
   index       index a catalog with fingerprint, embedding, melody or hybrid engines
   recognize   identify clips: ranked tracks, scores and offsets
   evaluate    top-1/top-5/MRR per bucket with bootstrap confidence intervals
   fuse        fit the hybrid fusion on validation queries
-  status      is a run alive, how far, how fast: acr status RUN_DIR (fit/index/evaluate/sweep)
-  sweep       a config over seeds x grid values, aggregated, with paired verdicts per bucket
-  report      benchmark report, model card, release checklist, artifact manifest of a run
+
+Data:
   data        data preparation and checks:
                 data inspect ROOT            counts, hours, formats, unreadable files (headers)
+                data check ROOT              ready for training? files long enough for queries
                 data prepare SOURCE ROOT     catalog/train/val/test manifests, cached
                 data validate MANIFEST_DIR   files decode, durations, ids, leakage; exit 1 if not
                 data make-queries            degraded query clips of a catalog
+
+Runs:
+  pipeline    inspect, prepare, validate, fit, index, fuse, evaluate and report in one go
+  status      where a run stands (acr status RUN_DIR), or the whole project (acr status)
+  sweep       a config over seeds x grid values, aggregated, with paired verdicts per bucket
+  report      benchmark report, model card, release checklist, artifact manifest of a run
 """
 
 
@@ -41,11 +64,15 @@ def main(args: list[str] | None = None) -> ACRCLI | int:
     if not argv or argv[0] in ("-h", "--help"):
         print(OVERVIEW)
         raise SystemExit(0)
-    if argv[0] in COMMANDS:
-        return run_tool(argv)
-    from acr.cli.training import training_cli
+    if argv[0] in TRAINING:
+        from acr.cli.training import training_cli
 
-    return training_cli(argv)
+        return training_cli(argv)
+    if argv[0] not in MODULES:
+        print(f"acr: error: unknown command {argv[0]!r} (see acr --help)", file=sys.stderr)
+        return 2
+    command = importlib.import_module(MODULES[argv[0]]).COMMANDS[argv[0]]
+    return command.run(f"acr {argv[0]}", argv[1:])
 
 
 def run() -> int:

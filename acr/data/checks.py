@@ -21,9 +21,9 @@ import pandas as pd
 from rich.table import Table
 
 from acr.audio import AudioError, decoded_duration_s
+from acr.data.manifests import EVAL_SPLITS, SPLITS, TRACK_COLUMNS, ManifestError, read_table
 from acr.datamodules.base import TRACKS_FILE
 from acr.datamodules.sources import CATALOG_FILE, SPLIT_FILES
-from acr.data.manifests import EVAL_SPLITS, SPLITS, TRACK_COLUMNS, ManifestError, read_table
 
 # A decoded length may differ from the manifest's by this much (encoder padding, header rounding).
 DURATION_TOLERANCE_S = 0.5
@@ -61,14 +61,26 @@ class Problems(list):
 
 
 def validate_manifest_dir(
-    directory: str | Path,
+    manifest_dir: str,
     sample: int | None = None,
     seed: int = 0,
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """A JSON-ready report on ``directory`` (``acr data prepare`` output, or a ``tracks.csv``)."""
+    """Check a manifest directory; exit status 1 with a one-line summary when anything is wrong.
+
+    An ``acr data prepare`` output, or a DataModule's tracks.csv: required columns, unique ids,
+    splits, no train/eval leakage (track_id, group, file), files exist and decode in full to
+    their duration_s (within 0.5 s or 1 %). Returns a JSON-ready report.
+
+    Args:
+        manifest_dir: the folder with the tables.
+        sample: decode a seeded sample of this many files (default: all; every file is checked
+            to exist).
+        seed: seeds that sample.
+        workers: decoding threads (default: one per CPU core).
+    """
     start = time.perf_counter()
-    directory = Path(directory).expanduser().absolute()
+    directory = Path(manifest_dir).expanduser().absolute()
     if not directory.is_dir():
         raise FileNotFoundError(f"MANIFEST_DIR: {directory} is not a folder")
     problems = Problems()

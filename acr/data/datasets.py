@@ -9,9 +9,9 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from acr.audio import fit_length, load_audio, window_starts
-from acr.data.pcm_cache import READ_PATH, read_segment
+from acr.audio import fit_length, window_starts
 from acr.data.manifests import QueryClip
+from acr.data.pcm_cache import READ_PATH, read_segment
 
 Augmentation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -46,7 +46,8 @@ class ContrastivePairDataset(Dataset):
         anchor_pools: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         """``anchor_pools``: per track, the starts a segment strategy prefers and their
-        probabilities (acr.data.segments.strategies.anchor_pools); None or an empty pool draws uniformly."""
+        probabilities (acr.data.segments.strategies.anchor_pools); None or an empty pool draws
+        uniformly."""
         if len(tracks) == 0:
             raise ValueError("no training tracks")
         if anchor_pools is not None and len(anchor_pools) != len(tracks):

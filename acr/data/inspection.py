@@ -2,7 +2,9 @@
 
 Only file headers are read (no decoding), in threads, so a collection of thousands of files is
 described in seconds: counts, hours, formats, sample rates, channel counts, a duration
-histogram, and every unreadable file with the reason.
+histogram, and every unreadable file with the reason. The header scan (:func:`read_headers`) is
+shared with ``acr data check`` (acr.data.readiness). Listing a source's files is the caller's
+job (acr.datamodules.sources), so acr.data never imports the DataModules.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ import pandas as pd
 from rich.console import Group
 from rich.table import Table
 
-from acr.audio import AudioError, AudioInfo, audio_info
-from acr.audio import audio_files
+from acr.audio import AudioError, AudioInfo, audio_files, audio_info
 
 # (label, upper bound in seconds): a file falls in the first bin whose bound exceeds it.
 DURATION_BINS_S = (
@@ -44,34 +45,46 @@ def list_audio_files(root: str | Path) -> tuple[list[Path], int]:
     return audio, files - len(audio)
 
 
+def read_headers(paths: list[Path], workers: int | None = None) -> list[AudioInfo | AudioError]:
+    """Each file's header (or why it cannot be read), in the order of ``paths``.
+
+    Reads run in threads: libsndfile works outside the GIL, so thousands of headers take seconds.
+    """
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        return list(pool.map(_read_header, paths))
+
+
 def inspect_audio(
     root: str | Path,
-    source: str | None = None,
-    options: dict[str, Any] | None = None,
+    paths: list[Path] | None = None,
+    splits: list[str | None] | None = None,
     workers: int | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """A JSON-ready report on the audio under ``root`` (or the files ``source`` lists there)."""
+    """A JSON-ready report on the audio under ``root``, or on the files a source listed there.
+
+    Args:
+        root: the folder of audio (or the source's root, which is only reported).
+        paths: the files to inspect, as a source lists them (default: every audio file under
+            ``root``, found by extension, whose other files are then counted too).
+        splits: each listed file's split (None where it has none), for a per-split summary;
+            only with ``paths``.
+        workers: header-reading threads (default: one per CPU).
+        source: the name of the source that listed ``paths``, shown in the report (default:
+            "listed files", or "folder of audio files" without ``paths``).
+    """
     start = time.perf_counter()
     root = Path(root).expanduser().absolute()
     if not root.exists():
         raise FileNotFoundError(f"ROOT: {root} does not exist")
-    other_files = None
-    if source is None:
-        paths, other_files = list_audio_files(root)
-        splits = [None] * len(paths)
-    else:
-        from acr.datamodules.sources import catalog_source
-
-        listed = catalog_source(source, root, options).list_tracks()
-        paths = [Path(path) for path in listed["path"]]
-        splits = listed["split"].tolist() if "split" in listed else [None] * len(paths)
-    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        results = list(pool.map(_read_header, paths))
+    label = source or ("folder of audio files" if paths is None else "listed files")
+    paths, splits, other_files = _listing(root, paths, splits)
+    results = read_headers(paths, workers)
     infos = [info for info in results if isinstance(info, AudioInfo)]
     durations = pd.Series([info.duration_s for info in infos], dtype=float)
     report: dict[str, Any] = {
         "root": str(root),
-        "source": source or "folder of audio files",
+        "source": label,
         "files": len(paths),
         "readable": len(infos),
         "unreadable": len(paths) - len(infos),
@@ -86,13 +99,18 @@ def inspect_audio(
         report["other_files"] = other_files
     if any(split is not None for split in splits):
         report["splits"] = _split_summary(splits, results)
-    report["unreadable_files"] = [
+    report["unreadable_files"] = unreadable_files(results)
+    report["seconds"] = round(time.perf_counter() - start, 3)
+    return report
+
+
+def unreadable_files(results: list[AudioInfo | AudioError]) -> list[dict[str, str]]:
+    """``path`` and ``reason`` of every file whose header could not be read."""
+    return [
         {"path": error.path, "reason": error.reason}
         for error in results
         if isinstance(error, AudioError)
     ]
-    report["seconds"] = round(time.perf_counter() - start, 3)
-    return report
 
 
 def inspection_tables(report: dict[str, Any]) -> Group:
@@ -146,6 +164,23 @@ def inspection_tables(report: dict[str, Any]) -> Group:
             unreadable.caption = f"first {SHOWN_UNREADABLE}; --json lists all"
         parts.append(unreadable)
     return Group(*parts)
+
+
+def _listing(
+    root: Path, paths: list[Path] | None, splits: list[str | None] | None
+) -> tuple[list[Path], list[str | None], int | None]:
+    """(files, their splits, how many other files there are: None for a given listing)."""
+    if paths is None:
+        if splits is not None:
+            raise ValueError("splits: give them with the paths they belong to")
+        audio, other_files = list_audio_files(root)
+        return audio, [None] * len(audio), other_files
+    paths = [Path(path) for path in paths]
+    if splits is None:
+        return paths, [None] * len(paths), None
+    if len(splits) != len(paths):
+        raise ValueError(f"splits: {len(splits)} given for {len(paths)} paths")
+    return paths, list(splits), None
 
 
 def _read_header(path: Path) -> AudioInfo | AudioError:

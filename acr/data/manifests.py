@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from acr.audio import AUDIO_EXTENSIONS, audio_files, load_audio, read_audio
-
 from acr.files import replacing
 
 TRACK_COLUMNS = ("track_id", "path", "duration_s", "split", "role", "source")

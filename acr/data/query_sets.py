@@ -3,7 +3,8 @@
 The table has exactly the columns ``acr evaluate`` reads: ``query_id, path, track_id,
 offset_s, length_s, degradation`` (and ``degradation_params``, which is not a bucket), plus a
 ``strategy`` bucket when offsets come from a segment strategy other than ``random``
-(acr.data.segments.strategies). Everything is drawn from ``seed``, so the same call writes the same queries.
+(acr.data.segments.strategies). Everything is drawn from ``seed``, so the same call writes the
+same queries.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from acr.augment.degradations import (
 )
 from acr.data.manifests import read_catalog, write_table
 from acr.data.segments.analysis import TrackAnalysis, analysis_path, analyze
-from acr.data.segments.strategies import RandomStrategy, SegmentStrategy, get_strategy
+from acr.data.segments.strategies import (
+    RandomStrategy,
+    SegmentStrategy,
+    StrategyName,
+    get_strategy,
+)
 from acr.workers import spawn_pool
 
 QUERIES_FILE = "queries.csv"
@@ -53,8 +59,8 @@ class _TrackJob:
 
 
 def make_queries(
-    catalog: str | Path,
-    output: str | Path,
+    catalog: str,
+    output: str,
     lengths_s: Sequence[float] = (1.0, 3.0, 10.0),
     degradations: Sequence[str] = DEGRADATION_NAMES,
     per_track: int = 1,
@@ -62,15 +68,26 @@ def make_queries(
     sample_rate: int = 16000,
     max_tracks: int | None = None,
     workers: int | None = None,
-    strategy: str = RandomStrategy.name,
+    strategy: StrategyName = "random",
 ) -> pd.DataFrame:
-    """Write ``per_track`` queries per (track, length, degradation) into ``output``.
+    """Write degraded query clips of catalog tracks and their queries.csv.
 
-    ``strategy`` (a name in acr.data.segments.strategies.STRATEGIES) picks the offsets; ``random`` draws them
-    uniformly. When the catalog is a table (a manifest), each track's analysis is cached beside
-    it in ``analysis/``, shared with training anchors (acr.data.segments.strategies.anchor_pools). Tracks that
-    cannot be read, or are too short for a length, are left out of that length and counted in
-    the returned table's ``attrs["skipped"]``.
+    ``per_track`` queries per (track, length, degradation). When the catalog is a table (a
+    manifest), each track's segment analysis is cached beside it in ``analysis/``, shared with
+    training anchors. Tracks that cannot be read, or are too short for a length, are left out
+    of that length and counted in the returned table's ``attrs["skipped"]``.
+
+    Args:
+        catalog: a folder of audio, or a CSV/JSONL with track_id and path.
+        output: the query folder (queries.csv and audio/).
+        lengths_s: query lengths, in seconds.
+        degradations: names from the degradation registry (acr.augment.degradations).
+        per_track: queries per track, length and degradation.
+        seed: seeds the track sample, the excerpts and the degradations.
+        sample_rate: the queries' sample rate, in Hz.
+        max_tracks: a seeded sample of this many catalog tracks (default: all).
+        workers: processes making queries (default: one per CPU core).
+        strategy: where excerpts start, a segment strategy (acr.data.segments.strategies).
     """
     check_degradations(degradations)
     get_strategy(strategy)  # an unknown name fails here, not in every worker

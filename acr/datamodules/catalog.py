@@ -23,6 +23,7 @@ from acr.audio import AudioError, audio_info, load_audio
 from acr.augment.degradations import DEGRADATION_NAMES, check_degradations
 from acr.data.manifests import ManifestError, write_table
 from acr.data.query_sets import make_queries
+from acr.data.segments.strategies import StrategyName
 from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
 
 SKIPPED_FILE = "skipped.csv"
@@ -50,6 +51,9 @@ class CatalogDataModule(ACRDataModule):
         query_lengths_s: query lengths; every (length, degradation) pair gets one query per track.
         query_degradations: names from the registry (acr.augment.degradations).
         query_seed: seeds the track sample, the excerpts and the degradations.
+        query_strategy: where validation query excerpts start, a segment strategy
+            (acr.data.segments.strategies); anything but random analyses each queried track
+            once and caches the analysis beside the manifests.
         probe_workers: threads reading headers (default: one per CPU core).
         query_workers: processes making queries (default: one per CPU core).
     """
@@ -66,6 +70,7 @@ class CatalogDataModule(ACRDataModule):
         query_lengths_s: Sequence[float] = (1.0, 3.0, 5.0),
         query_degradations: Sequence[str] = DEGRADATION_NAMES,
         query_seed: int = 0,
+        query_strategy: StrategyName = "random",
         probe_workers: int | None = None,
         query_workers: int | None = None,
         **kwargs: Any,
@@ -85,6 +90,7 @@ class CatalogDataModule(ACRDataModule):
         self.query_lengths_s = tuple(float(length) for length in query_lengths_s)
         self.query_degradations = tuple(query_degradations)
         self.query_seed = query_seed
+        self.query_strategy = query_strategy
         self.probe_workers = probe_workers
         self.query_workers = query_workers
 
@@ -101,6 +107,7 @@ class CatalogDataModule(ACRDataModule):
             "query_lengths_s": self.query_lengths_s,
             "query_degradations": self.query_degradations,
             "query_seed": self.query_seed,
+            **({"query_strategy": self.query_strategy} if self.query_strategy != "random" else {}),
         }
 
     def catalog_tables(
@@ -168,6 +175,7 @@ class CatalogDataModule(ACRDataModule):
                 seed=self.query_seed,
                 sample_rate=self.sample_rate,
                 workers=self.query_workers,
+                strategy=self.query_strategy,
             )
         if queries.empty:
             raise ManifestError(output, f"no query could be made: {queries.attrs['skipped'][:3]}")

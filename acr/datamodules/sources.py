@@ -86,13 +86,12 @@ def make_source(
     source = _source(name)
     accepted = source_options(name)
     chosen = {key: value for key, value in (options or {}).items() if value is not None}
-    for key, value in chosen.items():
+    for key in chosen:
         if key not in accepted:
             raise ValueError(
                 f"--{key}: not an option of source {name!r} "
                 f"(its options: {', '.join(accepted) or 'none'})"
             )
-        chosen[key] = _convert(key, value, accepted[key])
     return source.load()(**{source.root_argument: str(root)}, **chosen, **settings)
 
 
@@ -135,30 +134,41 @@ class Prepared:
 
 
 def prepare_manifests(
-    name: str,
-    root: str | Path,
-    output: str | Path,
+    source: str,
+    root: str,
+    output: str,
     options: dict[str, Any] | None = None,
     probe_workers: int | None = None,
     force: bool = False,
 ) -> Prepared:
-    """Write the source's catalog, split and skipped tables into ``output``, or reuse them.
+    """Write a source's manifests: catalog.csv, train.csv, val.csv, test.csv, skipped.csv.
 
-    The cache key covers the source, its options, the listed tracks (so the metadata) and each
-    listed file's size and modification time: any change to them rebuilds.
+    The catalog holds every usable reference track, from headers and a tail decode of each
+    file. A second run with the same inputs reuses them (settings.json): the cache key covers the
+    source, its options, the listed tracks (so the metadata) and each listed file's size and
+    modification time; any change to them rebuilds.
+
+    Args:
+        source: the data source (fma, mtg_jamendo, folder or business).
+        root: where the source's audio (or, for business, its export file) lives.
+        output: the manifest directory.
+        options: the source's own settings (its DataModule's arguments: ``subset``, ``split``,
+            ``mapping``...); on the command line each is a flag of its own.
+        probe_workers: threads reading file headers (default: one per CPU core).
+        force: rebuild even when the cached manifests are current.
     """
     start = time.perf_counter()
     root, output = Path(root).expanduser().absolute(), Path(output).expanduser().absolute()
     if not root.exists():
         raise FileNotFoundError(f"ROOT: {root} does not exist")
     datamodule = catalog_source(
-        name, root, options, data_dir=str(output), probe_workers=probe_workers
+        source, root, options, data_dir=str(output), probe_workers=probe_workers
     )
     listed = datamodule.list_tracks()
     settings = {
         "manifest_version": MANIFEST_VERSION,
-        "source": name,
-        "class_path": SOURCES[name].class_path,
+        "source": source,
+        "class_path": SOURCES[source].class_path,
         "root": str(root),
         "options": {key: value for key, value in (options or {}).items() if value is not None},
         "inputs_sha1": _inputs_digest(listed),
@@ -190,26 +200,6 @@ def _source(name: str) -> Source:
     if name not in SOURCES:
         raise ValueError(f"source: unknown {name!r}; choose one of {', '.join(SOURCES)}")
     return SOURCES[name]
-
-
-def _convert(key: str, value: Any, parameter: inspect.Parameter) -> Any:
-    """A command-line string to the type of the option's default (``--split 1`` → 1)."""
-    default = parameter.default
-    if not isinstance(value, str) or default is None or isinstance(default, str):
-        return value
-    if isinstance(default, tuple | list):
-        return tuple(item.strip() for item in value.split(",") if item.strip())
-    if isinstance(default, bool):
-        if value.lower() not in ("true", "false"):
-            raise ValueError(f"--{key}: expected true or false, got {value!r}")
-        return value.lower() == "true"
-    for kind, name in ((int, "an integer"), (float, "a number")):
-        if isinstance(default, kind):
-            try:
-                return kind(value)
-            except ValueError:
-                raise ValueError(f"--{key}: expected {name}, got {value!r}") from None
-    return value
 
 
 def _inputs_digest(listed: pd.DataFrame) -> str:

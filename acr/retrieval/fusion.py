@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from acr.files import write_json
 from acr.retrieval.engine import TrackMatch
 
 RRF_K = 60  # Cormack et al. 2009
@@ -129,7 +130,7 @@ class Fusion:
         return fusion
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_json(path, asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> Fusion:

@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from acr.audio import AudioError, resample, rms
-from acr.data.manifests import QueryClip
+from acr.data.manifests import QueryClip, read_queries
 from acr.pitch import harmonicity
 from acr.retrieval.engine import Engine, TrackMatch
 from acr.retrieval.fusion import EngineMatches, Fusion, QueryFeatures
@@ -131,6 +131,36 @@ class Recognizer:
                 errors += recognition.status != "ok"
                 heartbeat.update(done=done, errors=errors)
             yield recognition
+
+
+def fit_fusion(index: str, queries: list[str]) -> tuple[Fusion, int]:
+    """Fit a hybrid index's fusion (calibration, weights, early exit) on validation queries.
+
+    Use query tables you will not report on. The fusion is saved as INDEX/fusion.json;
+    returns it and how many queries it was fitted on (those that could be read).
+
+    Args:
+        index: a hybrid index directory (two engines or more).
+        queries: validation query tables; several are pooled row by row (tables made with
+            other seeds may reuse query ids).
+    """
+    # Not Recognizer.load: the fusion.json there (perhaps from an older acr) is what is refitted.
+    recognizer = Recognizer(load_engines(index), cascade=False)
+    if len(recognizer.engines) < 2:
+        raise ValueError(f"{index} has one engine; fusion needs a hybrid index")
+    table = pd.concat([read_queries(path) for path in queries], ignore_index=True)
+    answered = [
+        (recognition, right)
+        for recognition, right in zip(recognizer.recognize_queries(table, 20), table["track_id"])
+        if recognition.status == "ok"
+    ]
+    fusion = Fusion.fit(
+        [recognition.engine_matches for recognition, _ in answered],
+        [right for _, right in answered],
+        [recognition.query_features for recognition, _ in answered],
+    )
+    fusion.save(Path(index) / FUSION_FILE)
+    return fusion, len(answered)
 
 
 def query_features(audio: np.ndarray, sample_rate: int) -> QueryFeatures:

@@ -15,6 +15,7 @@ from pathlib import Path
 import hnswlib
 import numpy as np
 
+from acr.files import write_json
 from acr.retrieval.engine import TrackMatch
 
 
@@ -193,7 +194,7 @@ class WindowIndex:
             "ef_search": self.ef_search,
             "track_ids": self.track_ids,
         }
-        (directory / "index.json").write_text(json.dumps(settings))
+        write_json(directory / "index.json", settings, indent=None)
 
     @classmethod
     def load(cls, directory: str | Path) -> WindowIndex:

@@ -9,7 +9,6 @@ of each data source, which a release must still check.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from acr.runs.plots import plot_buckets_with_intervals, single_buckets
+from acr.files import newest, sha256_file, write_json
 from acr.retrieval.metrics import metrics_by_bucket
+from acr.runs.plots import plot_buckets_with_intervals, single_buckets
 
 MIN_BUCKET_QUERIES = 100  # below this a bucket's 95 % interval is wider than about +-0.1
 WEAK_TOP1 = 0.8
@@ -56,11 +56,6 @@ class RunFiles:
     sweep: dict | None
 
 
-def _newest(directory: Path, pattern: str) -> Path | None:
-    found = sorted(directory.glob(pattern), key=lambda path: path.stat().st_mtime)
-    return found[-1] if found else None
-
-
 def _load_json(path: Path | None) -> dict | None:
     return json.loads(path.read_text()) if path is not None else None
 
@@ -69,14 +64,14 @@ def find_run(directory: Path, evaluation: Path | None = None) -> RunFiles:
     """The run's config, checkpoints, last validation, evaluate report, status and sweep."""
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such run directory")
-    config_path = _newest(directory, "**/config.yaml")
-    evaluation = evaluation or _newest(directory, "report.json")
+    config_path = newest(directory, "**/config.yaml")
+    evaluation = evaluation or newest(directory, "report.json")
     found = RunFiles(
         directory=directory,
         config=yaml.safe_load(config_path.read_text()) if config_path else {},
         checkpoints=sorted(directory.glob("checkpoints/*.ckpt")),
-        validation=_load_json(_newest(directory, "**/retrieval/val-latest.json")),
-        untrained=_load_json(_newest(directory, "**/retrieval/val_untrained-latest.json")),
+        validation=_load_json(newest(directory, "**/retrieval/val-latest.json")),
+        untrained=_load_json(newest(directory, "**/retrieval/val_untrained-latest.json")),
         evaluation=_load_json(evaluation),
         status=_load_json(
             directory / "status.json" if (directory / "status.json").exists() else None
@@ -114,19 +109,11 @@ def result_series(run: RunFiles) -> tuple[str, dict[str, dict[str, dict]]]:
     return "the last validation (songs unseen in training)", series
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def artifact_manifest(directory: Path, skipped: Path) -> dict:
     """Every file of the run (not the report being written): path, bytes, sha256."""
     files = [
         {"path": str(path.relative_to(directory)), "bytes": path.stat().st_size,
-         "sha256": sha256(path)}
+         "sha256": sha256_file(path)}
         for path in sorted(directory.rglob("*"))
         if path.is_file() and skipped not in path.parents
     ]  # fmt: skip
@@ -153,11 +140,21 @@ def code_version() -> str:
     return described.stdout.strip()
 
 
-def write_report(directory: Path, output: Path | None = None, evaluation: Path | None = None):
-    """The four artifacts under ``output`` (default RUN_DIR/report); returns their paths."""
-    directory = directory.absolute()
-    output = (output or directory / "report").absolute()
-    run = find_run(directory, evaluation)
+def write_report(
+    run_dir: str, output: str | None = None, evaluation: str | None = None
+) -> dict[str, Path]:
+    """Benchmark report, model card, release checklist and artifact manifest of a run.
+
+    A run of ``acr fit``, or a sweep; returns the paths of the four files.
+
+    Args:
+        run_dir: an ``acr fit`` run directory, or a sweep's.
+        output: where to write them (default: RUN_DIR/report).
+        evaluation: the report.json of an ``acr evaluate`` of the run's model.
+    """
+    directory = Path(run_dir).absolute()
+    output = Path(output or directory / "report").absolute()
+    run = find_run(directory, Path(evaluation) if evaluation else None)
     output.mkdir(parents=True, exist_ok=True)
     manifest = artifact_manifest(directory, output)
     paths = {
@@ -166,7 +163,7 @@ def write_report(directory: Path, output: Path | None = None, evaluation: Path |
         "checklist": output / "release_checklist.md",
         "manifest": output / "manifest.json",
     }
-    paths["manifest"].write_text(json.dumps(manifest, indent=1))
+    write_json(paths["manifest"], manifest, indent=1)
     if run.sweep is not None:
         source, series = f"sweep {run.sweep['name']}", sweep_series(run.sweep)
         plot = None

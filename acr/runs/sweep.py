@@ -19,14 +19,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from tqdm.auto import tqdm
 
-from acr.files import write_json
+from acr.files import newest, write_json
 from acr.status import Heartbeat
 
 RESULT_FILE = "result.json"
@@ -144,16 +144,12 @@ def execute(command: list[str], log: Path, environment: dict[str, str]) -> None:
         raise SweepError(f"exit status {finished.returncode}; see {log}")
 
 
-def newest(directory: Path, pattern: str) -> Path:
-    found = sorted(directory.glob(pattern), key=lambda path: path.stat().st_mtime)
-    if not found:
-        raise FileNotFoundError(f"{directory}: no {pattern}")
-    return found[-1]
-
-
 def validation_result(directory: Path) -> tuple[dict, dict]:
     """The run's last validation: results per bucket, and every query's rank."""
-    report = json.loads(newest(directory, "**/retrieval/val-latest.json").read_text())
+    latest = newest(directory, "**/retrieval/val-latest.json")
+    if latest is None:
+        raise FileNotFoundError(f"{directory}: no **/retrieval/val-latest.json")
+    report = json.loads(latest.read_text())
     return {"validation": report["results"]}, {"validation": report["per_query"]}
 
 
@@ -239,40 +235,69 @@ def run_sweep(
     return results, failures
 
 
-def sweep_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        description="Run a config over seeds x grid values, then aggregate and compare."
-    )
-    parser.add_argument(
-        "--definition", action=ActionConfigFile, help="YAML with these options (experiments/)"
-    )
-    parser.add_argument("--config", type=str, required=True, help="an `acr fit` config")
-    parser.add_argument("--seeds", type=int, default=[0, 1, 2], nargs="+")
-    parser.add_argument("--grid", type=str, default=[], nargs="*", help="KEY=V1,V2 (a fit option)")
-    parser.add_argument("--output", type=str | None, default=None, help="default runs/sweeps/NAME")
-    parser.add_argument("--name", type=str | None, default=None, help="default: the config's")
-    parser.add_argument("--evaluate", type=EvaluationPlan | None, default=None)
-    parser.add_argument("--bootstrap", type=int, default=2000, help="resamples per comparison")
-    parser.add_argument(
-        "--wandb",
-        type=Literal["offline", "disabled"],
-        default="offline",
-        help="offline: runs log as their configs say, plus a summary run; disabled: no W&B",
-    )
-    return parser
+@dataclass
+class SweepOutcome:
+    """What :func:`sweep` wrote: the sweep (sweep.json's content), where, and its failures."""
+
+    sweep: dict
+    output: Path
+    wandb_run: Path | None
+    runs: int
+    failures: list[tuple[Run, str]]
 
 
-def plan_from(options: Namespace) -> SweepPlan:
-    config = Path(options.config)
-    if not config.is_file():
-        raise FileNotFoundError(f"--config {config}: no such file")
-    if not options.seeds or len(set(options.seeds)) != len(options.seeds):
-        raise ValueError(f"--seeds {options.seeds}: give distinct seeds")
-    name = options.name or config.stem
-    output = Path(options.output or Path("runs/sweeps") / name).absolute()
-    evaluation = options.evaluate
-    if isinstance(evaluation, Namespace):
-        evaluation = EvaluationPlan(**evaluation.as_dict())
+def sweep(
+    config: str,
+    seeds: Sequence[int] = (0, 1, 2),
+    grid: Sequence[str] = (),
+    output: str | None = None,
+    name: str | None = None,
+    evaluate: EvaluationPlan | None = None,
+    bootstrap: int = 2000,
+    wandb: Literal["offline", "disabled"] = "offline",
+) -> SweepOutcome:
+    """Run a config over seeds x grid values, then aggregate and compare.
+
+    Args:
+        config: an ``acr fit`` config.
+        seeds: training seeds; every arm runs each of them.
+        grid: fit options as KEY=V1,V2 (``data.init_args.segment_strategy=random,onset_aware``);
+            a key with one value applies to every run.
+        output: the sweep directory (default: runs/sweeps/NAME).
+        name: the sweep's name (default: the config's file name).
+        evaluate: index a catalog with each run's best checkpoint and evaluate fixed queries
+            (otherwise a run's result is its last validation).
+        bootstrap: resamples per comparison.
+        wandb: offline: runs log as their configs say, plus a summary run; disabled: no W&B.
+    """
+    from acr.runs.sweep_report import log_sweep_to_wandb, write_sweep
+
+    plan = plan_from(config, seeds, grid, output, name, evaluate)
+    plan.output.mkdir(parents=True, exist_ok=True)
+    with Heartbeat(plan.output, "sweep") as heartbeat:
+        results, failures = run_sweep(plan, heartbeat, wandb_mode=wandb)
+        written = write_sweep(plan, results, failures, bootstrap)
+        wandb_run = log_sweep_to_wandb(written, plan.output, wandb)
+        heartbeat.finish(runs=len(results), failed=len(failures))
+    return SweepOutcome(written, plan.output, wandb_run, len(plan.runs()), failures)
+
+
+def plan_from(
+    config: str,
+    seeds: Sequence[int],
+    grid: Sequence[str],
+    output: str | None,
+    name: str | None,
+    evaluation: EvaluationPlan | None,
+) -> SweepPlan:
+    config_path = Path(config)
+    if not config_path.is_file():
+        raise FileNotFoundError(f"--config {config_path}: no such file")
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds {seeds}: give distinct seeds")
+    name = name or config_path.stem
+    directory = Path(output or Path("runs/sweeps") / name).absolute()
     return SweepPlan(
-        str(config.absolute()), options.seeds, parse_grid(options.grid), output, name, evaluation
+        str(config_path.absolute()), seeds, parse_grid(grid), directory, name, evaluation
     )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from acr.runs.plots import plot_top1_by_bucket, single_buckets
-from acr.runs.sweep import SweepPlan
+from acr.files import write_json
 from acr.runs.analysis import aggregate, comparisons
+from acr.runs.plots import plot_top1_by_bucket, single_buckets
+
+if TYPE_CHECKING:
+    from acr.runs.sweep import SweepPlan
 
 
 def machine() -> str:
@@ -50,7 +53,7 @@ def write_sweep(plan: SweepPlan, results: list[dict], failures: list, samples: i
         title = f"{plan.name}: top-1 of {system} per bucket ({len(plan.seeds)} seeds)"
         plots.append(plot_top1_by_bucket(results, sweep["summary"], system, path, title))
     sweep["plots"] = [str(path.relative_to(plan.output)) for path in plots]
-    (plan.output / "sweep.json").write_text(json.dumps(sweep, indent=1))
+    write_json(plan.output / "sweep.json", sweep, indent=1)
     (plan.output / "sweep.md").write_text(sweep_markdown(sweep))
     return sweep
 

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,6 @@ class Segment:
 
     start_s: float
     score: float
-
 
 
 class SegmentStrategy:
@@ -246,6 +245,16 @@ class HybridStrategy(SegmentStrategy):
         return total
 
 
+# The names as a type, so that options and configs list them (a test keeps both in step).
+StrategyName = Literal[
+    "random",
+    "silence_aware",
+    "high_energy",
+    "onset_aware",
+    "beat_aware",
+    "repeated_section_aware",
+    "hybrid",
+]
 STRATEGIES: dict[str, type[SegmentStrategy]] = {
     strategy.name: strategy
     for strategy in (

@@ -1,0 +1,135 @@
+"""``acr index``, ``recognize``, ``evaluate`` and ``fuse``: options from acr.retrieval."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Literal
+
+from rich.console import Console
+
+from acr.cli.commands import Command
+from acr.retrieval.build import BuildSummary, build_index
+from acr.retrieval.evaluation import evaluate_index, report_table
+from acr.retrieval.fusion import Fusion
+from acr.retrieval.recognizer import Recognition, fit_fusion
+
+
+def show_index(summary: BuildSummary) -> None:
+    hours = max(summary.audio_hours, 1e-9)
+    print(f"index {summary.directory}: engines {'+'.join(summary.engines)}")
+    print(
+        f"  tracks {summary.tracks}, skipped {summary.skipped} (see skipped.csv), "
+        f"{summary.audio_hours:.2f} h of audio"
+    )
+    print(
+        f"  items {summary.items}; {summary.index_bytes / 1e6:.1f} MB, "
+        f"{summary.index_bytes / hours / 1e6:.1f} MB per hour"
+    )
+    print(
+        f"  this run: {summary.seconds:.1f} s, {summary.real_time_factor:.0f}x real time, "
+        f"peak memory {summary.peak_rss_mb:.0f} MB"
+    )
+
+
+def recognize(
+    index: str,
+    files: list[str] | None = None,
+    queries: str | None = None,
+    top_k: int = 5,
+    output: str | None = None,
+    format: Literal["jsonl", "csv"] = "jsonl",
+) -> tuple[int, int]:
+    """Identify audio clips: ranked tracks with a score and the offset in each, per query.
+
+    A clip that cannot be read, is silent or too short gets an error status in its row; the
+    others go on. Returns (queries, errors).
+
+    Args:
+        index: the index directory (acr index).
+        files: audio files to recognise.
+        queries: instead of files, a CSV/JSONL with query_id and path (or source, offset_s and
+            length_s).
+        top_k: ranked tracks per answer.
+        output: where to write the answers (default: standard output).
+        format: jsonl (a JSON object per query) or csv (query_id,track_1..track_k,status).
+    """
+    from acr.data.manifests import read_queries
+    from acr.retrieval.recognizer import Recognizer
+
+    if bool(files) == bool(queries):
+        raise ValueError("give audio files or --queries QUERIES.csv (one of the two)")
+    recognizer = Recognizer.load(index)
+    if queries:
+        recognitions = recognizer.recognize_queries(read_queries(queries, False), top_k)
+    else:
+        recognitions = (recognizer.recognize_file(path, top_k=top_k) for path in files or [])
+    stream = open(output, "w") if output else sys.stdout
+    errors = total = 0
+    try:
+        if format == "csv":
+            tracks = ",".join(f"track_{k}" for k in range(1, top_k + 1))
+            stream.write(f"query_id,{tracks},status\n")
+        for recognition in recognitions:
+            total += 1
+            errors += recognition.status != "ok"
+            stream.write(_formatted(recognition, format, top_k))
+    finally:
+        if output:
+            stream.close()
+    return total, errors
+
+
+def show_recognize(counts: tuple[int, int]) -> None:
+    total, errors = counts
+    print(f"recognised {total - errors} of {total} queries; {errors} errors", file=sys.stderr)
+
+
+def _formatted(recognition: Recognition, output_format: str, top_k: int) -> str:
+    if output_format == "csv":
+        tracks = [match.track_id for match in recognition.matches]
+        tracks += [""] * (top_k - len(tracks))
+        status = "ok" if recognition.status == "ok" else f"error: {recognition.error}"
+        return ",".join([recognition.query_id, *tracks, json.dumps(status)]) + "\n"
+    answer = {
+        "query_id": recognition.query_id,
+        "status": recognition.status,
+        "error": recognition.error,
+        "matches": [
+            {"track_id": m.track_id, "score": round(m.score, 4), "offset_s": round(m.offset_s, 3)}
+            for m in recognition.matches
+        ],
+    }
+    return json.dumps(answer) + "\n"
+
+
+def show_evaluate(report: dict, output: str | None) -> None:
+    Console().print(report_table(report))
+    if report["errors"]:
+        print(
+            f"{len(report['errors'])} queries failed (counted as misses), e.g. "
+            f"{report['errors'][0]}"
+        )
+    if output:
+        print(f"report: {output}")
+
+
+def show_fuse(fitted: tuple[Fusion, int]) -> None:
+    fusion, count = fitted
+    exit_rule = fusion.early_exit
+    print(
+        f"fusion fitted on {count} queries over {', '.join(fusion.engines)}; "
+        + (
+            f"early exit: {exit_rule.engine} alone when P(right) >= {exit_rule.probability}"
+            if exit_rule
+            else "no early exit"
+        )
+    )
+
+
+COMMANDS = {
+    "index": Command(build_index, show_index),
+    "recognize": Command(recognize, show_recognize, variadic="files"),
+    "evaluate": Command(evaluate_index, show_evaluate),
+    "fuse": Command(fit_fusion, show_fuse),
+}

@@ -1,0 +1,1 @@
+"""Segment strategies: where excerpts (training anchors, simulated queries) start."""

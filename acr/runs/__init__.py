@@ -1,0 +1,1 @@
+"""Runs: sweeps over seeds and settings, their statistics, reports and plots."""
