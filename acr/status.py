@@ -1,7 +1,7 @@
 """Heartbeats of long jobs: ``status.json`` in the run directory, read with ``acr status DIR``.
 
 An index build once ran for over an hour with no visible output, and users read process lists
-to know whether training was alive. Every long job (fit, index, evaluate, sweep) now rewrites a
+to know whether training was alive. Every long job (fit, index, evaluate, sweep, pipeline) rewrites a
 small ``status.json``: stage, progress, throughput, ETA, last checkpoint, last error. Readers
 tell a live job from a dead one by its pid, since a killed process cannot say it stopped.
 """
@@ -173,7 +173,7 @@ def read_status(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(
             f"no {STATUS_FILE} in {directory}: is this a run directory of acr "
-            "fit/index/evaluate/sweep?"
+            "fit/index/evaluate/sweep/pipeline?"
         )
     return json.loads(path.read_text())
 

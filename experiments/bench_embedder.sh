@@ -52,13 +52,13 @@ PY
 echo "== hybrid index of the test split"
 rm -rf "$work/index"
 acr index --catalog "$work/split/test.csv" --output "$work/index" --engine hybrid \
-  --model "$model" 2>&1 | grep -v "indexing (" | tail -5
+  --checkpoint "$model" 2>&1 | grep -v "indexing (" | tail -5
 
 echo "== queries: fusion set (seed 1) and reported set (seed 2)"
 for seed in 1 2; do
   [ -f "$work/queries-$seed/queries.csv" ] && { echo "  queries-$seed: kept"; continue; }
   acr data make-queries --catalog "$work/split/test.csv" --output "$work/queries-$seed" \
-    --lengths 1 3 10 --max_tracks "$query_tracks" --seed "$seed" 2>&1 \
+    --lengths_s '[1, 3, 10]' --max_tracks "$query_tracks" --seed "$seed" 2>&1 \
     | grep -v "making queries" | tail -2
 done
 

@@ -28,32 +28,36 @@ for engine in fingerprint embedding melody; do
   rm -rf "$work/speed-$engine"
   /usr/bin/time -f "  wall %e s, peak RSS %M KiB (main process)" \
     "$python" -m acr index --catalog "$work/speed_catalog.csv" --output "$work/speed-$engine" \
-    --engine "$engine" --model "$model" 2>&1 | grep -v "indexing (" | tail -6
+    --engine "$engine" --checkpoint "$model" 2>&1 | grep -v "indexing (" | tail -6
 done
 
 echo "== hybrid index of the whole catalog"
 rm -rf "$work/hybrid"
-acr index --catalog "$catalog" --output "$work/hybrid" --engine hybrid --model "$model" \
+acr index --catalog "$catalog" --output "$work/hybrid" --engine hybrid --checkpoint "$model" \
   2>&1 | grep -v "indexing (" | tail -5
 
 echo "== queries: validation (fusion) and test (reported) sets from different seeds"
-acr data make-queries --catalog "$catalog" --output "$work/queries-validation" --lengths 1 3 10 \
+acr data make-queries --catalog "$catalog" --output "$work/queries-validation" --lengths_s '[1, 3, 10]' \
   --max_tracks "$query_tracks" --seed 1 2>&1 | grep -v "making queries" | tail -2
 # Hums are where the engines disagree most: fusion sees three times as many of them.
 acr data make-queries --catalog "$catalog" --output "$work/queries-validation-hums" \
-  --lengths 1 3 10 --degradations humming_like --per_track 2 --max_tracks "$query_tracks" \
+  --lengths_s '[1, 3, 10]' --degradations '[humming_like]' --per_track 2 --max_tracks "$query_tracks" \
   --seed 3 2>&1 | grep -v "making queries" | tail -2
-acr data make-queries --catalog "$catalog" --output "$work/queries-test" --lengths 1 3 10 \
+acr data make-queries --catalog "$catalog" --output "$work/queries-test" --lengths_s '[1, 3, 10]' \
   --max_tracks "$query_tracks" --seed 2 2>&1 | grep -v "making queries" | tail -2
 
 echo "== fusion fitted on the validation queries"
-acr fuse --index "$work/hybrid" --queries "$work/queries-validation/queries.csv" \
-  "$work/queries-validation-hums/queries.csv" 2>&1 \
+acr fuse --index "$work/hybrid" --queries \
+  "[$work/queries-validation/queries.csv, $work/queries-validation-hums/queries.csv]" 2>&1 \
   | grep -v recognising
 
 echo "== evaluation on the test queries"
 acr evaluate --index "$work/hybrid" --queries "$work/queries-test/queries.csv" \
   --output "$work/report-test.json" 2>&1 | grep -v recognising
+
+echo "== answers to the test queries (JSONL: ranked tracks, scores, offsets), for comparing runs"
+acr recognize --index "$work/hybrid" --queries "$work/queries-test/queries.csv" \
+  --output "$work/answers-test.jsonl" 2>&1 | grep -v recognising
 
 echo "== latency, 3-s queries, index loaded"
 "$python" experiments/bench_latency.py --index "$work/hybrid" \

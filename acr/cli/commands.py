@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json as json_module
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from acr.audio import AudioError
 from acr.data.manifests import ManifestError
+from acr.files import write_json
 from acr.retrieval.engine import IndexDirectoryError
 from acr.runs.sweep import SweepError
 
@@ -122,6 +124,17 @@ class Command:
         return 0
 
 
+def json_output(report: Any, json: str | None) -> bool:
+    """A ``--json`` option: '-' prints only the JSON (True: print nothing else), a path gets it
+    written there (atomically)."""
+    if json == "-":
+        print(json_module.dumps(report, indent=2))
+        return True
+    if json:
+        write_json(json, report)
+    return False
+
+
 def parameter_help(function: Callable[..., Any]) -> dict[str, str]:
     """Each parameter's help line, from the function's docstring ``Args:`` section."""
     doc = docstring_parser.parse(function.__doc__ or "")
@@ -162,5 +175,6 @@ class CommandGroup(dict):
 
 
 # What a user can cause and fix: a one-line error, never a traceback.
+# (A PipelineError is a ValueError: naming it here would import the pipeline and Lightning.)
 USER_ERRORS = (IndexDirectoryError, ManifestError, AudioError, FileNotFoundError, ValueError,
                SweepError)  # fmt: skip

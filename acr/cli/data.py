@@ -9,7 +9,6 @@ acr.data, which never imports a DataModule.
 
 from __future__ import annotations
 
-import json as json_module
 from collections.abc import Sequence
 from inspect import signature
 from pathlib import Path
@@ -19,12 +18,11 @@ import pandas as pd
 from jsonargparse import ArgumentParser
 from rich.console import Console
 
-from acr.cli.commands import Command, CommandGroup
+from acr.cli.commands import Command, CommandGroup, json_output
 from acr.data.checks import problems_table, summary_line, validate_manifest_dir
 from acr.data.manifests import ManifestError
 from acr.data.query_sets import QUERIES_FILE, make_queries
 from acr.datamodules.sources import SOURCES, Prepared, prepare_manifests
-from acr.files import write_json
 
 Source = Literal["fma", "mtg_jamendo", "folder", "business"]
 
@@ -62,14 +60,11 @@ def show_inspect(reports: list[dict[str, Any]], json: str | None = None) -> None
     """
     from acr.data.inspection import inspection_tables
 
-    written = reports[0] if len(reports) == 1 else {"roots": reports}
-    if json == "-":
-        print(json_module.dumps(written, indent=2))
+    if json_output(reports[0] if len(reports) == 1 else {"roots": reports}, json):
         return
     for report in reports:
         Console().print(inspection_tables(report))
     if json:
-        write_json(json, written)
         print(f"report: {json}")
 
 
@@ -106,13 +101,8 @@ def show_check(report: dict[str, Any], json: str | None = None) -> None:
     """
     from acr.data.readiness import describe_readiness
 
-    if json == "-":
-        print(json_module.dumps(report, indent=2))
-    else:
-        print(describe_readiness(report))
-        if json:
-            write_json(json, report)
-            print(f"report: {json}")
+    if not json_output(report, json):
+        print(describe_readiness(report) + (f"\nreport: {json}" if json else ""))
     if not report["ready"]:
         raise ManifestError(report["root"], "not ready: " + "; ".join(report["reasons"]))
 
@@ -156,19 +146,13 @@ def show_validate(report: dict[str, Any], json: str | None = None) -> None:
     Args:
         json: write the report as JSON to PATH; '-' prints only the JSON, on stdout.
     """
-    if json == "-":
-        print(json_module.dumps(report, indent=2))
-    else:
-        if json:
-            write_json(json, report)
-        if not report["ok"]:
-            Console().print(problems_table(report))
-        elif json:
-            print(f"report: {json}")
+    quiet = json_output(report, json)
     if not report["ok"]:
+        if not quiet:
+            Console().print(problems_table(report))
         raise ManifestError(report["manifest_dir"], summary_line(report))
-    if json != "-":
-        print(summary_line(report))
+    if not quiet:
+        print((f"report: {json}\n" if json else "") + summary_line(report))
 
 
 def show_make_queries(table: pd.DataFrame, output: str) -> None:

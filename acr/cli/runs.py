@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from acr.cli.commands import Command
+from acr.runs.pipeline import print_summary, run_pipeline
 from acr.runs.reports import write_report
 from acr.runs.sweep import SweepError, SweepOutcome, sweep
 
@@ -41,4 +42,5 @@ def show_paths(paths: dict[str, Path]) -> None:
 COMMANDS: dict[str, Any] = {
     "sweep": Command(sweep, show_sweep, config_flag="--definition"),
     "report": Command(write_report, show_paths, ("run_dir",)),
+    "pipeline": Command(run_pipeline, print_summary),
 }

@@ -6,10 +6,7 @@ the project snapshot, acr.runs.overview.
 
 from __future__ import annotations
 
-import json as json_module
-
-from acr.cli.commands import Command
-from acr.files import write_json
+from acr.cli.commands import Command, json_output
 
 
 def status(run_dir: str | None = None) -> dict:
@@ -38,11 +35,8 @@ def show_status(found: dict, run_dir: str | None, json: str | None = None) -> No
     Args:
         json: write the status as JSON to PATH; '-' prints only the JSON, on stdout.
     """
-    if json == "-":
-        print(json_module.dumps(found, indent=2))
+    if json_output(found, json):
         return
-    if json:
-        write_json(json, found)
     if run_dir is not None:
         from acr.status import describe_runs
 

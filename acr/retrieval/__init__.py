@@ -1,5 +1,5 @@
-"""Search: engines (fingerprint, embedding, melody), the HNSW segment index, fusion, the
-Recognizer, index building, evaluation and the validation callback.
+"""Search: the engines (fingerprint, embedding, melody), the HNSW window index, the index
+directory (store) and its build, fusion, the Recognizer and evaluation.
 
 Kept free of imports so that worker processes that only decode and extract features do not
 pay for importing Lightning.

@@ -18,6 +18,9 @@ import numpy as np
 from acr.files import write_json
 from acr.retrieval.engine import TrackMatch
 
+# Not index.json: that name belongs to the index directory's manifest (acr.retrieval.store).
+SETTINGS_FILE = "windows.json"
+
 
 class WindowIndex:
     """Approximate nearest-neighbour search (hnswlib, inner product on unit vectors) over windows.
@@ -194,15 +197,17 @@ class WindowIndex:
             "ef_search": self.ef_search,
             "track_ids": self.track_ids,
         }
-        write_json(directory / "index.json", settings, indent=None)
+        write_json(directory / SETTINGS_FILE, settings, indent=None)
 
     @classmethod
     def load(cls, directory: str | Path) -> WindowIndex:
         """Read an index written by :meth:`save`."""
         directory = Path(directory)
-        settings_path = directory / "index.json"
+        settings_path = directory / SETTINGS_FILE
+        if not settings_path.is_file():  # indexes written before acr 0.2 named it index.json
+            settings_path = directory / "index.json"
         if not settings_path.is_file():
-            raise FileNotFoundError(f"{settings_path}: not an acr segment index")
+            raise FileNotFoundError(f"{directory / SETTINGS_FILE}: not an acr window index")
         settings = json.loads(settings_path.read_text())
         index = cls(
             settings["dim"], settings["m"], settings["ef_construction"], settings["ef_search"]

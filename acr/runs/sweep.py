@@ -166,7 +166,7 @@ def evaluation_result(
     workers = [] if plan.workers is None else ["--workers", str(plan.workers)]
     execute(
         [*tool, "index", "--catalog", plan.catalog, "--output", str(index), "--engine",
-         plan.engine, "--model", str(checkpoint), *workers],
+         plan.engine, "--checkpoint", str(checkpoint), *workers],
         log, environment,
     )  # fmt: skip
     report_path = directory / "report.json"
@@ -261,8 +261,8 @@ def sweep(
     Args:
         config: an ``acr fit`` config.
         seeds: training seeds; every arm runs each of them.
-        grid: fit options as KEY=V1,V2 (``data.init_args.segment_strategy=random,onset_aware``);
-            a key with one value applies to every run.
+        grid: fit options as KEY=V1,V2 (``data.init_args.segment_strategy=random,onset_aware``),
+            one ``--grid+ KEY=V1,V2`` per key; a key with one value applies to every run.
         output: the sweep directory (default: runs/sweeps/NAME).
         name: the sweep's name (default: the config's file name).
         evaluate: index a catalog with each run's best checkpoint and evaluate fixed queries

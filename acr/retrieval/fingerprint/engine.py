@@ -51,8 +51,9 @@ MANIFEST_FILE = "fingerprint.json"
 
 
 @dataclass(frozen=True)
-class FingerprintSettings:
-    """Settings of the landmark engine, recorded in the index.
+class FingerprintSettings(LandmarkExtractor):
+    """Settings of the landmark engine, recorded in the index: the landmark extractor's (the
+    first twelve) and the search's.
 
     Args:
         sample_rate: audio rate in Hz that extraction and search work at (8 kHz keeps the band
@@ -87,18 +88,6 @@ class FingerprintSettings:
             flat in catalog size (audfprint shortlists tracks by raw hash count the same way).
     """
 
-    sample_rate: int = 8000
-    fft_size: int = 1024
-    hop_size: int = 256
-    min_frequency_hz: float = 120.0
-    bin_count: int = 180
-    bins_per_octave: int = 36
-    peak_radius_bins: int = 6
-    peak_radius_frames: int = 4
-    peaks_per_second: float = 30.0
-    fanout: int = 5
-    max_pair_frames: int = 63
-    max_pair_bins: int = 63
     query_peaks_per_second: float = 30.0
     query_fanout: int = 5
     query_shifts: int = 2
@@ -113,13 +102,13 @@ class FingerprintSettings:
 
     def __post_init__(self) -> None:
         """Settings that cannot work fail here, when a command line or an index is read."""
+        super().__post_init__()  # the hash width and the top filter
         object.__setattr__(self, "speed_factors", tuple(float(f) for f in self.speed_factors))
         if self.pitch_step_semitones <= 0:
             raise ValueError(f"pitch_step_semitones must be > 0, got {self.pitch_step_semitones}")
-        self.extractor()  # checks the hash width and the top filter
 
     def extractor(self) -> LandmarkExtractor:
-        """The catalog side of these settings: what indexing workers run."""
+        """The catalog side of these settings alone: what indexing workers run (and pickle)."""
         return LandmarkExtractor(
             **{field.name: getattr(self, field.name) for field in fields(LandmarkExtractor)}
         )
