@@ -1,9 +1,10 @@
 """Heartbeats of long jobs: ``status.json`` in the run directory, read with ``acr status DIR``.
 
 An index build once ran for over an hour with no visible output, and users read process lists
-to know whether training was alive. Every long job (fit, index, evaluate, sweep, pipeline) rewrites a
-small ``status.json``: stage, progress, throughput, ETA, last checkpoint, last error. Readers
-tell a live job from a dead one by its pid, since a killed process cannot say it stopped.
+to know whether training was alive. Every long job (fit, index, evaluate, sweep, pipeline)
+rewrites a small ``status.json``: stage, progress, throughput, ETA, last checkpoint, last
+error. Readers tell a live job from a dead one by its pid, since a killed process cannot say
+it stopped.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Look-alikes of published data sets, written by code: FMA and MTG-Jamendo layouts.
 
-Shared by the DataModule tests (test_fma.py, test_mtg_jamendo.py) and the data CLI tests.
+Shared by the DataModule tests (tests/datamodules/), the MERT adapter test and the data CLI tests;
+conftest.py writes each look-alike once per session (fma_root, jamendo_root).
 """
 
 from pathlib import Path

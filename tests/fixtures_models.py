@@ -1,7 +1,8 @@
 """Random HuBERT-shaped backbones written with ``save_pretrained``, as MERT's folder would be.
 
-Shared by tests/test_mert_adapter.py and experiments/bench_mert_adapter.py, so the README's
-throughput figure for the tiny backbone is for exactly the one CI trains.
+Shared by tests/models/ (test_mert_adapter.py, test_embedder.py) and
+experiments/bench_mert_adapter.py, so the README's throughput figure for the tiny backbone is for
+exactly the one CI trains.
 """
 
 from pathlib import Path

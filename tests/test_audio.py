@@ -1,4 +1,5 @@
-"""Decoding every supported format, partial reads, resampling and the errors bad files get."""
+"""acr.audio: decoding every supported format, partial reads, resampling, window starts and the
+errors bad files get."""
 
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from acr.audio import AudioError, audio_info, load_audio, resample, save_audio
+from acr.audio import AudioError, audio_info, load_audio, resample, save_audio, window_starts
 
 SAMPLE_RATE = 22050
 
@@ -71,6 +72,11 @@ def test_resample_keeps_duration_and_frequency() -> None:
     assert len(resampled) == 16000
     spectrum = np.abs(np.fft.rfft(resampled))
     assert np.argmax(spectrum) == pytest.approx(1000, abs=2)  # 1 Hz bins over 1 s
+
+
+def test_window_starts_cover_the_clip_and_a_short_clip_gets_one() -> None:
+    np.testing.assert_allclose(window_starts(3.0, 1.0, 0.5), [0, 0.5, 1.0, 1.5, 2.0])
+    np.testing.assert_allclose(window_starts(0.6, 1.0, 0.5), [0.0])
 
 
 def test_corrupt_file_error_names_the_file(tmp_path: Path) -> None:

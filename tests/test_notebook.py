@@ -7,11 +7,9 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from fixtures_runs import constructed_result
 from nbclient import NotebookClient
-from test_cli import shrunk_synthetic_fit
-from test_sweep import constructed_result
 
-from acr.cli import main
 from acr.runs.sweep import SweepPlan
 from acr.runs.sweep_report import write_sweep
 
@@ -20,14 +18,9 @@ PARAMETERS = ("ACR_RUN_DIR", "ACR_SWEEP_DIR", "ACR_REPORT_JSON")
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_run(demo_fit: tuple) -> Path:
     """runs/synthetic/ as `make demo` writes it: configs/synthetic.yaml cut to 2 steps."""
-    workdir = tmp_path_factory.mktemp("demo")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(workdir)
-        patch.setenv("WANDB_MODE", "disabled")
-        main(shrunk_synthetic_fit())
-    run = workdir / "runs" / "synthetic"
+    run = demo_fit[1]
     assert list(run.glob("csv/version_*/retrieval/val-latest.json"))  # validated at epoch end
     return run
 

@@ -1,9 +1,10 @@
-"""acr.pitch: predominant pitch of tones, hums and synthetic song mixes; and acr.synth.hum_contour,
-which hums a pitch track back (the humming_like queries of real music)."""
+"""acr.pitch: predominant pitch of tones, hums and synthetic song mixes, and the harmonicity
+that tells a hum from a mix."""
 
 import librosa
 import numpy as np
 import pytest
+from fixtures_signals import harmonic_tone
 
 from acr import synth
 from acr.pitch import (
@@ -17,13 +18,6 @@ from acr.pitch import (
 from acr.synth.humming import hum_contour
 
 SAMPLE_RATE = 16000
-
-
-def _harmonic_tone(f0_hz: np.ndarray) -> np.ndarray:
-    """Five harmonics with 1/h amplitudes following a per-sample f0."""
-    phase = np.cumsum(f0_hz) / SAMPLE_RATE
-    tone = sum(np.sin(2 * np.pi * harmonic * phase) / harmonic for harmonic in range(1, 6))
-    return (0.1 * tone).astype(np.float32)
 
 
 def _written_midi(
@@ -41,13 +35,13 @@ def _written_midi(
 
 @pytest.mark.parametrize("f0_hz", [110.0, 196.0, 440.0, 740.0])
 def test_harmonic_tone_gives_its_f0(f0_hz: float) -> None:
-    track = predominant_pitch(_harmonic_tone(np.full(SAMPLE_RATE, f0_hz)), SAMPLE_RATE)
+    track = predominant_pitch(harmonic_tone(np.full(SAMPLE_RATE, f0_hz)), SAMPLE_RATE)
     assert track.voiced.mean() > 0.9
     assert abs(np.nanmedian(track.f0_hz) / f0_hz - 1) < 0.01
 
 
 def test_frames_cover_the_clip() -> None:
-    audio = _harmonic_tone(np.full(12345, 220.0))
+    audio = harmonic_tone(np.full(12345, 220.0))
     track = predominant_pitch(audio, SAMPLE_RATE, hop_s=0.01)
     assert len(track.times_s) == len(track.f0_hz) == len(track.voiced) == len(track.confidence)
     assert track.duration_s == pytest.approx(0.78)  # 12345 samples rounded up to whole hops
@@ -64,7 +58,7 @@ def test_note_sequence_is_followed() -> None:
     )
     times_s = np.arange(round(0.3 * len(notes) * SAMPLE_RATE)) / SAMPLE_RATE
     f0_hz = librosa.midi_to_hz(np.array(pitches_midi)[(times_s // 0.3).astype(int)])
-    track = predominant_pitch(_harmonic_tone(f0_hz), SAMPLE_RATE)
+    track = predominant_pitch(harmonic_tone(f0_hz), SAMPLE_RATE)
     written = _written_midi(notes, track.times_s, margin_s=0.04)
     inside = ~np.isnan(written)
     assert track.voiced[inside].mean() > 0.95
@@ -113,50 +107,6 @@ def test_mix_melody_follows_the_lead_not_another_song() -> None:
         other.append(_pitch_class_accuracy(track, synth.compose_song(seed + 10, 12.0).lead)[1])
     assert min(folded) > 0.85 and np.mean(exact) > 0.8
     assert max(other) < 0.5  # a different song's lead, in the same register
-
-
-@pytest.fixture(scope="module")
-def mix_melody() -> PitchTrack:
-    song = synth.compose_song(1, duration_s=10.0)
-    return predominant_pitch(synth.render_song(song), SAMPLE_RATE)
-
-
-@pytest.mark.parametrize("samples, sample_rate", [(SAMPLE_RATE * 3, 16000), (40001, 22050)])
-def test_hum_contour_has_the_track_duration(samples: int, sample_rate: int) -> None:
-    track = predominant_pitch(_harmonic_tone(np.full(samples, 220.0)), SAMPLE_RATE)
-    hum = hum_contour(track, sample_rate, seed=4)
-    assert hum.shape == (round(track.duration_s * sample_rate),) and hum.dtype == np.float32
-    assert np.all(np.isfinite(hum)) and 0 < np.abs(hum).max() <= synth.PEAK_LIMIT
-    np.testing.assert_array_equal(hum, hum_contour(track, sample_rate, seed=4))
-
-
-def test_hum_contour_is_silent_where_unvoiced() -> None:
-    hop_s = 0.01
-    times_s = np.arange(300) * hop_s
-    voiced = ((times_s >= 0.5) & (times_s < 1.5)) | ((times_s >= 2.2) & (times_s < 2.6))
-    f0_hz = np.where(voiced, 200 * 2 ** (np.floor(times_s * 4) / 12), np.nan)
-    track = PitchTrack(times_s, f0_hz, voiced, voiced.astype(float), hop_s)
-    hum = hum_contour(track, SAMPLE_RATE, seed=0)
-    per_frame = hum.reshape(len(times_s), -1)
-    near_voice = np.convolve(voiced, np.ones(21), mode="same") > 0  # within 0.1 s of a voiced frame
-    sung_rms = np.sqrt(np.mean(per_frame[voiced] ** 2))
-    assert np.sqrt(np.mean(per_frame[~near_voice] ** 2)) < 0.01 * sung_rms
-    unvoiced = PitchTrack(times_s, np.full(300, np.nan), np.zeros(300, bool), np.zeros(300), hop_s)
-    np.testing.assert_array_equal(hum_contour(unvoiced), np.zeros(3 * SAMPLE_RATE, np.float32))
-
-
-def test_hum_contour_follows_the_melody_in_its_own_key(mix_melody: PitchTrack) -> None:
-    transpositions = set()
-    for seed in range(4):
-        hummed = predominant_pitch(hum_contour(mix_melody, SAMPLE_RATE, seed), SAMPLE_RATE)
-        both = hummed.voiced & mix_melody.voiced
-        assert both.mean() > 0.6
-        difference = hummed.midi[both] - mix_melody.midi[both]
-        transposition = np.median(difference)
-        assert np.mean(np.abs(difference - transposition) < 1) > 0.85
-        assert 40 <= np.median(hummed.midi[hummed.voiced]) <= 72  # a humming register
-        transpositions.add(round(transposition) % 12)
-    assert len(transpositions) >= 2
 
 
 def test_harmonicity_tells_a_hum_from_a_mix(mix_melody: PitchTrack) -> None:

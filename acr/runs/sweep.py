@@ -103,7 +103,10 @@ def parse_grid(entries: list[str]) -> list[tuple[str, list[str]]]:
         key = key.strip().lstrip("-")
         options = [value.strip() for value in values.split(",") if value.strip()]
         if not separator or not key or len(options) < 1:
-            raise ValueError(f"--grid {entry!r}: expected KEY=VALUE1,VALUE2")
+            raise ValueError(
+                f"--grid {entry!r}: expected KEY=VALUE1,VALUE2 (one --grid+ KEY=V1,V2 per key:"
+                " a YAML list on the command line splits V1,V2 at the comma)"
+            )
         if key in (existing for existing, _ in grid):
             raise ValueError(f"--grid: {key} is given twice")
         grid.append((key, options))

@@ -1,0 +1,133 @@
+"""acr.data.query_sets (acr data make-queries): the table format, determinism, degradations,
+humming, and offsets taken from a segment strategy."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from acr.audio import audio_info, load_audio
+from acr.data.manifests import write_table
+from acr.data.query_sets import QUERIES_FILE, make_queries
+from acr.data.segments.analysis import analysis_path
+
+QUIET_S = 10.0  # the strategy tests' song is 30 dB quieter before this
+
+
+@pytest.fixture(scope="module")
+def catalog(song_folder, write_song) -> Path:
+    root = song_folder(seeds=(11, 12), duration_s=20.0, sample_rate=22050)
+    write_song(root / "short.wav", 13, 2.0, 22050)
+    return root
+
+
+def _quiet_start(seed: int, song: np.ndarray) -> np.ndarray:
+    song[: int(QUIET_S * 16000)] *= 10 ** (-30 / 20)
+    return song
+
+
+@pytest.fixture(scope="module")
+def quiet_then_loud(song_folder) -> Path:
+    """A one-song catalog: 20 s of song 2 at 16 kHz, 30 dB quieter before QUIET_S."""
+    return song_folder(seeds=(2,), duration_s=20.0, sample_rate=16000, edit=_quiet_start)
+
+
+def make(catalog: Path, output: Path, **overrides) -> pd.DataFrame:
+    settings = dict(
+        lengths_s=(1.0, 3.0),
+        degradations=("clean", "noise", "speed", "phone_codec", "live_mix", "humming_like"),
+        per_track=1,
+        seed=5,
+        workers=1,
+    )
+    return make_queries(catalog, output, **{**settings, **overrides})
+
+
+def test_table_has_the_evaluate_format_and_files_match_it(catalog: Path, tmp_path: Path) -> None:
+    table = make(catalog, tmp_path / "queries")
+    assert list(table.columns) == [
+        "query_id",
+        "path",
+        "track_id",
+        "offset_s",
+        "length_s",
+        "degradation",
+        "degradation_params",
+    ]
+    written = pd.read_csv(tmp_path / "queries" / QUERIES_FILE)
+    assert len(written) == len(table)
+    for _, query in table.iterrows():
+        info = audio_info(tmp_path / "queries" / query["path"])
+        assert info.duration_s == pytest.approx(query["length_s"], abs=1e-3)
+        assert info.sample_rate == 16000
+    long_enough = table[table["track_id"] != "short"]
+    assert (long_enough.groupby(["track_id", "length_s"]).size() >= 5).all()
+    # short.wav (2 s) fits the 1-s queries but not the 3-s ones.
+    assert set(table.loc[table["track_id"] == "short", "length_s"]) <= {1.0}
+    assert any("short: shorter than 3.3 s" in problem for problem in table.attrs["skipped"])
+
+
+def test_clean_query_is_the_excerpt_at_its_offset(catalog: Path, tmp_path: Path) -> None:
+    table = make(catalog, tmp_path / "queries", degradations=("clean",))
+    query = table[(table["track_id"] == "song11") & (table["length_s"] == 3.0)].iloc[0]
+    track = load_audio(catalog / "song11.wav", 16000)
+    start = int(round(query["offset_s"] * 16000))
+    np.testing.assert_allclose(
+        load_audio(tmp_path / "queries" / query["path"]), track[start : start + 48000], atol=2e-4
+    )
+
+
+def test_same_seed_same_queries_other_seed_other_offsets(catalog: Path, tmp_path: Path) -> None:
+    first = make(catalog, tmp_path / "a")
+    second = make(catalog, tmp_path / "b")
+    pd.testing.assert_frame_equal(first, second)
+    for path in first["path"]:
+        assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes()
+    other = make(catalog, tmp_path / "c", seed=6)
+    assert not np.allclose(other["offset_s"], first["offset_s"])
+
+
+def test_unknown_degradation_is_rejected(catalog: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="degradations: unknown .*vinyl"):
+        make(catalog, tmp_path / "x", degradations=("vinyl",))
+
+
+def test_make_queries_takes_offsets_from_the_strategy(
+    quiet_then_loud: Path, tmp_path: Path
+) -> None:
+    table = make_queries(
+        quiet_then_loud,
+        tmp_path / "queries",
+        lengths_s=(1.0, 3.0),
+        degradations=("clean", "noise"),
+        per_track=2,
+        seed=3,
+        workers=1,
+        strategy="high_energy",
+    )
+    assert len(table) == 8 and set(table["strategy"]) == {"high_energy"}
+    assert (table["offset_s"] >= QUIET_S - 0.5).all()
+    with pytest.raises(ValueError, match="unknown segment strategy"):
+        make_queries(quiet_then_loud, tmp_path / "x", strategy="loudest")
+
+
+def test_make_queries_caches_analyses_beside_a_table_catalog(
+    quiet_then_loud: Path, tmp_path: Path
+) -> None:
+    song = tmp_path / "music" / "song.wav"
+    song.parent.mkdir()
+    shutil.copy(quiet_then_loud / "song2.wav", song)
+    catalog = tmp_path / "manifest" / "val.csv"
+    write_table(pd.DataFrame({"track_id": ["a/1"], "path": [str(song)]}), catalog)
+    options = {"lengths_s": (3.0,), "degradations": ("clean",), "workers": 1, "seed": 1}
+    first = make_queries(catalog, tmp_path / "q1", strategy="high_energy", **options)
+    cached = analysis_path(catalog.parent, "a/1")
+    assert cached.is_file()
+    stamp = cached.stat().st_mtime_ns
+    second = make_queries(catalog, tmp_path / "q2", strategy="onset_aware", **options)
+    assert cached.stat().st_mtime_ns == stamp  # read back, not redone
+    assert first["offset_s"].iloc[0] >= QUIET_S - 0.5 and len(second) == 1
+    make_queries(song.parent, tmp_path / "q3", strategy="high_energy", **options)
+    assert not (song.parent / "analysis").exists()  # nothing written into a folder catalog

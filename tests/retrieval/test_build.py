@@ -1,0 +1,142 @@
+"""acr.retrieval.build: skipped files, snapshots, locks and resume after a kill."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from acr.audio import save_audio
+from acr.data.manifests import read_catalog, write_table
+from acr.retrieval.build import IndexDirectoryError, build_index, build_lock
+from acr.retrieval.recognizer import Recognizer
+from acr.retrieval.store import IndexState, load_engines
+from acr.synth import synthesize_track
+
+SAMPLE_RATE = 22050  # not the engines' rate: indexing resamples
+
+
+def _first_in_stereo(seed: int, audio: np.ndarray) -> np.ndarray:
+    return np.stack([audio, 0.5 * audio], axis=1) if seed == 0 else audio
+
+
+@pytest.fixture(scope="module")
+def catalog(song_folder) -> Path:
+    """Six 12-s songs in nested folders (one stereo), one corrupt file, one silent file."""
+    root = song_folder(6, 12.0, SAMPLE_RATE, "flac", nested=2, edit=_first_in_stereo)
+    (root / "broken.mp3").write_bytes(b"ID3" + b"\x00garbage" * 50)
+    save_audio(root / "silence.wav", np.zeros(SAMPLE_RATE * 5, np.float32), SAMPLE_RATE)
+    return root
+
+
+def test_build_skips_bad_files_and_recognises_an_excerpt(catalog: Path, tmp_path: Path) -> None:
+    summary = build_index(catalog, tmp_path / "index", "fingerprint", workers=1, save_every=3)
+    assert summary.tracks == 6 and summary.skipped == 2
+    skipped = pd.read_csv(tmp_path / "index" / "skipped.csv")
+    reasons = dict(zip(skipped["track_id"], skipped["reason"]))
+    assert "cannot decode" in reasons["broken"] and "silent" in reasons["silence"]
+    state = IndexState.read(tmp_path / "index")
+    assert state.complete and state.acr_version and state.engines["fingerprint"]
+    assert state.audio_s == pytest.approx(72.0, abs=0.1)
+    excerpt = synthesize_track(3, 12.0, SAMPLE_RATE)[4 * SAMPLE_RATE : 7 * SAMPLE_RATE]
+    recognition = Recognizer.load(tmp_path / "index").recognize(excerpt, SAMPLE_RATE)
+    assert recognition.matches[0].track_id == "album1/song3"
+    assert recognition.matches[0].offset_s == pytest.approx(4.0, abs=0.1)
+
+
+def test_existing_index_needs_resume(catalog: Path, tmp_path: Path) -> None:
+    build_index(catalog, tmp_path / "index", "fingerprint", workers=1)
+    with pytest.raises(IndexDirectoryError, match="--resume"):
+        build_index(catalog, tmp_path / "index", "fingerprint", workers=1)
+    with pytest.raises(IndexDirectoryError, match="needs --checkpoint"):
+        build_index(catalog, tmp_path / "other", "hybrid", workers=1)
+
+
+def test_a_second_build_of_the_same_directory_is_refused(catalog: Path, tmp_path: Path) -> None:
+    """Found by the SIGKILL benchmark: killing a wrapper shell left the build running, and the
+    --resume beside it raced it for the same snapshots."""
+    with build_lock(tmp_path / "index"):
+        with pytest.raises(IndexDirectoryError, match="being written by another acr index"):
+            build_index(catalog, tmp_path / "index", "fingerprint", resume=True, workers=1)
+    summary = build_index(catalog, tmp_path / "index", "fingerprint", workers=1)  # lock released
+    assert summary.tracks == 6
+
+
+def test_resume_continues_a_partial_index_without_duplicates(catalog: Path, tmp_path: Path) -> None:
+    complete = build_index(catalog, tmp_path / "complete", "fingerprint", workers=1)
+    # What a kill after three tracks leaves: a consistent snapshot of those three.
+    tracks = read_catalog(catalog)
+    write_table(tracks.head(3), tmp_path / "first_three.csv")
+    build_index(tmp_path / "first_three.csv", tmp_path / "partial", "fingerprint", workers=1)
+    resumed = build_index(catalog, tmp_path / "partial", "fingerprint", resume=True, workers=1)
+    assert (resumed.tracks, resumed.skipped, resumed.items) == (
+        complete.tracks,
+        complete.skipped,
+        complete.items,
+    )
+    resumed_ids = load_engines(tmp_path / "partial")["fingerprint"].track_ids
+    assert len(resumed_ids) == len(set(resumed_ids)) == 6
+    complete_ids = load_engines(tmp_path / "complete")["fingerprint"].track_ids
+    assert sorted(resumed_ids) == sorted(complete_ids)
+    # Nothing left to do: a second resume adds nothing.
+    again = build_index(catalog, tmp_path / "partial", "fingerprint", resume=True, workers=1)
+    assert again.items == complete.items
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_resume(catalog: Path, tmp_path: Path) -> None:
+    """The real thing: kill -9 the CLI after its first snapshot, then --resume."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [
+        sys.executable,
+        "-m",
+        "acr",
+        "index",
+        "--catalog",
+        str(catalog),
+        "--output",
+        str(tmp_path / "killed"),
+        "--workers",
+        "1",
+        "--save_every",
+        "1",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and process.poll() is None:
+        if (tmp_path / "killed" / "index.json").is_file():
+            break
+        time.sleep(0.02)
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    resumed = build_index(catalog, tmp_path / "killed", "fingerprint", resume=True, workers=1)
+    complete = build_index(catalog, tmp_path / "complete", "fingerprint", workers=1)
+    assert (resumed.tracks, resumed.skipped, resumed.items) == (
+        complete.tracks,
+        complete.skipped,
+        complete.items,
+    )
+
+
+def test_resume_ignores_snapshots_a_kill_left_behind(catalog: Path, tmp_path: Path) -> None:
+    """A kill between writing snapshot N and pointing index.json at it leaves an orphan that
+    a resumed build will want to write again under the same name."""
+    tracks = read_catalog(catalog)
+    write_table(tracks.head(2), tmp_path / "first_two.csv")
+    build_index(tmp_path / "first_two.csv", tmp_path / "index", "fingerprint", workers=1)
+    orphan = tmp_path / "index" / "snapshot-000004"
+    (orphan / "fingerprint").mkdir(parents=True)
+    (orphan / "fingerprint" / "partial.npy").write_bytes(b"half written")
+    (tmp_path / "index" / ".snapshot-000006.tmp").mkdir()
+    resumed = build_index(
+        catalog, tmp_path / "index", "fingerprint", resume=True, workers=1, save_every=2
+    )
+    assert resumed.tracks == 6 and resumed.skipped == 2
+    snapshots = sorted(p.name for p in (tmp_path / "index").iterdir() if "snapshot" in p.name)
+    assert snapshots == [IndexState.read(tmp_path / "index").snapshot]

@@ -1,0 +1,82 @@
+"""acr.retrieval.windows: the HNSW window index; recall against brute force, persistence,
+offset-consistent voting."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from acr.retrieval.windows import WindowIndex
+
+
+def unit_rows(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
+    rows = rng.standard_normal((count, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def build(rng: np.random.Generator, tracks: int, windows: int, dim: int) -> tuple:
+    index = WindowIndex(dim)
+    catalog = {}
+    for track in range(tracks):
+        catalog[track] = unit_rows(rng, windows, dim)
+        index.add(f"track{track}", catalog[track], np.arange(windows) * 0.5)
+    return index, catalog
+
+
+def test_hnsw_recall_against_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    index, catalog = build(rng, tracks=50, windows=60, dim=64)
+    vectors = np.concatenate(list(catalog.values()))
+    queries = unit_rows(rng, 200, 64)
+    labels, similarities = index.search(queries, k=10)
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(labels, exact)])
+    assert recall >= 0.95
+    np.testing.assert_allclose(similarities[:, 0], (queries @ vectors.T).max(axis=1), atol=1e-5)
+
+
+def test_right_track_and_offset_win_the_vote() -> None:
+    rng = np.random.default_rng(1)
+    index, catalog = build(rng, tracks=30, windows=40, dim=32)
+    # A query of windows 10..15 of track 7 (starting at 5.0 s), noisy.
+    query = catalog[7][10:16] + 0.4 * unit_rows(rng, 6, 32)
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    matches = index.rank_tracks(query, np.arange(6) * 0.5, top_k=3)
+    assert matches[0].track_id == "track7"
+    assert matches[0].offset_s == pytest.approx(5.0)
+    assert matches[0].score > 2 * matches[1].score
+
+
+def test_votes_at_inconsistent_offsets_count_less() -> None:
+    index = WindowIndex(4)
+    basis = np.eye(4, dtype=np.float32)
+    index.add("consistent", basis, np.array([0.0, 0.5, 1.0, 1.5]))
+    index.add("scattered", basis[[3, 1, 2, 0]], np.array([0.0, 0.5, 1.0, 1.5]))
+    # Each query window matches one window of each track exactly; only "consistent" keeps offsets.
+    matches = index.rank_tracks(basis, np.array([0.0, 0.5, 1.0, 1.5]), top_k=2, neighbors=8)
+    assert [m.track_id for m in matches] == ["consistent", "scattered"]
+    assert matches[0].score == pytest.approx(4.0, abs=1e-4)
+    assert matches[1].score < 3.0
+
+
+def test_save_and_load_give_the_same_answers(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    index, catalog = build(rng, tracks=10, windows=20, dim=16)
+    index.save(tmp_path / "index")
+    loaded = WindowIndex.load(tmp_path / "index")
+    assert len(loaded) == len(index) == 200
+    query = catalog[3][4:8]
+    assert loaded.rank_tracks(query, np.arange(4) * 0.5) == index.rank_tracks(
+        query, np.arange(4) * 0.5
+    )
+
+
+def test_duplicate_track_and_wrong_shape_are_rejected() -> None:
+    index = WindowIndex(8)
+    index.add("a", np.eye(8, dtype=np.float32)[:2], np.array([0.0, 0.5]))
+    with pytest.raises(ValueError, match="already in the index"):
+        index.add("a", np.eye(8, dtype=np.float32)[:2], np.array([0.0, 0.5]))
+    with pytest.raises(ValueError, match=r"\[n, 8\]"):
+        index.add("b", np.ones((2, 4), dtype=np.float32), np.array([0.0, 0.5]))
+    with pytest.raises(FileNotFoundError, match="not an acr window index"):
+        WindowIndex.load("/nowhere")
