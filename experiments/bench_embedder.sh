@@ -18,8 +18,7 @@ acr() { "$python" -m acr "$@"; }
 split=(--val_fraction 0.05 --test_fraction 0.27 --split_seed 0 --group_by parent)
 
 echo "== machine"
-"$python" -c 'import os, platform, torch; print(platform.platform(), os.cpu_count(), "CPUs,",
-  "torch", torch.__version__, "threads", torch.get_num_threads())'
+"$python" -m acr.runs.environment
 
 echo "== split (the same one fit draws)"
 acr data prepare folder "$root" --output "$work/split" "${split[@]}" | tail -3

@@ -16,7 +16,6 @@ import csv
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from acr.audio import audio_info, load_audio
 from acr.augment.degradations import degrade
 from acr.retrieval.fingerprint.engine import FingerprintEngine, FingerprintSettings
 from acr.retrieval.fingerprint.landmarks import LandmarkExtractor, Landmarks
+from acr.runs.environment import machine
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 DEGRADATIONS = ("clean", "noise", "reverb", "speed", "pitch")
@@ -160,15 +160,6 @@ def run_queries(
                 yield QueryResult(degradation, False, correct, offset_correct, latency_s)
 
 
-def machine_description() -> str:
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return (
-        f"platform: {platform.platform()} ({platform.machine()}, {platform.processor() or '?'})\n"
-        f"cpus: {os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), load average {load}\n"
-        f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}"
-    )
-
-
 def peak_rss_mib() -> tuple[float, float]:
     """Peak resident memory of this process and of its largest finished child (Linux: KiB)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -246,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         f"peak RSS: main {own_mib:.0f} MiB ({imports_mib:.0f} MiB of it after imports), "
         f"largest worker {child_mib:.0f} MiB"
     )
-    print(machine_description())
+    print("machine:", machine("numpy"))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ them, or the early-exit engine alone when it is sure), fusion.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import numpy as np
@@ -18,6 +16,7 @@ import numpy as np
 from acr.audio import audio_info, load_audio, resample
 from acr.data.manifests import read_queries
 from acr.retrieval.recognizer import Recognizer
+from acr.runs.environment import machine
 
 
 def main() -> None:
@@ -27,8 +26,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--length_s", type=float, default=3.0)
     options = parser.parse_args()
-    python = platform.python_version()
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, python {python}")
+    print("machine:", machine())
     started = time.perf_counter()
     recognizer = Recognizer.load(options.index)
     print(f"index loaded in {time.perf_counter() - started:.1f} s: {list(recognizer.engines)}")

@@ -12,8 +12,6 @@ melody of an excerpt back (acr.synth.hum_contour), which is what humming_like qu
 
 import argparse
 import csv
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +24,7 @@ from acr import synth
 from acr.audio import load_audio
 from acr.pitch import predominant_pitch
 from acr.retrieval.melody import MelodyEngine, MelodySettings
+from acr.runs.environment import machine
 from acr.synth.humming import hum_contour
 
 SAMPLE_RATE = 16000
@@ -186,8 +185,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real-tracks", type=int, default=50)
     parser.add_argument("--real-lengths", type=float, nargs="+", default=[5.0, 10.0])
     args = parser.parse_args(argv)
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    print(f"{platform.platform()}, {os.cpu_count()} cpus, load {load}, numpy {np.__version__}")
+    print("machine:", machine("numpy", "librosa"))
     print(f"settings: {MelodySettings(SAMPLE_RATE)}\n")
     if args.tracks:
         timed(bench_synthetic, args)

@@ -11,8 +11,6 @@ locally: the tiny one the tests train, and one of MERT-v1-95M's architecture (Hu
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,6 +19,7 @@ from pathlib import Path
 import torch
 
 from acr.models import MERTAdapter, NTXentLoss
+from acr.runs.environment import machine
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from fixtures_models import (  # noqa: E402  (the test suite's tiny backbone, on purpose)
@@ -83,10 +82,7 @@ def main() -> None:
     options = parser.parse_args()
     if options.threads:
         torch.set_num_threads(options.threads)
-    print(
-        f"machine: {platform.platform()}, {os.cpu_count()} CPUs,"
-        f" {torch.get_num_threads()} torch threads, torch {torch.__version__}"
-    )
+    print("machine:", machine("transformers"))
     if options.backbone:
         measure(options.backbone, options.backbone, MERT_SAMPLE_RATE, 16, options.repeats)
         return

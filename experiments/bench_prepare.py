@@ -11,7 +11,6 @@ The target is under 60 s cold: headers and a 0.5-s tail decode per file, never a
 
 import argparse
 import os
-import platform
 import re
 import resource
 import shutil
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 import soundfile
 
+from acr.runs.environment import machine
 from acr.synth import compose_song, render_song
 
 # FMA's tracks.csv columns, in its order (fma_metadata.zip, Defferrard et al. 2017).
@@ -114,15 +114,6 @@ def run_prepare(root: Path, output: Path, probe_workers: int | None) -> tuple[fl
     return seconds, cpu_s, result.stdout
 
 
-def machine_description() -> str:
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return (
-        f"platform: {platform.platform()} ({platform.machine()}), python "
-        f"{platform.python_version()}\n"
-        f"cpus: {os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), load average {load}"
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracks", type=int, default=8000)
@@ -158,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         f"cached: {cached_s:.1f} s wall ({_reported(cached_out)} s in prepare),"
         f" {cached_cpu_s:.1f} s CPU"
     )
-    print(machine_description())
+    print("machine:", machine("numpy", "pandas"))
 
 
 def _reported(stdout: str) -> str:

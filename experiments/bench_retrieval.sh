@@ -14,8 +14,7 @@ acr() { "$python" -m acr "$@"; }
 mkdir -p "$work"
 
 echo "== machine"
-"$python" -c 'import os, platform, torch; print(platform.platform(), os.cpu_count(), "CPUs,",
-  "torch", torch.__version__, "threads", torch.get_num_threads())'
+"$python" -m acr.runs.environment
 
 echo "== index speed and peak memory per engine ($speed_tracks tracks)"
 "$python" - "$catalog" "$speed_tracks" "$work/speed_catalog.csv" <<'EOF'

@@ -5,25 +5,11 @@
 """
 
 import argparse
-import os
-import platform
 import sys
 import time
 
-import numpy as np
-import scipy
-
+from acr.runs.environment import machine
 from acr.synth import synthesize_track
-
-
-def machine_description() -> str:
-    """Enough about the machine to compare runs: platform, cores, load, library versions."""
-    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return (
-        f"platform: {platform.platform()} ({platform.machine()})\n"
-        f"cpus: {os.cpu_count()} (usable {len(os.sched_getaffinity(0))}), load average {load}\n"
-        f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}"
-    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"total: {wall_s:.2f} s wall, {cpu_s:.2f} s CPU")
     print(f"per track: {wall_s / args.tracks:.3f} s wall, {cpu_s / args.tracks:.3f} s CPU")
     print(f"speed: {audio_s / wall_s:.0f}x real time")
-    print(machine_description())
+    print("machine:", machine("numpy", "scipy"))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ Uses configs/folder_music.yaml's data and model settings. The first run builds t
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import yaml
 from acr.augment.training import TrainingAugmentation
 from acr.datamodules import FolderDataModule
 from acr.models import ECAPATDNN, NTXentLoss
+from acr.runs.environment import machine
 
 RECIPE = Path(__file__).parents[1] / "configs" / "folder_music.yaml"
 
@@ -42,7 +41,7 @@ def main() -> None:
     parser.add_argument("--data_dir", default="data/folder_music")
     parser.add_argument("--batches", type=int, default=30)
     options = parser.parse_args()
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}")
+    print("machine:", machine())
     recipe = yaml.safe_load(RECIPE.read_text())
     data = dict(recipe["data"]["init_args"], root=options.root, data_dir=options.data_dir)
     data["augmentation"] = TrainingAugmentation(**data["augmentation"])

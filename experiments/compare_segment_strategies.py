@@ -17,8 +17,6 @@ top-1 range shows how far a single small run could have strayed.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from acr.data.query_sets import make_queries
 from acr.data.segments.strategies import STRATEGIES
 from acr.retrieval.metrics import rank_of
 from acr.retrieval.recognizer import Recognizer
+from acr.runs.environment import machine
 
 BOOTSTRAP_SAMPLES = 2000
 
@@ -38,7 +37,7 @@ BOOTSTRAP_SAMPLES = 2000
 def main() -> None:
     options = _parser().parse_args()
     console = Console(width=160)
-    console.print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs")
+    console.print(f"machine: {machine()}")
     recognizer = Recognizer.load(options.index)
     cells = []
     for strategy in options.strategies:

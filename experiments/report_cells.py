@@ -6,14 +6,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+from pathlib import Path
 
 HYBRID = "hybrid"
 
 
 def main() -> None:
-    report = json.loads(open(sys.argv[1]).read())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", type=Path, help="an acr evaluate --output REPORT.json")
+    report = json.loads(parser.parse_args().report.read_text())
     systems = report["systems"]
     names = list(systems)
     singles = [name for name in names if name != HYBRID]

@@ -1,14 +1,18 @@
-"""What this project has to work with: the accelerators torch sees and the data roots that the
-shipped configs (and prepared manifests) name, each with whether it exists and what it holds.
+"""What this project has to work with: the machine (for every measured figure), the accelerators
+torch sees, and the data roots that the shipped configs (and prepared manifests) name, each with
+whether it exists and what it holds.
 
 Part of ``acr status``'s project snapshot (acr.runs.overview); reads file names and small files
-only, and imports torch only to list devices.
+only, and imports torch only to list devices. ``python -m acr.runs.environment`` prints
+:func:`machine` (the shell benchmarks' header).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,23 @@ def accelerators() -> dict[str, Any]:
         "cuda_version": torch.version.cuda,
         "summary": ", ".join(names) if names else f"none: CPU only ({os.cpu_count()} CPUs)",
     }
+
+
+def machine(*libraries: str) -> str:
+    """One line that says where a figure was measured, printed by every benchmark and kept in
+    sweep reports: platform, usable CPUs and load average (a busy machine measures slow), torch's
+    threads and accelerator, and the versions of python, torch and ``libraries``."""
+    import torch
+
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    versions = [f"python {platform.python_version()}", f"torch {torch.__version__}"]
+    versions += [f"{name} {importlib.import_module(name).__version__}" for name in libraries]
+    return (
+        f"{platform.platform()}; {os.cpu_count()} CPUs ({usable} usable), load {load}; "
+        f"torch threads {torch.get_num_threads()}; accelerator {accelerators()['summary']}; "
+        + ", ".join(versions)
+    )
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -151,3 +172,7 @@ def data_state(entry: dict[str, Any]) -> str:
 def shown_path(path: Path, root: Path) -> str:
     """A path relative to the project when it is inside it, else absolute."""
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+if __name__ == "__main__":
+    print(machine())

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import platform
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from acr.files import write_json
 from acr.runs.analysis import aggregate, comparisons
+from acr.runs.environment import machine
 from acr.runs.plots import plot_top1_by_bucket, single_buckets
 
 if TYPE_CHECKING:
     from acr.runs.sweep import SweepPlan
-
-
-def machine() -> str:
-    return f"{platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}" + (
-        f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"
-    )
 
 
 def build_sweep(plan: SweepPlan, results: list[dict], failures: list, samples: int) -> dict:
