@@ -2,10 +2,14 @@
 
 soundfile (libsndfile >= 1.1) decodes wav, flac, ogg/vorbis, opus and mp3 and can seek, so a
 partial read decodes only the frames it needs; torchaudio resamples.
+
+What cannot hold music is refused here, with the reason, so that no caller indexes or answers
+noise: a sample rate below ``MIN_SAMPLE_RATE``, non-finite samples, zero frames.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +26,9 @@ FORMATS_NEEDING_PREROLL = ("MP3", "MPEG", "OGG")
 
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
+# The engines analyse 8-16 kHz audio; a file sampled below telephone rate (a header that says
+# 1-100 Hz is corrupt, not music) would be upsampled into noise.
+MIN_SAMPLE_RATE = 8000
 
 
 def audio_files(root: Path) -> list[Path]:
@@ -58,17 +65,37 @@ class AudioInfo:
 
 
 def audio_info(path: str | Path) -> AudioInfo:
-    """Read the header; raises AudioError for missing, unreadable or zero-length files."""
+    """Read the header; raises AudioError for missing, unreadable or zero-length files and for
+    sample rates below ``MIN_SAMPLE_RATE``."""
     path = Path(path)
     if not path.is_file():
-        raise AudioError(path, "file does not exist")
+        raise AudioError(path, "file does not exist" if not path.exists() else "not a file")
     try:
-        info = soundfile.info(str(path))
+        info = soundfile.info(_native(path))
     except (soundfile.LibsndfileError, RuntimeError) as error:
-        raise AudioError(path, f"cannot decode ({error})") from error
+        raise _decode_error(path, error) from error
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError(path, "audio is empty (zero frames)")
+    if info.samplerate < MIN_SAMPLE_RATE:
+        raise AudioError(
+            path, f"sample rate {info.samplerate} Hz is below {MIN_SAMPLE_RATE} Hz: not music"
+        )
     return AudioInfo(str(path), info.samplerate, info.frames, info.channels, info.format)
+
+
+def _native(path: str | Path) -> bytes:
+    """The path as the OS spells it: a file name that is not valid UTF-8 reaches Python with
+    surrogate escapes, which soundfile's own str -> bytes encoding rejects."""
+    return os.fsencode(path)
+
+
+def _decode_error(path: Path, error: Exception) -> AudioError:
+    # libsndfile says "File does not exist or is not a regular file" for any data it cannot
+    # open, such as a corrupt mp3; the file was found, so say what is really wrong.
+    message = str(error)
+    if "does not exist or is not a regular file" in message:
+        return AudioError(path, "cannot decode: corrupt, or not an audio format acr reads")
+    return AudioError(path, f"cannot decode ({message})")
 
 
 def load_audio(
@@ -103,17 +130,20 @@ def read_audio(
     if info.format in FORMATS_NEEDING_PREROLL:
         preroll = min(start_frame, SEEK_PREROLL_FRAMES)
     try:
-        with soundfile.SoundFile(str(path)) as sound:
+        with soundfile.SoundFile(_native(path)) as sound:
             if start_frame:
                 sound.seek(start_frame - preroll)
             audio = sound.read(
                 frames + preroll if frames > 0 else -1, dtype="float32", always_2d=True
             )[preroll:]
     except (soundfile.LibsndfileError, RuntimeError) as error:
-        raise AudioError(path, f"cannot decode ({error})") from error
+        raise _decode_error(Path(path), error) from error
     if audio.shape[0] == 0:
         raise AudioError(path, "decoded zero frames")
-    return audio.mean(axis=1, dtype=np.float32), info.sample_rate
+    mono = audio.mean(axis=1, dtype=np.float32)
+    if not np.isfinite(mono).all():
+        raise AudioError(path, "holds non-finite samples (NaN or infinity)")
+    return mono, info.sample_rate
 
 
 def decoded_duration_s(path: str | Path, block_frames: int = 65536) -> float:
@@ -125,12 +155,12 @@ def decoded_duration_s(path: str | Path, block_frames: int = 65536) -> float:
     info = audio_info(path)
     frames = 0
     try:
-        with soundfile.SoundFile(str(path)) as sound:
+        with soundfile.SoundFile(_native(path)) as sound:
             block = np.empty((block_frames, sound.channels), dtype=np.float32)
             while read := len(sound.read(block_frames, dtype="float32", out=block)):
                 frames += read
     except (soundfile.LibsndfileError, RuntimeError) as error:
-        raise AudioError(path, f"cannot decode ({error})") from error
+        raise _decode_error(Path(path), error) from error
     return frames / info.sample_rate
 
 
@@ -176,4 +206,4 @@ def save_audio(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     subtype = "PCM_16" if path.suffix.lower() == ".wav" else None
-    soundfile.write(str(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype=subtype)
+    soundfile.write(_native(path), np.clip(audio, -1.0, 1.0), sample_rate, subtype=subtype)

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from acr.files import write_json
+from acr.files import process_exists, write_json
 
 STATUS_FILE = "status.json"
 JOBS = ("fit", "index", "evaluate", "sweep", "pipeline")
@@ -246,13 +246,7 @@ def is_alive(status: dict[str, Any]) -> bool:
     """Whether the job's process still exists; assumed so when it ran on another host."""
     if status.get("host") != socket.gethostname():
         return True
-    try:
-        os.kill(status["pid"], 0)  # signal 0 only checks that the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's: it exists
-        pass
-    return True
+    return process_exists(status["pid"])
 
 
 def _progress(progress: dict[str, Any]) -> str:

@@ -19,7 +19,8 @@ echo "== machine"
 echo "== index speed and peak memory per engine ($speed_tracks tracks)"
 "$python" - "$catalog" "$speed_tracks" "$work/speed_catalog.csv" <<'EOF'
 import sys
-from acr.data.manifests import read_catalog, write_table
+from acr.data.catalogs import read_catalog
+from acr.data.manifests import write_table
 tracks = read_catalog(sys.argv[1])
 write_table(tracks.sample(n=min(int(sys.argv[2]), len(tracks)), random_state=0), sys.argv[3])
 EOF

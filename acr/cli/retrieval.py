@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 from rich.console import Console
 
 from acr.cli.commands import Command
+from acr.files import output_path
 from acr.retrieval.build import BuildSummary, build_index
 from acr.retrieval.evaluation import evaluate_index, report_table
 from acr.retrieval.fusion import Fusion
@@ -42,8 +45,8 @@ def recognize(
 ) -> tuple[int, int]:
     """Identify audio clips: ranked tracks with a score and the offset in each, per query.
 
-    A clip that cannot be read, is silent or too short gets an error status in its row; the
-    others go on. Returns (queries, errors).
+    A clip that cannot be read, is silent or too short, or a query row without an id or a
+    clip, gets an error status in its row; the others go on. Returns (queries, errors).
 
     Args:
         index: the index directory (acr index).
@@ -52,28 +55,40 @@ def recognize(
             length_s).
         top_k: ranked tracks per answer.
         output: where to write the answers (default: standard output).
-        format: jsonl (a JSON object per query) or csv (query_id,track_1..track_k,status).
+        format: jsonl (a JSON object per query) or csv (query_id,track_1..track_k,status;
+            RFC 4180, fields quoted where needed).
     """
-    from acr.data.manifests import read_queries
+    from acr.data.manifests import FILE_NAME_ERRORS, read_queries
     from acr.retrieval.recognizer import Recognizer
 
     if bool(files) == bool(queries):
         raise ValueError("give audio files or --queries QUERIES.csv (one of the two)")
+    if output:
+        output_path(output)
     recognizer = Recognizer.load(index)
     if queries:
         recognitions = recognizer.recognize_queries(read_queries(queries, False), top_k)
     else:
         recognitions = (recognizer.recognize_file(path, top_k=top_k) for path in files or [])
-    stream = open(output, "w") if output else sys.stdout
+    # Ids from file names that are not UTF-8 go out with their own bytes (acr.data.manifests).
+    if output:
+        stream = open(output, "w", newline="", errors=FILE_NAME_ERRORS)
+    else:
+        stream = sys.stdout
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors=FILE_NAME_ERRORS)
     errors = total = 0
     try:
+        rows = csv.writer(stream)  # quotes an id holding a comma, a quote or a line break
         if format == "csv":
-            tracks = ",".join(f"track_{k}" for k in range(1, top_k + 1))
-            stream.write(f"query_id,{tracks},status\n")
+            rows.writerow(["query_id", *(f"track_{k}" for k in range(1, top_k + 1)), "status"])
         for recognition in recognitions:
             total += 1
             errors += recognition.status != "ok"
-            stream.write(_formatted(recognition, format, top_k))
+            if format == "csv":
+                rows.writerow(_csv_row(recognition, top_k))
+            else:
+                stream.write(json.dumps(_answer(recognition), allow_nan=False) + "\n")
     finally:
         if output:
             stream.close()
@@ -85,22 +100,33 @@ def show_recognize(counts: tuple[int, int]) -> None:
     print(f"recognised {total - errors} of {total} queries; {errors} errors", file=sys.stderr)
 
 
-def _formatted(recognition: Recognition, output_format: str, top_k: int) -> str:
-    if output_format == "csv":
-        tracks = [match.track_id for match in recognition.matches]
-        tracks += [""] * (top_k - len(tracks))
-        status = "ok" if recognition.status == "ok" else f"error: {recognition.error}"
-        return ",".join([recognition.query_id, *tracks, json.dumps(status)]) + "\n"
-    answer = {
+def _csv_row(recognition: Recognition, top_k: int) -> list[str]:
+    """query_id, the top_k track ids (empty where there are fewer), and the status."""
+    tracks = [match.track_id for match in recognition.matches][:top_k]
+    tracks += [""] * (top_k - len(tracks))
+    status = "ok" if recognition.status == "ok" else f"error: {recognition.error}"
+    return [recognition.query_id, *tracks, status]
+
+
+def _answer(recognition: Recognition) -> dict[str, Any]:
+    """One JSONL answer; a score or an offset that is not finite is null (JSON has no NaN)."""
+    return {
         "query_id": recognition.query_id,
         "status": recognition.status,
         "error": recognition.error,
         "matches": [
-            {"track_id": m.track_id, "score": round(m.score, 4), "offset_s": round(m.offset_s, 3)}
-            for m in recognition.matches
+            {
+                "track_id": match.track_id,
+                "score": _finite(match.score, 4),
+                "offset_s": _finite(match.offset_s, 3),
+            }
+            for match in recognition.matches
         ],
     }
-    return json.dumps(answer) + "\n"
+
+
+def _finite(value: float, digits: int) -> float | None:
+    return round(float(value), digits) if math.isfinite(value) else None
 
 
 def show_evaluate(report: dict, output: str | None) -> None:

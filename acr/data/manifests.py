@@ -8,7 +8,10 @@ paths relative to the table's own folder so a data directory can move.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import json
+import math
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from acr.audio import AUDIO_EXTENSIONS, audio_files, load_audio, read_audio
-from acr.files import replacing
+from acr.audio import load_audio, read_audio
+from acr.files import json_default, replacing
 
 TRACK_COLUMNS = ("track_id", "path", "duration_s", "split", "role", "source")
 QUERY_COLUMNS = ("query_id", "track_id", "length_s")
@@ -36,6 +39,11 @@ QUERY_DETAIL_COLUMNS = (
 )
 
 
+# A file name that is not valid UTF-8 reaches Python as surrogate escapes (PEP 383); tables keep
+# its bytes as they were, so the path in a table still opens the file.
+FILE_NAME_ERRORS = "surrogateescape"
+
+
 class ManifestError(ValueError):
     """A table that breaks the schema; the message names the table and the field."""
 
@@ -50,10 +58,26 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise ManifestError(path, "file does not exist")
     id_types = {"track_id": str, "query_id": str, "path": str, "source": str}
     if path.suffix == ".csv":
-        return pd.read_csv(path, dtype=id_types, keep_default_na=False, na_values=[""])
-    if path.suffix in (".jsonl", ".json"):
-        return pd.read_json(path, lines=True, dtype=id_types)
-    raise ManifestError(path, "unknown table format (use .csv or .jsonl)")
+        table = pd.read_csv(
+            path,
+            dtype=id_types,
+            keep_default_na=False,
+            na_values=[""],
+            encoding_errors=FILE_NAME_ERRORS,
+        )
+    elif path.suffix in (".jsonl", ".json"):
+        table = pd.read_json(path, lines=True, dtype=id_types)
+    else:
+        raise ManifestError(path, "unknown table format (use .csv or .jsonl)")
+    table.attrs["first_line"] = 2 if path.suffix == ".csv" else 1  # a CSV's header is line 1
+    return table
+
+
+def line_numbers(table: pd.DataFrame) -> range:
+    """The file line of each row of a table from :func:`read_table`, for messages (a cell
+    holding a line break puts the rows after it one line further)."""
+    first = table.attrs.get("first_line", 1)
+    return range(first, first + len(table))
 
 
 def write_table(table: pd.DataFrame, path: str | Path) -> None:
@@ -63,9 +87,15 @@ def write_table(table: pd.DataFrame, path: str | Path) -> None:
         raise ManifestError(path, "unknown table format (use .csv or .jsonl)")
     with replacing(path) as temporary:
         if path.suffix == ".csv":
-            table.to_csv(temporary, index=False)
+            # RFC 4180 line ends: the csv module quotes a field holding any character of the
+            # line terminator, so with "\n" alone a "\r" in an id went out bare, splitting a row.
+            table.to_csv(temporary, index=False, lineterminator="\r\n", errors=FILE_NAME_ERRORS)
         else:
-            table.to_json(temporary, orient="records", lines=True)
+            # json, not pandas: pandas refuses the surrogates of a non-UTF-8 file name, which
+            # json writes as \udcXX escapes and reads back as they were.
+            rows = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+            lines = (json.dumps(row, allow_nan=False, default=json_default) for row in rows)
+            temporary.write_text("".join(line + "\n" for line in lines))
 
 
 def resolve_paths(table: pd.DataFrame, root: str | Path, columns: Iterable[str]) -> pd.DataFrame:
@@ -81,14 +111,16 @@ def resolve_paths(table: pd.DataFrame, root: str | Path, columns: Iterable[str])
     return table
 
 
-def _require_columns(table: pd.DataFrame, columns: Iterable[str], name: str | Path) -> None:
+def require_columns(table: pd.DataFrame, columns: Iterable[str], name: str | Path) -> None:
     missing = [column for column in columns if column not in table.columns]
     if missing:
         raise ManifestError(name, f"missing column(s) {missing}; found {list(table.columns)}")
 
 
 def _require_unique(table: pd.DataFrame, column: str, name: str | Path) -> None:
-    duplicated = table.loc[table[column].duplicated(), column].unique().tolist()
+    """Non-empty values of ``column`` are unique (an empty one is its row's own problem)."""
+    values = table[column].where([not blank(value) for value in table[column]])
+    duplicated = values[values.notna() & values.duplicated()].unique().tolist()
     if duplicated:
         raise ManifestError(name, f"duplicate {column} {duplicated[:5]}")
 
@@ -103,7 +135,7 @@ def _require_existing_files(paths: Iterable[str], column: str, name: str | Path)
 
 def validate_tracks(tracks: pd.DataFrame, name: str | Path, check_files: bool = True) -> None:
     """Schema, unique ids, known splits and roles, positive durations, files present."""
-    _require_columns(tracks, TRACK_COLUMNS, name)
+    require_columns(tracks, TRACK_COLUMNS, name)
     _require_unique(tracks, "track_id", name)
     unknown_splits = sorted(set(tracks["split"]) - set(SPLITS))
     if unknown_splits:
@@ -137,7 +169,7 @@ def validate_queries(
     check_files: bool = True,
 ) -> None:
     """Schema, unique ids, a location for every query, known and non-training tracks."""
-    _require_columns(queries, QUERY_COLUMNS, name)
+    require_columns(queries, QUERY_COLUMNS, name)
     _require_unique(queries, "query_id", name)
     has_path = queries["path"].notna() if "path" in queries else pd.Series(False, queries.index)
     has_source = (
@@ -165,15 +197,32 @@ def validate_queries(
 def read_queries(path: str | Path, require_truth: bool = True) -> pd.DataFrame:
     """A query table with ``query_id`` and ``path`` (or ``source`` + ``offset_s`` +
     ``length_s``), and ``track_id`` when the truth is needed; relative paths resolve against
-    the table's folder."""
+    the table's folder. A row without a usable id or clip is kept: it is that row's error
+    (:func:`id_problem`, :meth:`QueryClip.of`), not the table's."""
     path = Path(path)
     queries = resolve_paths(read_table(path), path.parent, ["path", "source"])
     required = ["query_id", *(["track_id"] if require_truth else [])]
     if "path" not in queries and "source" not in queries:
         required.append("path")
-    _require_columns(queries, required, path)
+    require_columns(queries, required, path)
     _require_unique(queries, "query_id", path)
     return queries
+
+
+def blank(value: Any) -> bool:
+    """No id: a missing cell (NaN, null), or spaces only."""
+    return not isinstance(value, str) or not value.strip()
+
+
+def id_problem(value: Any, column: str = "track_id") -> str | None:
+    """Why ``value`` is not a usable track id, or None: a track id is non-empty text with no
+    control character (a newline, a NUL, an escape), as file names and terminals need."""
+    if blank(value):
+        return f"empty {column}"
+    control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        return f"{column} {value!r} holds a control character (U+{ord(control):04X})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -187,11 +236,20 @@ class QueryClip:
 
     @classmethod
     def of(cls, query: Mapping[str, Any]) -> QueryClip:
-        """The clip of a query-table row (``path``, or ``source``, ``offset_s``, ``length_s``)."""
+        """The clip of a query-table row (``path``, or ``source``, ``offset_s``, ``length_s``);
+        a ValueError saying what is missing or wrong when the row names no clip."""
         path = query.get("path")
         if isinstance(path, str) and path:
             return cls(path)
-        return cls(query["source"], float(query["offset_s"]), float(query["length_s"]))
+        source = query.get("source")
+        if not (isinstance(source, str) and source):
+            raise ValueError("no path, and no source with offset_s and length_s")
+        offset_s, length_s = _number(query.get("offset_s")), _number(query.get("length_s"))
+        if offset_s is None or offset_s < 0:
+            raise ValueError(f"offset_s must be a number >= 0, not {_cell(query, 'offset_s')}")
+        if length_s is None or length_s <= 0:
+            raise ValueError(f"length_s must be a number > 0, not {_cell(query, 'length_s')}")
+        return cls(source, offset_s, length_s)
 
     def window(self, start_s: float, duration_s: float | None = None) -> QueryClip:
         """``[start_s, start_s + duration_s)`` of this clip, cut at the clip's end."""
@@ -209,72 +267,20 @@ class QueryClip:
         return load_audio(self.path, sample_rate, self.offset_s, self.duration_s)
 
 
-PARENT = "parent"  # a folder track's folder relative to the root ("." at the top)
+def _cell(row: Mapping[str, Any], column: str) -> str:
+    """A cell as an error message shows it: ``empty`` for a missing value, else its repr."""
+    value = row.get(column)
+    missing = value is None or value == "" or (isinstance(value, float) and math.isnan(value))
+    return "empty" if missing else repr(value)
 
 
-def track_id_of(path: str | Path, root: str | Path) -> str:
-    """The track id of an audio file under a folder: its path below the folder without the
-    extension (``album1/song3``), so equal file names in different folders stay apart. The one
-    rule for every folder of audio (``acr index``, ``acr data prepare folder``, training)."""
-    relative = Path(path)
-    if relative.is_absolute() and relative.is_relative_to(root):
-        relative = relative.relative_to(root)
-    return relative.with_suffix("").as_posix()
-
-
-def folder_tracks(root: Path, exclude: Callable[[Path], bool] | None = None) -> pd.DataFrame:
-    """``track_id, path, parent`` of every audio file under ``root``, sorted by id.
-
-    Hidden files and folders (names starting with ".") and paths ``exclude`` flags are left out;
-    two files with one id (``song.ogg`` beside ``song.mp3``) are an error naming both.
-    """
-    paths = [
-        path
-        for path in audio_files(root)
-        if not any(part.startswith(".") for part in path.relative_to(root).parts)
-        and not (exclude is not None and exclude(path))
-    ]
-    if not paths:
-        raise ManifestError(root, f"no audio file ({', '.join(AUDIO_EXTENSIONS)}) in any folder")
-    relative = [path.relative_to(root) for path in paths]
-    tracks = pd.DataFrame(
-        {
-            "track_id": [track_id_of(r, root) for r in relative],
-            "path": [str(path) for path in paths],
-            PARENT: [r.parent.as_posix() for r in relative],
-        }
-    )
-    _require_unique_track_ids(tracks, root)
-    return tracks
-
-
-def read_catalog(catalog: str | Path) -> pd.DataFrame:
-    """``track_id, path`` for every track of a catalog: a folder of audio or a CSV/JSONL table.
-
-    A folder is read with :func:`folder_tracks` (a track's id is its path below the folder
-    without the extension); in a table, relative paths resolve against the table's folder.
-    Extra table columns are kept.
-    """
-    catalog = Path(catalog)
-    if catalog.is_dir():
-        table = folder_tracks(catalog)
-    elif catalog.is_file():
-        table = read_table(catalog)
-        _require_columns(table, ("track_id", "path"), catalog)
-        table = resolve_paths(table, catalog.parent, ["path"])
-    else:
-        raise ManifestError(catalog, "catalog does not exist (expected a folder or a CSV/JSONL)")
-    if table.empty:
-        raise ManifestError(catalog, "catalog holds no audio files")
-    _require_unique_track_ids(table, catalog)
-    return table.reset_index(drop=True)
-
-
-def _require_unique_track_ids(table: pd.DataFrame, name: str | Path) -> None:
-    duplicated = table[table["track_id"].duplicated(keep=False)].sort_values("track_id")
-    if not duplicated.empty:
-        track_id, paths = duplicated["track_id"].iloc[0], duplicated.head(2)["path"].tolist()
-        raise ManifestError(name, f"duplicate track_id {track_id!r} ({' and '.join(paths)})")
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (an empty cell, text, a list)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def bucket_columns(queries: pd.DataFrame) -> list[str]:

@@ -28,7 +28,8 @@ from acr.augment.degradations import (
     check_degradations,
     degrade,
 )
-from acr.data.manifests import read_catalog, write_table
+from acr.data.catalogs import read_catalog
+from acr.data.manifests import write_table
 from acr.data.segments.analysis import TrackAnalysis, analysis_path, analyze
 from acr.data.segments.strategies import (
     RandomStrategy,
@@ -36,6 +37,7 @@ from acr.data.segments.strategies import (
     StrategyName,
     get_strategy,
 )
+from acr.files import output_path, safe_file_name
 from acr.workers import spawn_pool
 
 QUERIES_FILE = "queries.csv"
@@ -74,8 +76,10 @@ def make_queries(
 
     ``per_track`` queries per (track, length, degradation). When the catalog is a table (a
     manifest), each track's segment analysis is cached beside it in ``analysis/``, shared with
-    training anchors. Tracks that cannot be read, or are too short for a length, are left out
-    of that length and counted in the returned table's ``attrs["skipped"]``.
+    training anchors. Catalog rows that cannot be a track (an empty or unusable track_id, an
+    empty path), tracks that cannot be read, or are too short for a length, are left out (of
+    that length) and listed in the returned table's ``attrs["skipped"]``. A query's WAV is
+    named from its id by acr.files.safe_file_name, so no id can write outside ``output``.
 
     Args:
         catalog: a folder of audio, or a CSV/JSONL with track_id and path.
@@ -91,13 +95,19 @@ def make_queries(
     """
     check_degradations(degradations)
     get_strategy(strategy)  # an unknown name fails here, not in every worker
+    output = output_path(output, folder=True)
     tracks = read_catalog(catalog)
+    # A table's rejected rows are named by the table and row, a folder's entries by their path.
+    table_catalog = Path(catalog).is_file()
+    skipped = [
+        f"{catalog if table_catalog else entry['path']}: {entry['reason']}"
+        for entry in tracks.attrs["rejected"]
+    ]
     if max_tracks is not None:
         tracks = tracks.sample(n=min(max_tracks, len(tracks)), random_state=seed).sort_index()
-    output = Path(output)
     (output / "audio").mkdir(parents=True, exist_ok=True)
     # A folder catalog is the user's music: nothing is written into it.
-    cache = Path(catalog).parent if Path(catalog).is_file() else None
+    cache = Path(catalog).parent if table_catalog else None
     jobs = [
         _TrackJob(
             index,
@@ -115,7 +125,6 @@ def make_queries(
         for index, (track_id, path) in enumerate(zip(tracks["track_id"], tracks["path"]))
     ]
     rows: list[dict[str, Any]] = []
-    skipped: list[str] = []
     for track_rows, problems in tqdm(
         _run(jobs, workers), total=len(jobs), unit="track", desc="making queries"
     ):
@@ -230,7 +239,7 @@ def _one_query(
         except UnusableExcerpt:
             continue
         query_id = f"{job.track_id}-{degradation}-{length_s:g}s-{repeat}"
-        relative = Path("audio") / f"{query_id}.wav"
+        relative = Path("audio") / safe_file_name(query_id, ".wav")
         save_audio(Path(job.directory) / relative, query[:length], job.sample_rate)
         return {
             "query_id": query_id,

@@ -15,8 +15,9 @@ from typing import Any
 
 from acr.audio import AudioError, AudioInfo, audio_files
 from acr.augment.degradations import MARGIN
+from acr.data.catalogs import track_id_of
 from acr.data.inspection import read_headers, unreadable_files
-from acr.data.manifests import SPLITS, track_id_of
+from acr.data.manifests import SPLITS
 
 # With the shipped split fractions (0.1 val, 0.1 test; acr.data.splits), ten tracks is the
 # fewest that gives every split at least one.

@@ -15,14 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from acr.data.manifests import (
-    PARENT,
-    TRACK_COLUMNS,
-    ManifestError,
-    folder_tracks,
-    read_table,
-    track_id_of,
-)
+from acr.data.catalogs import PARENT, folder_tracks, track_id_of
+from acr.data.manifests import TRACK_COLUMNS, ManifestError, read_table
 from acr.data.splits import check_fractions, seeded_split, unit_keys
 from acr.datamodules.catalog import NO_LABEL, CatalogDataModule
 from acr.files import sha256_file

@@ -22,8 +22,9 @@ from typing import Any, Literal
 import pandas as pd
 from tqdm.auto import tqdm
 
-from acr.data.manifests import read_catalog, write_table
-from acr.files import replacing
+from acr.data.catalogs import read_catalog
+from acr.data.manifests import write_table
+from acr.files import output_path, replacing
 from acr.retrieval.embedding import EmbeddingEngine, EmbeddingSettings
 from acr.retrieval.engine import Engine, IndexDirectoryError
 from acr.retrieval.extraction import extract_in_workers
@@ -92,7 +93,7 @@ def build_index(
         embedding: the embedding engine's settings.
         melody: the melody engine's settings.
     """
-    directory = Path(output)
+    directory = output_path(output, folder=True)
     tracks = read_catalog(catalog)
     names = engine_names(engine)
     if "embedding" in names and not checkpoint:
@@ -104,6 +105,10 @@ def build_index(
         engines, state, skipped = _open(
             directory, create_engines(names, checkpoint, settings), resume, str(catalog)
         )
+        known = set(skipped[SKIPPED_COLUMNS].itertuples(index=False, name=None))
+        for entry in tracks.attrs["rejected"]:  # catalog rows and entries that are no track
+            if (row := tuple(entry[column] for column in SKIPPED_COLUMNS)) not in known:
+                skipped.loc[len(skipped)] = list(row)
         # Made once the directory is known to be this index, so that a refused build leaves no
         # heartbeat in someone else's folder, nor overwrites that of the build holding the lock.
         with Heartbeat(directory, "index") as heartbeat:
@@ -276,15 +281,18 @@ def _remove_orphan_snapshots(directory: Path, keep: str) -> None:
 def _snapshot(
     directory: Path, engines: dict[str, Engine], state: IndexState, skipped: pd.DataFrame
 ) -> None:
-    """Write a complete snapshot, point index.json at it, then drop the previous one."""
+    """Write a complete snapshot, point index.json at it, then drop the previous one (a reader
+    that was pointed at that one follows index.json again: acr.retrieval.store.load_engines).
+
+    With no track processed since the last snapshot, only index.json is written again: the
+    build may have finished just after it (``complete``)."""
     previous = state.snapshot
     name = f"snapshot-{state.processed:06d}"
-    if name == previous:
-        return
-    with replacing(directory / name) as temporary:
-        for engine_name, engine in engines.items():
-            engine.save(temporary / engine_name)
-        write_table(skipped, temporary / SKIPPED_FILE)
+    if name != previous:
+        with replacing(directory / name) as temporary:
+            for engine_name, engine in engines.items():
+                engine.save(temporary / engine_name)
+            write_table(skipped, temporary / SKIPPED_FILE)
     state.snapshot = name
     state.tracks = len(next(iter(engines.values())).track_ids)
     state.items = {engine_name: engine.item_count for engine_name, engine in engines.items()}

@@ -7,7 +7,6 @@ from there; asking for another window length is an error.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,16 @@ import torch
 
 from acr.audio import fit_length, window_starts
 from acr.files import sha256_file, write_json
-from acr.retrieval.engine import AudioPassthrough, Engine, IndexDirectoryError, TrackMatch
+from acr.retrieval.engine import (
+    AudioPassthrough,
+    Engine,
+    IndexDirectoryError,
+    TrackMatch,
+    check_index,
+    read_index_json,
+    read_settings,
+    reading,
+)
 from acr.retrieval.windows import WindowIndex
 
 if TYPE_CHECKING:
@@ -89,7 +97,8 @@ class EmbeddingEngine(Engine):
         self.settings = _with_checkpoint_windows(settings, self.model.retrieval_windows, checkpoint)
         self.window_samples = int(round(self.settings.window_s * self.sample_rate))
         silence = np.zeros((1, self.window_samples), np.float32)
-        self.index = WindowIndex(self.embed(silence).shape[1])
+        self.embed_dim = self.embed(silence).shape[1]
+        self.index = WindowIndex(self.embed_dim)
 
     @property
     def sample_rate(self) -> int:
@@ -160,15 +169,32 @@ class EmbeddingEngine(Engine):
 
     @classmethod
     def load(cls, directory: Path) -> EmbeddingEngine:
+        """Read an engine written by :meth:`save`. The model copy must have the digest the
+        index recorded (checked before torch unpickles it: a truncated copy fails here), and
+        the window index the model's embedding size."""
         directory = Path(directory)
-        recorded = json.loads((directory / SETTINGS_FILE).read_text())
+        settings_path, model_path = directory / SETTINGS_FILE, directory / MODEL_FILE
+        recorded = read_index_json(settings_path, ("checkpoint", "checkpoint_sha256"))
         known = {field.name for field in fields(EmbeddingSettings)}
-        settings = EmbeddingSettings(**{k: v for k, v in recorded.items() if k in known})
-        engine = cls(directory / MODEL_FILE, settings)  # the copy travels with the index
-        if engine.checkpoint_sha256 != recorded["checkpoint_sha256"]:
-            raise ValueError(f"{directory / MODEL_FILE}: model differs from the one indexed")
+        settings = read_settings(
+            EmbeddingSettings, {k: v for k, v in recorded.items() if k in known}, settings_path
+        )
+        with reading(model_path):
+            digest = sha256_file(model_path)
+        check_index(
+            digest == recorded["checkpoint_sha256"],
+            model_path,
+            f"not the model the index was built with (sha256 {digest[:12]}, {settings_path.name}"
+            f" records {str(recorded['checkpoint_sha256'])[:12]}): truncated or replaced",
+        )
+        engine = cls(model_path, settings)  # the copy travels with the index
         engine.checkpoint = recorded["checkpoint"]
         engine.index = WindowIndex.load(directory / "hnsw")
+        check_index(
+            engine.index.dim == engine.embed_dim,
+            directory / "hnsw",
+            f"{engine.index.dim}-d windows for a model of {engine.embed_dim} dimensions",
+        )
         return engine
 
 

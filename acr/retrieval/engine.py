@@ -11,17 +11,84 @@ files derive their options from it, and ``index.json`` records it.
 
 from __future__ import annotations
 
+import json
+import pickle
+import zipfile
+import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
+
+# What a missing, truncated or garbled file raises from the readers an index uses: numpy
+# (ValueError, EOFError), .npz archives (BadZipFile, zlib.error), hnswlib and torch
+# (RuntimeError), pickled checkpoints (UnpicklingError), the file system (OSError).
+CORRUPT_FILE_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    RuntimeError,
+    zipfile.BadZipFile,
+    zlib.error,
+    pickle.UnpicklingError,
+)
 
 
 class IndexDirectoryError(RuntimeError):
     """An index directory that cannot be built, resumed or read as asked."""
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[Path]:
+    """Read one file of an index: what a missing or corrupt file raises inside the block becomes
+    a one-line IndexDirectoryError naming it (a user error, never a traceback)."""
+    try:
+        yield path
+    except IndexDirectoryError:
+        raise
+    except FileNotFoundError as error:
+        raise IndexDirectoryError(f"{path}: missing") from error
+    except CORRUPT_FILE_ERRORS as error:
+        detail = (str(error).strip().splitlines() or [""])[0]
+        raise IndexDirectoryError(
+            f"{path}: truncated or corrupt ({type(error).__name__}: {detail})"
+        ) from error
+
+
+def read_index_json(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A JSON object file of an index that has the ``required`` keys, else IndexDirectoryError."""
+    with reading(path):
+        content = json.loads(path.read_text())
+    if not isinstance(content, dict):
+        raise IndexDirectoryError(f"{path}: expected a JSON object, found {type(content).__name__}")
+    missing = [key for key in required if key not in content]
+    if missing:
+        raise IndexDirectoryError(f"{path}: missing {', '.join(missing)}")
+    return content
+
+
+def read_settings(settings_class: type[T], recorded: object, path: Path) -> T:
+    """An engine's settings dataclass from what ``path`` recorded; unknown or impossible
+    settings (TypeError, ValueError from the dataclass) raise IndexDirectoryError."""
+    if not isinstance(recorded, dict):
+        raise IndexDirectoryError(f"{path}: settings must be a JSON object")
+    try:
+        return settings_class(**recorded)
+    except (TypeError, ValueError) as error:
+        raise IndexDirectoryError(f"{path}: settings: {error}") from error
+
+
+def check_index(condition: bool, path: Path, problem: str) -> None:
+    """Raise IndexDirectoryError ``{path}: {problem}`` unless ``condition`` holds (cheap
+    consistency checks of a loaded index, so that a damaged one fails at load, not mid-search)."""
+    if not condition:
+        raise IndexDirectoryError(f"{path}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -88,7 +155,8 @@ class Engine(ABC):
     @classmethod
     @abstractmethod
     def load(cls, directory: Path) -> Engine:
-        """Read an engine written by :meth:`save`."""
+        """Read an engine written by :meth:`save`; a missing, corrupt or inconsistent file
+        raises IndexDirectoryError naming it."""
 
     def add_audio(self, track_id: str, audio: np.ndarray) -> int:
         """Extract and add in one call (tests, small catalogs)."""

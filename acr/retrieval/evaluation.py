@@ -3,14 +3,15 @@ bootstrap confidence intervals."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from acr.data.manifests import bucket_columns, read_queries
-from acr.files import write_json
+from acr.data.manifests import ManifestError, blank, bucket_columns, line_numbers, read_queries
+from acr.files import output_path, write_json
 from acr.retrieval.metrics import metrics_by_bucket, rank_of, ranks_by_query
 from acr.retrieval.recognizer import Recognition, Recognizer
 from acr.status import Heartbeat
@@ -35,7 +36,7 @@ def evaluate_index(
     Args:
         index: the index directory.
         queries: a CSV/JSONL query table with query_id, path (or source, offset_s, length_s)
-            and track_id; every other column is a bucket.
+            and track_id (a track of the index); every other column is a bucket.
         output: where to write the report as JSON (its heartbeat goes beside it; without one,
             into the index directory).
         top_k: the k of top-k accuracy (top-1 is always reported).
@@ -44,8 +45,11 @@ def evaluate_index(
             combination of bucket values keeps its share of the table).
         seed: seeds that sample.
     """
+    if output:
+        output_path(output)
     recognizer = Recognizer.load(index, cascade=False)
     table = read_queries(queries)
+    require_truth(table, next(iter(recognizer.engines.values())).track_ids, queries)
     if max_queries is not None:
         table = stratified_sample(table, max_queries, seed)
     with Heartbeat(Path(output).parent if output else index, "evaluate") as heartbeat:
@@ -61,6 +65,26 @@ def evaluate_index(
             top1={system: cells["overall"]["top1"] for system, cells in report["systems"].items()},
         )
     return report
+
+
+def require_truth(queries: pd.DataFrame, track_ids: Iterable[str], name: str | Path) -> None:
+    """Every query can be scored: a usable ``query_id`` and a ``track_id`` among ``track_ids``
+    (the index's). Otherwise a ManifestError with the count and the first few rows: a query
+    whose truth is empty or unknown would be scored as a miss, a wrong number."""
+    known = set(track_ids)
+    problems = []
+    rows = zip(line_numbers(queries), queries["query_id"], queries["track_id"])
+    for line, query_id, track_id in rows:
+        if blank(query_id):
+            problems.append(f"line {line}: empty query_id")
+        elif blank(track_id):
+            problems.append(f"query {query_id!r}: empty track_id")
+        elif track_id not in known:
+            problems.append(f"query {query_id!r}: track_id {track_id!r} is not in the index")
+    if problems:
+        raise ManifestError(
+            name, f"{len(problems)} queries cannot be scored: {'; '.join(problems[:3])}"
+        )
 
 
 def stratified_sample(queries: pd.DataFrame, count: int, seed: int = 0) -> pd.DataFrame:

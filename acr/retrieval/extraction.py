@@ -2,6 +2,11 @@
 
 Imports only what workers need (acr.audio, numpy): spawned workers import this module, and
 importing Lightning in each of them would cost seconds and hundreds of MB.
+
+One track must not abort a build: what cannot be used comes back as the reason it was skipped
+(the build writes it to skipped.csv, and a resume does not try it again), and a track whose
+worker process dies (the kernel's out-of-memory killer, a crash in a decoder) is retried alone
+and skipped once it has killed a worker twice.
 """
 
 from __future__ import annotations
@@ -9,12 +14,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from acr.audio import AudioError, read_audio, resample, rms
 from acr.workers import spawn_pool
 
 SILENCE_RMS = 1e-4  # -80 dBFS: a track this quiet holds nothing to recognise
+MIN_TRACK_S = 0.5  # the shortest query acr answers (acr.retrieval.recognizer.MIN_QUERY_S)
+WORKER_DEATHS_BEFORE_SKIP = 2
 Extractors = list[tuple[str, int, Callable]]  # (engine name, sample rate, extractor)
 Result = tuple[str, str, dict[str, Any] | str, float]
 
@@ -33,13 +41,20 @@ def _decode_and_extract(job: tuple[str, str]) -> Result:
         audio, sample_rate = read_audio(path)
     except AudioError as error:
         return track_id, path, error.reason, 0.0
+    except MemoryError:
+        return track_id, path, "out of memory decoding it", 0.0
     duration_s = len(audio) / sample_rate
+    if duration_s < MIN_TRACK_S:
+        return track_id, path, f"too short ({duration_s:.3f} s < {MIN_TRACK_S} s)", duration_s
     if rms(audio) < SILENCE_RMS:
         return track_id, path, "silent (below -80 dBFS)", duration_s
-    features = {
-        name: extract(resample(audio, sample_rate, rate))
-        for name, rate, extract in _worker_extractors
-    }
+    try:
+        features = {
+            name: extract(resample(audio, sample_rate, rate))
+            for name, rate, extract in _worker_extractors
+        }
+    except MemoryError:
+        return track_id, path, f"out of memory extracting {duration_s:.0f} s of audio", duration_s
     return track_id, path, features, duration_s
 
 
@@ -52,13 +67,65 @@ def extract_in_workers(
         _use_extractors(extractors)
         yield from map(_decode_and_extract, jobs)
         return
+    waiting = deque(jobs)
+    while waiting:
+        # After a worker died the pool is unusable, and any job in flight may have killed it.
+        in_flight = yield from _extract_until_a_worker_dies(waiting, extractors, workers)
+        finished = 0
+        for _, future in in_flight:
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                break
+            yield future.result()
+            finished += 1
+        yield from _extract_one_by_one([job for job, _ in in_flight[finished:]], extractors)
+
+
+def _extract_until_a_worker_dies(
+    waiting: deque[tuple[str, str]], extractors: Extractors, workers: int
+) -> Iterator[Result]:
+    """Yield results in catalog order; return the jobs in flight, with their futures, when a
+    worker died, or nothing when every job is done."""
+    in_flight: deque[tuple[tuple[str, str], Future]] = deque()
     with spawn_pool(workers, _use_extractors, (extractors,)) as pool:
-        # A bounded window of jobs in flight: Executor.map would submit the whole catalog and
-        # pile up decoded audio whenever the main process (e.g. model inference) is slower.
-        pending: deque[Future] = deque()
-        for job in jobs:
-            pending.append(pool.submit(_decode_and_extract, job))
-            if len(pending) >= 2 * workers + 2:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        try:
+            while waiting or in_flight:
+                # A bounded window of jobs in flight: Executor.map would submit the whole
+                # catalog and pile up decoded audio whenever the main process is slower.
+                while waiting and len(in_flight) < 2 * workers + 2:
+                    job = waiting.popleft()
+                    in_flight.append((job, pool.submit(_decode_and_extract, job)))
+                result = in_flight[0][1].result()
+                in_flight.popleft()
+                yield result
+        except BrokenProcessPool:
+            return list(in_flight)
+    return []
+
+
+def _extract_one_by_one(jobs: list[tuple[str, str]], extractors: Extractors) -> Iterator[Result]:
+    """Run the suspects of a worker's death one at a time in a one-worker pool, so that a
+    death is the doing of the job it was running; skip a job after its second."""
+    deaths = 0
+    waiting = deque(jobs)
+    while waiting:
+        with spawn_pool(1, _use_extractors, (extractors,)) as pool:
+            try:
+                while waiting:
+                    result = pool.submit(_decode_and_extract, waiting[0]).result()
+                    waiting.popleft()
+                    deaths = 0
+                    yield result
+            except BrokenProcessPool:
+                deaths += 1
+        if deaths >= WORKER_DEATHS_BEFORE_SKIP:
+            track_id, path = waiting.popleft()
+            deaths = 0
+            yield (
+                track_id,
+                path,
+                (
+                    f"its worker process died {WORKER_DEATHS_BEFORE_SKIP} times decoding or "
+                    "extracting it (out of memory, or a crash in a decoder)"
+                ),
+                0.0,
+            )

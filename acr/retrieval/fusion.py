@@ -21,7 +21,6 @@ Until fitted, fusion is reciprocal-rank fusion (Cormack et al. 2009), which need
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from acr.files import write_json
-from acr.retrieval.engine import TrackMatch
+from acr.retrieval.engine import TrackMatch, check_index, read_index_json
 
 RRF_K = 60  # Cormack et al. 2009
 EngineMatches = dict[str, list[TrackMatch]]
@@ -134,18 +133,46 @@ class Fusion:
 
     @classmethod
     def load(cls, path: Path) -> Fusion:
-        raw = json.loads(path.read_text())
+        """Read a fusion written by :meth:`save`; a damaged file raises IndexDirectoryError
+        naming it, one from an older acr a ValueError saying to refit it."""
+        raw = read_index_json(path)
         if "engines" not in raw:
             raise ValueError(f"{path}: fusion from an older acr; fit it again with `acr fuse`")
+        early_exit = raw.get("early_exit") or {}
+        check_index(
+            _strings(raw["engines"])
+            and _numbers(raw.get("weights"))
+            and isinstance(early_exit, dict)
+            and set(early_exit) <= {"engine", "weights", "probability"},
+            path,
+            "not a fusion written by `acr fuse` (engines: names, weights: numbers)",
+        )
         expected = (len(raw["engines"]) * ENGINE_FEATURES + 1) * (1 + len(QUERY_FEATURES))
         if raw["weights"] and len(raw["weights"]) != expected:
             raise ValueError(f"{path}: fusion with other features; fit it again with `acr fuse`")
-        early_exit = EarlyExit(**raw["early_exit"]) if raw.get("early_exit") else None
-        if early_exit and len(early_exit.weights) != EXIT_FEATURES:
-            raise ValueError(
-                f"{path}: early exit with other features; fit it again with `acr fuse`"
+        if early_exit:
+            check_index(
+                isinstance(early_exit.get("engine"), str)
+                and _numbers(early_exit.get("weights"))
+                and _numbers([early_exit.get("probability")]),
+                path,
+                "early_exit needs an engine, weights and a probability",
             )
-        return cls(raw["engines"], raw["weights"], early_exit)
+            if len(early_exit["weights"]) != EXIT_FEATURES:
+                raise ValueError(
+                    f"{path}: early exit with other features; fit it again with `acr fuse`"
+                )
+        return cls(raw["engines"], raw["weights"], EarlyExit(**early_exit) if early_exit else None)
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _numbers(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(item, int | float) and not isinstance(item, bool) for item in value
+    )
 
 
 def _reciprocal_rank_fusion(matches: EngineMatches, top_k: int) -> list[TrackMatch]:

@@ -20,7 +20,6 @@ from polyphonic music signals"), and to the octave a person hums in.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -28,7 +27,14 @@ import numpy as np
 
 from acr.files import write_json
 from acr.pitch import PitchTrack, predominant_pitch
-from acr.retrieval.engine import Engine, TrackMatch
+from acr.retrieval.engine import (
+    Engine,
+    TrackMatch,
+    check_index,
+    read_index_json,
+    read_settings,
+    reading,
+)
 from acr.retrieval.windows import WindowIndex
 
 TRANSPOSITION_STEPS = 24  # transpositions tried in re-ranking: every half semitone
@@ -304,15 +310,53 @@ class MelodyEngine(Engine):
 
     @classmethod
     def load(cls, directory: Path) -> MelodyEngine:
+        """Read an engine written by :meth:`save`; a missing, corrupt or inconsistent file
+        raises IndexDirectoryError naming it."""
         directory = Path(directory)
-        state = json.loads((directory / "settings.json").read_text())
-        engine = cls(MelodySettings(**state["settings"]))
-        arrays = np.load(directory / "contours.npz")
-        bounds = np.cumsum(np.r_[0, arrays["cells"]])
-        for track_id, start, end in zip(state["track_ids"], bounds[:-1], bounds[1:]):
+        settings_path, contours_path = directory / "settings.json", directory / "contours.npz"
+        state = read_index_json(settings_path, ("engine", "settings", "track_ids"))
+        check_index(
+            state["engine"] == cls.name, settings_path, f"written by engine {state['engine']!r}"
+        )
+        track_ids = state["track_ids"]
+        check_index(
+            isinstance(track_ids, list)
+            and all(isinstance(t, str) for t in track_ids)
+            and len(set(track_ids)) == len(track_ids),
+            settings_path,
+            "track_ids must be a list of distinct strings",
+        )
+        engine = cls(read_settings(MelodySettings, state["settings"], settings_path))
+        with reading(contours_path), np.load(contours_path, allow_pickle=False) as arrays:
+            names = ("pitch_midi", "voiced_fraction", "cells")
+            check_index(set(names) <= set(arrays.files), contours_path, "not a contour table")
+            pitch_midi, voiced_fraction, cells = (arrays[name] for name in names)
+        check_index(
+            cells.ndim == 1
+            and np.issubdtype(cells.dtype, np.integer)
+            and len(cells) == len(track_ids)
+            and (cells >= 0).all(),
+            contours_path,
+            f"{cells.shape} cell counts for the {len(track_ids)} tracks of {settings_path.name}",
+        )
+        check_index(
+            pitch_midi.shape == voiced_fraction.shape == (int(cells.sum()),),
+            contours_path,
+            f"{pitch_midi.shape} pitches and {voiced_fraction.shape} voiced fractions for"
+            f" {int(cells.sum())} cells",
+        )
+        bounds = np.cumsum(np.r_[0, cells])
+        for track_id, start, end in zip(track_ids, bounds[:-1], bounds[1:]):
             engine._contours[track_id] = MelodyContour(
-                arrays["pitch_midi"][start:end], arrays["voiced_fraction"][start:end]
+                pitch_midi[start:end], voiced_fraction[start:end]
             )
         if (directory / "windows").is_dir():
-            engine._index = WindowIndex.load(directory / "windows")
+            windows = WindowIndex.load(directory / "windows")
+            check_index(
+                windows.dim == engine._index.dim and set(windows.track_ids) <= set(track_ids),
+                directory / "windows",
+                f"{windows.dim}-d windows of {len(windows.track_ids)} tracks for"
+                f" {engine._index.dim}-d melody windows of {len(track_ids)} tracks",
+            )
+            engine._index = windows
         return engine

@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from acr.audio import AudioError, resample, rms
-from acr.data.manifests import QueryClip, read_queries
+from acr.data.manifests import QueryClip, blank, line_numbers, read_queries
 from acr.pitch import harmonicity
 from acr.retrieval.engine import Engine, TrackMatch
 from acr.retrieval.fusion import EngineMatches, Fusion, QueryFeatures
@@ -120,17 +120,28 @@ class Recognizer:
         self, queries: pd.DataFrame, top_k: int = 5, heartbeat: Heartbeat | None = None
     ) -> Iterator[Recognition]:
         """Recognise every query of a table (acr.data.manifests.read_queries), with progress
-        (a bar, and ``heartbeat`` when given)."""
+        (a bar, and ``heartbeat`` when given). A row without a query_id or a clip gets an
+        error status naming it (by its line in the table when it has no id), and the rows
+        after it are answered as usual."""
         if heartbeat is not None:
             heartbeat.update(stage="recognising", done=0, total=len(queries), unit="queries")
         errors = 0
         rows = tqdm(queries.iterrows(), total=len(queries), unit="query", desc="recognising")
-        for done, (_, query) in enumerate(rows, start=1):
-            recognition = self.recognize_clip(QueryClip.of(query), query["query_id"], top_k)
+        for done, ((_, query), line) in enumerate(zip(rows, line_numbers(queries)), start=1):
+            recognition = self._recognize_row(query, line, top_k)
             if heartbeat is not None:
                 errors += recognition.status != "ok"
                 heartbeat.update(done=done, errors=errors)
             yield recognition
+
+    def _recognize_row(self, query: pd.Series, line: int, top_k: int) -> Recognition:
+        if blank(query["query_id"]):
+            return _error(Recognition(""), f"line {line}: empty query_id")
+        try:
+            clip = QueryClip.of(query)
+        except ValueError as error:
+            return _error(Recognition(query["query_id"]), f"no clip: {error}")
+        return self.recognize_clip(clip, query["query_id"], top_k)
 
 
 def fit_fusion(index: str, queries: list[str]) -> tuple[Fusion, int]:

@@ -16,8 +16,9 @@ Recognizer, fusion, evaluation); readers never import the build.
 from __future__ import annotations
 
 import importlib
-import json
-from dataclasses import asdict, dataclass, field
+import re
+import reprlib
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import pandas as pd
 
 import acr
 from acr.files import write_json
-from acr.retrieval.engine import Engine, IndexDirectoryError
+from acr.retrieval.engine import Engine, IndexDirectoryError, read_index_json, reading
 
 INDEX_FILE = "index.json"
 SKIPPED_FILE = "skipped.csv"
@@ -38,6 +39,10 @@ ENGINES = {
     "melody": "acr.retrieval.melody.MelodyEngine",
 }
 HYBRID = "hybrid"  # every engine
+SNAPSHOT_NAME = re.compile(r"snapshot-\d{6,}")  # a folder of the index, never a path
+LOAD_ATTEMPTS = 5  # index.json re-read when the build replaced the snapshot being loaded
+# JSON types of IndexState's fields, by their annotation (bool is an int: checked apart).
+_FIELD_TYPES = {"str": str, "int": int, "float": (int, float), "bool": bool, "dict": dict}
 
 
 def engine_class(name: str) -> type[Engine]:
@@ -76,10 +81,43 @@ class IndexState:
 
     @classmethod
     def read(cls, directory: Path) -> IndexState:
+        """``index.json``, checked: known fields of the right types, known engines, and a
+        snapshot that is a folder of this index (a name such as ``../`` is refused)."""
         path = Path(directory) / INDEX_FILE
         if not path.is_file():
             raise IndexDirectoryError(f"{directory}: not an acr index (no {INDEX_FILE})")
-        return cls(**json.loads(path.read_text()))
+        recorded = read_index_json(path, required=("engines", "snapshot"))
+        known = {item.name: item.type for item in fields(cls)}
+        unknown = sorted(set(recorded) - set(known))
+        if unknown:
+            raise IndexDirectoryError(
+                f"{path}: unknown field(s) {', '.join(map(repr, unknown))} (this is acr"
+                f" {acr.__version__}; the index says {recorded.get('acr_version')!r})"
+            )
+        for name, value in recorded.items():
+            annotation = known[name]
+            expected = _FIELD_TYPES.get(annotation.split("[")[0], object)
+            if not isinstance(value, expected) or (
+                isinstance(value, bool) and expected not in (bool, object)
+            ):
+                raise IndexDirectoryError(
+                    f"{path}: {name} is {reprlib.repr(value)}, not a {annotation}"
+                )
+        engines = recorded["engines"]
+        if not engines or not all(isinstance(value, dict) for value in engines.values()):
+            raise IndexDirectoryError(f"{path}: engines must map engine names to their settings")
+        for name in engines:
+            if name not in ENGINES:
+                raise IndexDirectoryError(
+                    f"{path}: unknown engine {name!r}; acr {acr.__version__} has"
+                    f" {', '.join(ENGINES)}"
+                )
+        snapshot = recorded["snapshot"]  # the build writes folders, never links
+        if not SNAPSHOT_NAME.fullmatch(snapshot) or (Path(directory) / snapshot).is_symlink():
+            raise IndexDirectoryError(
+                f"{path}: snapshot {snapshot!r} is not a snapshot-NNNNNN folder of this index"
+            )
+        return cls(**recorded)
 
     def write(self, directory: Path) -> None:
         self.updated = datetime.now(UTC).isoformat(timespec="seconds")
@@ -87,16 +125,39 @@ class IndexState:
 
 
 def load_engines(directory: str | Path) -> dict[str, Engine]:
-    """The engines of an index directory, as of its last snapshot."""
+    """The engines of an index directory, as of its last snapshot.
+
+    A build running beside the reader may switch index.json to a newer snapshot and delete the
+    one the reader was told to open (acr.retrieval.build): the reader then follows index.json
+    again, a bounded number of times. A damaged index raises IndexDirectoryError naming the file.
+    """
     directory = Path(directory)
     state = IndexState.read(directory)
+    for _ in range(LOAD_ATTEMPTS - 1):
+        try:
+            return _load_snapshot(directory, state)
+        except IndexDirectoryError:
+            newer = IndexState.read(directory)
+            if newer.snapshot == state.snapshot:
+                raise  # the index is damaged, not replaced
+            state = newer
+    return _load_snapshot(directory, state)
+
+
+def _load_snapshot(directory: Path, state: IndexState) -> dict[str, Engine]:
     snapshot = directory / state.snapshot
+    if not snapshot.is_dir():
+        raise IndexDirectoryError(f"{snapshot}: missing (named by {INDEX_FILE})")
     return {name: engine_class(name).load(snapshot / name) for name in state.engines}
 
 
 def read_skipped(directory: Path) -> pd.DataFrame:
     """``skipped.csv`` of an index or a snapshot (empty when there is none)."""
     path = Path(directory) / SKIPPED_FILE
-    if path.is_file():
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    return pd.DataFrame(columns=SKIPPED_COLUMNS)
+    if not path.is_file():
+        return pd.DataFrame(columns=SKIPPED_COLUMNS)
+    with reading(path):
+        skipped = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not set(SKIPPED_COLUMNS) <= set(skipped.columns):
+        raise IndexDirectoryError(f"{path}: needs the columns {', '.join(SKIPPED_COLUMNS)}")
+    return skipped

@@ -9,17 +9,17 @@ landmark offset histograms, Wang 2003; applied to embeddings as in Chang et al. 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import hnswlib
 import numpy as np
 
 from acr.files import write_json
-from acr.retrieval.engine import TrackMatch
+from acr.retrieval.engine import TrackMatch, check_index, read_index_json, reading
 
 # Not index.json: that name belongs to the index directory's manifest (acr.retrieval.store).
 SETTINGS_FILE = "windows.json"
+SETTINGS_KEYS = ("dim", "m", "ef_construction", "ef_search", "track_ids")
 
 
 class WindowIndex:
@@ -177,9 +177,13 @@ class WindowIndex:
         first_of_track = np.r_[True, offsets[order[1:], 0] != offsets[order[:-1], 0]]
         winners = order[first_of_track]
         ranked = winners[np.argsort(-totals[winners], kind="stable")][:top_k]
+        # An offset below 0 says the query began before the track (its matched windows come
+        # after the track's first); the match then starts at the track's beginning.
         return [
             TrackMatch(
-                self.track_ids[offsets[i, 0]], float(totals[i]), float(offsets[i, 1] * offset_bin_s)
+                self.track_ids[offsets[i, 0]],
+                float(totals[i]),
+                max(0.0, float(offsets[i, 1] * offset_bin_s)),
             )
             for i in ranked
         ]
@@ -201,22 +205,59 @@ class WindowIndex:
 
     @classmethod
     def load(cls, directory: str | Path) -> WindowIndex:
-        """Read an index written by :meth:`save`."""
+        """Read an index written by :meth:`save`; a missing, corrupt or inconsistent file raises
+        IndexDirectoryError naming it."""
         directory = Path(directory)
         settings_path = directory / SETTINGS_FILE
-        if not settings_path.is_file():  # indexes written before acr 0.2 named it index.json
-            settings_path = directory / "index.json"
-        if not settings_path.is_file():
-            raise FileNotFoundError(f"{directory / SETTINGS_FILE}: not an acr window index")
-        settings = json.loads(settings_path.read_text())
-        index = cls(
-            settings["dim"], settings["m"], settings["ef_construction"], settings["ef_search"]
+        if not settings_path.is_file() and (directory / "index.json").is_file():
+            settings_path = directory / "index.json"  # the name before acr 0.2
+        check_index(settings_path.is_file(), settings_path, "missing: not an acr window index")
+        settings = read_index_json(settings_path, SETTINGS_KEYS)
+        check_index(
+            all(type(settings[key]) is int and settings[key] > 0 for key in SETTINGS_KEYS[:4]),
+            settings_path,
+            f"{', '.join(SETTINGS_KEYS[:4])} must be positive integers",
         )
-        windows = np.load(directory / "windows.npz")
-        index.track_ids = list(settings["track_ids"])
-        index._track_positions = {track: i for i, track in enumerate(index.track_ids)}
-        index._track_parts = [windows["track"]]
-        index._start_parts = [windows["start_s"]]
-        index._capacity = max(len(windows["track"]), 1)
-        index._hnsw.load_index(str(directory / "hnsw.bin"), max_elements=index._capacity)
+        track_ids = settings["track_ids"]
+        check_index(
+            isinstance(track_ids, list) and all(isinstance(t, str) for t in track_ids),
+            settings_path,
+            "track_ids must be a list of strings",
+        )
+        index = cls(*(settings[key] for key in SETTINGS_KEYS[:4]))
+        windows_path = directory / "windows.npz"
+        with reading(windows_path), np.load(windows_path, allow_pickle=False) as windows:
+            check_index(
+                {"track", "start_s"} <= set(windows.files), windows_path, "not a window table"
+            )
+            track, start_s = windows["track"], windows["start_s"]
+        check_index(
+            track.ndim == start_s.ndim == 1
+            and len(track) == len(start_s)
+            and np.issubdtype(track.dtype, np.integer)
+            and np.issubdtype(start_s.dtype, np.floating),
+            windows_path,
+            f"{track.shape} {track.dtype} track numbers for {start_s.shape} {start_s.dtype}"
+            " start times",
+        )
+        check_index(
+            len(track) == 0 or (track.min() >= 0 and track.max() < len(track_ids)),
+            windows_path,
+            f"track numbers outside the {len(track_ids)} tracks of {settings_path.name}",
+        )
+        index.track_ids = list(track_ids)
+        index._track_positions = {track_id: i for i, track_id in enumerate(index.track_ids)}
+        index._track_parts = [track.astype(np.int32, copy=False)]
+        index._start_parts = [start_s.astype(np.float32, copy=False)]
+        index._capacity = max(len(track), 1)
+        graph_path = directory / "hnsw.bin"
+        check_index(graph_path.is_file(), graph_path, "missing")  # hnswlib: "Cannot open file"
+        with reading(graph_path):
+            index._hnsw.load_index(str(graph_path), max_elements=index._capacity)
+        check_index(
+            index._hnsw.get_current_count() == len(track) and index._hnsw.dim == index.dim,
+            graph_path,
+            f"{index._hnsw.get_current_count()} vectors of {index._hnsw.dim} dimensions; the"
+            f" window table has {len(track)} of {index.dim}",
+        )
         return index

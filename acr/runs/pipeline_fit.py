@@ -15,7 +15,6 @@ import socket
 import sys
 import threading
 import time
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from acr.files import newest, sha256_file
+from acr.files import newest, process_exists, sha256_file
+from acr.models.checkpoints import CheckpointError, usable_checkpoint
 from acr.runs.pipeline_plan import PipelineError, Plan, StageContext
 from acr.runs.sweep import execute
 from acr.status import STATUS_FILE, Heartbeat
@@ -39,11 +39,12 @@ def fit_stage(context: StageContext) -> dict[str, str]:
     plan = context.plan
     refuse_live_fit(plan.fit_dir)
     last = plan.fit_dir / "checkpoints" / "last.ckpt"
-    resume = context.resume and whole_checkpoint(last)
+    start = resume_point(last) if context.resume else None
+    resume = start is not None
     if not resume:
         shutil.rmtree(plan.fit_dir, ignore_errors=True)  # a fit of other inputs, or a broken one
     log = plan.output / FIT_LOG
-    print(f"  {'resuming from ' + str(last) if resume else 'training'}; log: {log}")
+    print(f"  {'resuming from ' + str(start) if resume else 'training'}; log: {log}")
     with following_fit(plan.fit_dir, context.heartbeat):
         execute(fit_command(plan, resume), log, fit_environment(plan))
     checkpoint = newest(plan.fit_dir / "checkpoints", "best*.ckpt") or last
@@ -77,10 +78,16 @@ def fit_environment(plan: Plan) -> dict[str, str]:
     return {**os.environ, **disabled}
 
 
-def whole_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is a complete checkpoint: torch saves a zip archive, and a write cut
-    short by a kill lacks the archive's closing directory."""
-    return path.is_file() and zipfile.is_zipfile(path)
+def resume_point(last: Path) -> Path | None:
+    """The checkpoint ``acr fit --ckpt_path last`` goes on from: ``last`` when it is whole, else
+    the newest whole checkpoint beside it (acr.cli.training says so in the fit's log); None when
+    there is no last checkpoint, or no whole one to go on from."""
+    if not last.is_file():
+        return None
+    try:
+        return usable_checkpoint(last)[0]
+    except CheckpointError:
+        return None
 
 
 def refuse_live_fit(fit_dir: Path) -> None:
@@ -102,21 +109,6 @@ def refuse_live_fit(fit_dir: Path) -> None:
                 "by a killed pipeline; wait for it to end or stop it, then run the pipeline again"
             )
         time.sleep(0.1)
-
-
-def process_exists(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (dead, waiting to be reaped)."""
-    try:
-        os.kill(pid, 0)  # signal 0 only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):  # no /proc (not Linux), or it just went
-        return True
-    return state not in ("Z", "X")
 
 
 @contextmanager

@@ -4,12 +4,15 @@ manifest for a finished run (``acr fit``, optionally followed by ``acr evaluate`
 Every number comes from the run's own files: the evaluate report (``report.json``, with
 bootstrap intervals) when there is one, else the last validation, whose intervals are
 bootstrapped here from its per-query ranks. Nothing is typed in by hand except the licence notes
-of each data source, which a release must still check.
+of each data source, which a release must still check. Paths are written relative (to the run
+directory, or to the report's folder for links), so a report names nothing of the machine that
+wrote it and still reads right when the run is copied elsewhere.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ import yaml
 from acr.files import newest, sha256_file, write_json
 from acr.retrieval.metrics import metrics_by_bucket
 from acr.runs.plots import plot_buckets_with_intervals, single_buckets
+from acr.runs.sweep_report import sweep_markdown
 
 MIN_BUCKET_QUERIES = 100  # below this a bucket's 95 % interval is wider than about +-0.1
 WEAK_TOP1 = 0.8
@@ -110,7 +114,9 @@ def result_series(run: RunFiles) -> tuple[str, dict[str, dict[str, dict]]]:
 
 
 def artifact_manifest(directory: Path, skipped: Path) -> dict:
-    """Every file of the run (not the report being written): path, bytes, sha256."""
+    """Every file of the run (not the report being written, in ``skipped``): path (relative to
+    the run), bytes, sha256; the run directory relative to ``skipped``, where the manifest goes
+    (``..`` for the default RUN_DIR/report)."""
     files = [
         {"path": str(path.relative_to(directory)), "bytes": path.stat().st_size,
          "sha256": sha256_file(path)}
@@ -118,7 +124,7 @@ def artifact_manifest(directory: Path, skipped: Path) -> dict:
         if path.is_file() and skipped not in path.parents
     ]  # fmt: skip
     return {
-        "directory": str(directory),
+        "directory": os.path.relpath(directory, skipped),
         "code_version": code_version(),
         "files": files,
         "total_bytes": sum(entry["bytes"] for entry in files),
@@ -227,10 +233,44 @@ def benchmark_markdown(
     if plot is not None:
         lines.append(f"![top-1 per bucket]({plot.relative_to(output)})")
     if run.sweep is not None:
-        sweep_md = run.directory / "sweep.md"
-        if sweep_md.is_file():
-            lines += ["", "## The sweep's own report", "", sweep_md.read_text()]
+        lines += sweep_section(run, output)
     return "\n".join(lines) + "\n"
+
+
+def sweep_section(run: RunFiles, output: Path) -> list[str]:
+    """The sweep's own report, written again from sweep.json with paths relative to ``output``;
+    sweep.md as it is for a sweep.json that lacks fields (written by an older acr)."""
+    try:
+        text = sweep_markdown(relative_sweep(run, output))
+    except KeyError:
+        sweep_md = run.directory / "sweep.md"
+        if not sweep_md.is_file():
+            return []
+        text = sweep_md.read_text()
+    return ["", "## The sweep's own report", "", text]
+
+
+def relative_sweep(run: RunFiles, output: Path) -> dict:
+    """The sweep with its plots relative to ``output`` (they are relative to the sweep in
+    sweep.json), so its report's links work from there, and its config relative to the run."""
+    sweep = run.sweep or {}
+    return {
+        **sweep,
+        "config": relative_paths(sweep.get("config"), run.directory),
+        "plots": [os.path.relpath(run.directory / path, output) for path in sweep.get("plots", [])],
+    }
+
+
+def relative_paths(value: Any, directory: Path) -> Any:
+    """``value`` with every absolute path in it (a string, or one in a dict or list) made
+    relative to ``directory``: a config's data_dir or backbone folder, say."""
+    if isinstance(value, dict):
+        return {key: relative_paths(item, directory) for key, item in value.items()}
+    if isinstance(value, list):
+        return [relative_paths(item, directory) for item in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return os.path.relpath(value, directory)
+    return value
 
 
 def known_limits(series: dict[str, dict[str, dict]], run: RunFiles) -> list[str]:
@@ -254,10 +294,11 @@ def known_limits(series: dict[str, dict[str, dict]], run: RunFiles) -> list[str]
 
 
 def model_card(run: RunFiles, source: str, series: dict, manifest: dict) -> str:
-    model = run.config.get("model", {}).get("init_args", {})
+    config = relative_paths(run.config, run.directory)
+    model = config.get("model", {}).get("init_args", {})
     encoder = model.get("encoder", {})
     encoder_name = str(encoder.get("class_path", "unknown")).rsplit(".", 1)[-1]
-    data = run.config.get("data", {})
+    data = config.get("data", {})
     data_name = str(data.get("class_path", "unknown")).rsplit(".", 1)[-1]
     checkpoints = [f for f in manifest["files"] if f["path"].endswith(".ckpt")]
     lines = [
@@ -266,14 +307,15 @@ def model_card(run: RunFiles, source: str, series: dict, manifest: dict) -> str:
         "## Model",
         f"- encoder: `{encoder_name}` with {json.dumps(encoder.get('init_args', {}))}",
         f"- training: NT-Xent at temperature {model.get('temperature')}, learning rate "
-        f"{model.get('learning_rate')}, seed {run.config.get('seed_everything')}, "
-        f"max_steps {run.config.get('trainer', {}).get('max_steps')}",
+        f"{model.get('learning_rate')}, seed {config.get('seed_everything')}, "
+        f"max_steps {config.get('trainer', {}).get('max_steps')}",
         *(f"- checkpoint `{c['path']}`: {c['bytes']} bytes, sha256 `{c['sha256']}`"
           for c in checkpoints),
         f"- code: acr {manifest['code_version']}",
         "",
         "## Training data",
         f"- `{data_name}` with {json.dumps(data.get('init_args', {}), default=str)}",
+        *(["- paths are relative to the run directory"] if config != run.config else []),
         "",
         "## Results",
         f"From {source}.",

@@ -1,5 +1,5 @@
 """acr.data.query_sets (acr data make-queries): the table format, determinism, degradations,
-humming, and offsets taken from a segment strategy."""
+humming, offsets taken from a segment strategy, and ids that must not name files."""
 
 import shutil
 from pathlib import Path
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from acr.audio import audio_info, load_audio
+from acr.cli import main
 from acr.data.manifests import write_table
 from acr.data.query_sets import QUERIES_FILE, make_queries
 from acr.data.segments.analysis import analysis_path
@@ -131,3 +132,57 @@ def test_make_queries_caches_analyses_beside_a_table_catalog(
     assert first["offset_s"].iloc[0] >= QUIET_S - 0.5 and len(second) == 1
     make_queries(song.parent, tmp_path / "q3", strategy="high_energy", **options)
     assert not (song.parent / "analysis").exists()  # nothing written into a folder catalog
+
+
+def _one_song_catalog(ids: list[str], catalog: Path, table: Path) -> Path:
+    """A catalog table listing song11 under each of ``ids``."""
+    song = str(catalog / "song11.wav")
+    write_table(pd.DataFrame({"track_id": ids, "path": [song] * len(ids)}), table)
+    return table
+
+
+def test_track_ids_that_are_paths_never_write_outside_the_output(
+    catalog: Path, tmp_path: Path
+) -> None:
+    """An id stays an id: its queries' file names are slugs plus a hash, all in audio/."""
+    ids = ["../../escaped", f"{tmp_path}/absolute", "a/b", "a_b", ".hidden", "ok"]
+    output = tmp_path / "deep" / "er" / "queries"
+    table = make(
+        _one_song_catalog(ids, catalog, tmp_path / "c.csv"),
+        output,
+        lengths_s=(1.0,),
+        degradations=("clean",),
+    )
+    assert sorted(table["track_id"]) == sorted(ids)
+    assert sorted(tmp_path.rglob("*.wav")) == sorted(output / path for path in table["path"])
+    assert all(Path(path).parent == Path("audio") for path in table["path"])
+    assert all(not Path(path).name.startswith(".") for path in table["path"])
+    assert len(set(table["path"])) == len(table)
+    written = pd.read_csv(output / QUERIES_FILE, dtype=str)
+    assert written["track_id"].tolist() == table["track_id"].tolist()
+
+
+def test_track_ids_that_are_not_plain_text_are_left_out_naming_the_row(
+    catalog: Path, tmp_path: Path
+) -> None:
+    ids = ["", "nul\x00", "bell\x07", "ok"]
+    listed = _one_song_catalog(ids, catalog, tmp_path / "c.csv")
+    table = make(listed, tmp_path / "queries", lengths_s=(1.0,), degradations=("clean",))
+    assert set(table["track_id"]) == {"ok"}
+    assert table.attrs["skipped"] == [
+        f"{listed}: line 2: empty track_id",
+        f"{listed}: line 3: track_id 'nul\\x00' holds a control character (U+0000)",
+        f"{listed}: line 4: track_id 'bell\\x07' holds a control character (U+0007)",
+    ]
+
+
+def test_make_queries_output_that_is_a_file_is_one_line(
+    catalog: Path, tmp_path: Path, capsys
+) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    for output in (taken, taken / "queries"):
+        command = ["data", "make-queries", "--catalog", str(catalog), "--output", str(output)]
+        assert main(command) == 1
+        [error] = capsys.readouterr().err.strip().splitlines()
+        assert error.startswith(f"acr data make-queries: error: output {output}:")

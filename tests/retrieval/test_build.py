@@ -1,5 +1,7 @@
 """acr.retrieval.build: skipped files, snapshots, locks and resume after a kill."""
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +9,8 @@ import pandas as pd
 import pytest
 
 from acr.audio import save_audio
-from acr.data.manifests import read_catalog, write_table
+from acr.data.catalogs import read_catalog
+from acr.data.manifests import write_table
 from acr.retrieval.build import IndexDirectoryError, build_index, build_lock
 from acr.retrieval.recognizer import Recognizer
 from acr.retrieval.store import IndexState, load_engines
@@ -35,6 +38,11 @@ def test_build_skips_bad_files_and_recognises_an_excerpt(catalog: Path, tmp_path
     skipped = pd.read_csv(tmp_path / "index" / "skipped.csv")
     reasons = dict(zip(skipped["track_id"], skipped["reason"]))
     assert "cannot decode" in reasons["broken"] and "silent" in reasons["silence"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in ("skipped.csv", "index.json"):  # readable by whoever may read a new file
+        mode = stat.S_IMODE((tmp_path / "index" / written).stat().st_mode)
+        assert mode == 0o666 & ~umask, written
     state = IndexState.read(tmp_path / "index")
     assert state.complete and state.acr_version and state.engines["fingerprint"]
     assert state.audio_s == pytest.approx(72.0, abs=0.1)

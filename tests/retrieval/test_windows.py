@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from acr.retrieval.engine import IndexDirectoryError
 from acr.retrieval.windows import WindowIndex
 
 
@@ -78,5 +79,31 @@ def test_duplicate_track_and_wrong_shape_are_rejected() -> None:
         index.add("a", np.eye(8, dtype=np.float32)[:2], np.array([0.0, 0.5]))
     with pytest.raises(ValueError, match=r"\[n, 8\]"):
         index.add("b", np.ones((2, 4), dtype=np.float32), np.array([0.0, 0.5]))
-    with pytest.raises(FileNotFoundError, match="not an acr window index"):
+    with pytest.raises(IndexDirectoryError, match="windows.json: missing: not an acr window"):
         WindowIndex.load("/nowhere")
+
+
+def test_offsets_before_the_track_start_are_reported_as_zero() -> None:
+    """Query windows at 2.0-3.5 s matching the track's first windows (the query began 2 s
+    before the track): the match is the track, found at its beginning, not at -2 s."""
+    rng = np.random.default_rng(3)
+    index, catalog = build(rng, tracks=5, windows=20, dim=16)
+    matches = index.rank_tracks(catalog[2][:4], 2.0 + np.arange(4) * 0.5, top_k=5)
+    assert matches[0].track_id == "track2" and matches[0].offset_s == 0.0
+    assert all(match.offset_s >= 0.0 for match in matches)
+
+
+def test_damaged_window_table_is_refused_naming_the_file(tmp_path: Path) -> None:
+    index, _ = build(np.random.default_rng(4), tracks=3, windows=10, dim=8)
+    index.save(tmp_path)
+    with np.load(tmp_path / "windows.npz") as windows:
+        track, start_s = windows["track"], windows["start_s"]
+    np.savez(tmp_path / "windows.npz", track=track + 1, start_s=start_s)
+    with pytest.raises(IndexDirectoryError, match="windows.npz: track numbers outside"):
+        WindowIndex.load(tmp_path)
+    np.savez(tmp_path / "windows.npz", track=track[:-1], start_s=start_s[:-1])
+    with pytest.raises(IndexDirectoryError, match="hnsw.bin: 30 vectors"):
+        WindowIndex.load(tmp_path)
+    (tmp_path / "hnsw.bin").write_bytes(b"")
+    with pytest.raises(IndexDirectoryError, match="hnsw.bin: truncated or corrupt"):
+        WindowIndex.load(tmp_path)

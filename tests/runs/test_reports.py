@@ -3,10 +3,12 @@ and of a sweep."""
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from fixtures_runs import constructed_result
 
 from acr.cli import main
@@ -85,3 +87,69 @@ def test_a_sweep_gets_its_arms_over_seeds(tmp_path: Path) -> None:
 def test_a_directory_without_results_is_refused(tmp_path: Path, capsys) -> None:
     assert main(["report", str(tmp_path)]) == 1
     assert "no results to report" in capsys.readouterr().err
+
+
+def written_run(run: Path, data: Path, backbone: Path) -> None:
+    """A finished fit's files as acr fit writes them, its config naming absolute paths (a
+    --data.init_args.data_dir given absolute, a MERT backbone folder)."""
+    config = {
+        "seed_everything": 0,
+        "trainer": {"max_steps": 10, "default_root_dir": str(run)},
+        "model": {
+            "class_path": "acr.models.EmbedderModule",
+            "init_args": {
+                "temperature": 0.1,
+                "encoder": {
+                    "class_path": "acr.models.MERTAdapter",
+                    "init_args": {"backbone": str(backbone)},
+                },
+            },
+        },  # fmt: skip
+        "data": {
+            "class_path": "acr.datamodules.SyntheticDataModule",
+            "init_args": {"data_dir": str(data), "query_lengths_s": [1.0, 3.0]},
+        },
+    }
+    (run / "csv/version_0/retrieval").mkdir(parents=True)
+    (run / "csv/version_0/config.yaml").write_text(yaml.safe_dump(config))
+    metrics = {"top1": 0.5, "top5": 0.9, "mrr": 0.6, "queries": 12}
+    validation = {"step": 10, "results": {"overall": metrics, "degradation=clean": metrics}}
+    (run / "csv/version_0/retrieval/val-latest.json").write_text(json.dumps(validation))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints/last.ckpt").write_bytes(b"weights")
+    (run / "status.json").write_text(json.dumps({"state": "finished"}))
+
+
+def test_reports_record_paths_relative_to_the_run_not_the_machine(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "tiny"
+    written_run(run, tmp_path / "data" / "tiny", tmp_path / "models" / "MERT-v1-95M")
+    assert main(["report", str(run)]) == 0
+    for name in ARTIFACTS:
+        assert str(tmp_path) not in (run / "report" / name).read_text(), name
+    manifest = json.loads((run / "report" / "manifest.json").read_text())
+    assert manifest["directory"] == ".."
+    assert (run / "report" / manifest["directory"]).resolve() == run.resolve()
+    card = (run / "report" / "model_card.md").read_text()
+    assert '"data_dir": "../../data/tiny"' in card
+    assert '"backbone": "../../models/MERT-v1-95M"' in card
+    assert "- paths are relative to the run directory" in card
+    assert "- checkpoint `checkpoints/last.ckpt`: 7 bytes" in card
+
+
+def test_a_sweep_report_links_its_plots_from_the_report_folder(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    results = [
+        constructed_result(arm, seed, rng.random(20) < 0.5)
+        for seed in range(2)
+        for arm in ("k=a", "k=b")
+    ]
+    sweep = tmp_path / "sweep"
+    plan = SweepPlan(str(tmp_path / "c.yaml"), [0, 1], [("k", ["a", "b"])], sweep, "ab")
+    write_sweep(plan, results, [], samples=50)
+    output = tmp_path / "elsewhere" / "report"
+    assert main(["report", str(sweep), "--output", str(output)]) == 0
+    benchmark = (output / "benchmark.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", benchmark)
+    assert links and all((output / link).is_file() for link in links), links
+    assert "- config: `../c.yaml`" in benchmark
+    assert str(tmp_path) not in benchmark

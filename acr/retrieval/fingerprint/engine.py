@@ -33,7 +33,6 @@ robustness, and the pair hypotheses already met the speed and pitch targets.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import ClassVar, NamedTuple
@@ -41,7 +40,14 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from acr.files import write_json
-from acr.retrieval.engine import Engine, TrackMatch
+from acr.retrieval.engine import (
+    Engine,
+    TrackMatch,
+    check_index,
+    read_index_json,
+    read_settings,
+    reading,
+)
 from acr.retrieval.fingerprint import shortlist
 from acr.retrieval.fingerprint.landmarks import LandmarkExtractor, Landmarks
 
@@ -282,7 +288,10 @@ class FingerprintEngine(Engine):
         matches = []
         for cell in best:
             in_window = np.abs(cell_of_vote - cells[cell]) <= 1
-            offset_frames = float(np.median(offsets[in_window]))
+            # Votes pair a query frame with a reference frame, so an offset is at most the
+            # track's length, and below 0 only when the query began before the track (a long
+            # recording, a clip across a track change): the match then starts at 0.
+            offset_frames = max(0.0, float(np.median(offsets[in_window])))
             track_id = self._track_ids[int(cell_tracks[cell])]
             matches.append(
                 TrackMatch(track_id, float(scores[cell]), offset_frames * seconds_per_frame)
@@ -302,20 +311,57 @@ class FingerprintEngine(Engine):
 
     @classmethod
     def load(cls, directory: Path) -> FingerprintEngine:
-        """Read an engine written by :meth:`save`; numeric arrays only, no pickle."""
+        """Read an engine written by :meth:`save`; numeric arrays only, no pickle. The arrays
+        are checked against each other and the track ids (a few vectorised passes), so that a
+        damaged index fails here, naming the file, rather than mid-search."""
         directory = Path(directory)
         manifest_path = directory / MANIFEST_FILE
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"{manifest_path}: not an acr fingerprint index")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("engine") != cls.name:
-            raise ValueError(f"{manifest_path}: written by engine {manifest.get('engine')!r}")
-        engine = cls(FingerprintSettings(**manifest["settings"]))
-        engine._track_ids = list(manifest["track_ids"])
-        engine._track_ids_set = set(engine._track_ids)
-        engine._keys = np.load(directory / "keys.npy", allow_pickle=False)
-        engine._tracks = np.load(directory / "tracks.npy", allow_pickle=False)
-        engine._frames = np.load(directory / "frames.npy", allow_pickle=False)
+        manifest = read_index_json(manifest_path, ("engine", "settings", "track_ids"))
+        check_index(
+            manifest["engine"] == cls.name,
+            manifest_path,
+            f"written by engine {manifest['engine']!r}",
+        )
+        track_ids = manifest["track_ids"]
+        check_index(
+            isinstance(track_ids, list) and all(isinstance(t, str) for t in track_ids),
+            manifest_path,
+            "track_ids must be a list of strings",
+        )
+        check_index(len(set(track_ids)) == len(track_ids), manifest_path, "duplicate track ids")
+        engine = cls(read_settings(FingerprintSettings, manifest["settings"], manifest_path))
+        engine._track_ids = list(track_ids)
+        engine._track_ids_set = set(track_ids)
+        arrays = {}
+        for name, dtype in (("keys", np.uint32), ("tracks", np.int32), ("frames", np.int32)):
+            path = directory / f"{name}.npy"
+            with reading(path):
+                arrays[name] = np.load(path, allow_pickle=False)
+            check_index(
+                arrays[name].dtype == dtype and arrays[name].ndim == 1,
+                path,
+                f"expected a 1-D {np.dtype(dtype)} array, found {arrays[name].dtype}"
+                f" of shape {arrays[name].shape}",
+            )
+        keys, tracks = arrays["keys"], arrays["tracks"]
+        for name in ("tracks", "frames"):
+            check_index(
+                len(arrays[name]) == len(keys),
+                directory / f"{name}.npy",
+                f"{len(arrays[name])} entries for {len(keys)} hashes in keys.npy",
+            )
+        check_index(
+            len(tracks) == 0 or (tracks.min() >= 0 and tracks.max() < len(track_ids)),
+            directory / "tracks.npy",
+            f"track numbers outside the {len(track_ids)} tracks of {MANIFEST_FILE}",
+        )
+        check_index(
+            len(keys) == 0
+            or (keys.max() < 2**engine._extractor.hash_bits and np.all(keys[1:] >= keys[:-1])),
+            directory / "keys.npy",
+            f"hashes not sorted or wider than {engine._extractor.hash_bits} bits",
+        )
+        engine._keys, engine._tracks, engine._frames = keys, tracks, arrays["frames"]
         return engine
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from acr.augment.effects import add_noise, change_speed, shift_pitch
+from acr.retrieval.engine import IndexDirectoryError
 from acr.retrieval.fingerprint.engine import FingerprintEngine, FingerprintSettings
 from acr.retrieval.fingerprint.landmarks import Landmarks
 from acr.synth import synthesize_track
@@ -90,6 +91,26 @@ def test_speed_changed_excerpt_finds_track(engine, tracks, speed_factor) -> None
     assert sum(found) >= TRACK_COUNT - 1
 
 
+def test_query_that_begins_before_the_track_is_found_at_its_start(engine, tracks) -> None:
+    """10 s of unindexed music, then song 5 from its start: the alignment says the query began
+    10 s before the track, reported as offset 0 (was -10 s), and no chance match of the long
+    query is reported before its track's start either (were -2.0 and -0.4 s)."""
+    lead_in = synthesize_track(97, 10.0, SAMPLE_RATE)
+    matches = engine.search(np.concatenate([lead_in, tracks[5][: 10 * SAMPLE_RATE]]))
+    assert matches[0].track_id == "song5" and matches[0].offset_s == 0.0
+    assert len(matches) > 1 and all(match.offset_s >= 0.0 for match in matches)
+
+
+@pytest.mark.parametrize("speed_factor", [0.94, 0.97])
+def test_slowed_excerpt_from_the_track_start_is_found_at_zero(engine, tracks, speed_factor) -> None:
+    """Slowed clips of the first 3 s: the speed hypotheses put them a few ms before the start;
+    the track is still the answer, at offset 0 (an alignment before the start is not dropped)."""
+    for number in (0, 3, 4):
+        clip = change_speed(tracks[number][: 3 * SAMPLE_RATE], SAMPLE_RATE, speed_factor)
+        best = engine.search(clip)[0]
+        assert best.track_id == f"song{number}" and 0.0 <= best.offset_s < 0.1
+
+
 @pytest.mark.parametrize("semitones", [-1.5, 1.5])
 def test_pitch_shifted_excerpt_finds_track(engine, tracks, semitones) -> None:
     # Measured on 48 synthetic excerpts: ~90 % found (the phase vocoder smears the peaks).
@@ -157,3 +178,25 @@ def test_duplicate_track_id_is_rejected(tracks) -> None:
     engine.add_audio("song", tracks[0][: 5 * SAMPLE_RATE])
     with pytest.raises(ValueError, match="already"):
         engine.add("song", Landmarks(np.zeros(1, np.uint32), np.zeros(1, np.int32)))
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda arrays: arrays.update(tracks=arrays["tracks"][:-1]), "tracks.npy: .* entries"),
+        (lambda arrays: arrays.update(tracks=arrays["tracks"] + 8), "tracks.npy: track numbers"),
+        (lambda arrays: arrays.update(keys=arrays["keys"][::-1]), "keys.npy: hashes not sorted"),
+        (lambda arrays: arrays.update(frames=arrays["frames"] * 1.0), "frames.npy: expected"),
+    ],
+    ids=["short", "beyond-ids", "unsorted", "floats"],
+)
+def test_arrays_inconsistent_with_the_track_ids_are_refused(
+    engine, tmp_path: Path, damage, problem: str
+) -> None:
+    engine.save(tmp_path)
+    arrays = {name: np.load(tmp_path / f"{name}.npy") for name in ("keys", "tracks", "frames")}
+    damage(arrays)
+    for name, array in arrays.items():
+        np.save(tmp_path / f"{name}.npy", array)
+    with pytest.raises(IndexDirectoryError, match=problem):
+        FingerprintEngine.load(tmp_path)
