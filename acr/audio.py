@@ -4,11 +4,13 @@ soundfile (libsndfile >= 1.1) decodes wav, flac, ogg/vorbis, opus and mp3 and ca
 partial read decodes only the frames it needs; torchaudio resamples.
 
 What cannot hold music is refused here, with the reason, so that no caller indexes or answers
-noise: a sample rate below ``MIN_SAMPLE_RATE``, non-finite samples, zero frames.
+noise: a sample rate below ``MIN_SAMPLE_RATE``, non-finite samples, zero frames; callers refuse
+audio shorter than ``MIN_MUSIC_S``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +25,17 @@ import torchaudio
 # many frames earlier and dropping them makes a partial read equal to the full decode.
 SEEK_PREROLL_FRAMES = 8192
 FORMATS_NEEDING_PREROLL = ("MP3", "MPEG", "OGG")
+RESAMPLE_CONTEXT_S = 0.05  # decoded either side of a span read in pieces (read_resampled)
 
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
 # The engines analyse 8-16 kHz audio; a file sampled below telephone rate (a header that says
 # 1-100 Hz is corrupt, not music) would be upsampled into noise.
 MIN_SAMPLE_RATE = 8000
+# Shorter audio holds no music to recognise (a 1-sample file, a header claiming 2 GB over 20
+# samples); also the shortest query acr answers.
+MIN_MUSIC_S = 0.5
+NON_FINITE = "holds non-finite samples (NaN or infinity)"
 
 
 def audio_files(root: Path) -> list[Path]:
@@ -126,6 +133,18 @@ def read_audio(
     if start_frame >= info.frames:
         raise AudioError(path, f"offset {offset_s:.3f} s is past the end ({info.duration_s:.3f} s)")
     frames = -1 if duration_s is None else max(1, int(round(duration_s * info.sample_rate)))
+    audio = read_frames(info, start_frame, frames)
+    if len(audio) == 0:
+        raise AudioError(path, "decoded zero frames")
+    return audio, info.sample_rate
+
+
+def read_frames(info: AudioInfo, start_frame: int, frames: int = -1) -> np.ndarray:
+    """Frames ``[start_frame, start_frame + frames)`` of a file (``frames=-1``: to the end) as
+    mono float32 at its own rate; shorter, or empty, where the file ends first."""
+    path = Path(info.path)
+    if start_frame >= info.frames:
+        return np.zeros(0, dtype=np.float32)
     preroll = 0
     if info.format in FORMATS_NEEDING_PREROLL:
         preroll = min(start_frame, SEEK_PREROLL_FRAMES)
@@ -137,31 +156,54 @@ def read_audio(
                 frames + preroll if frames > 0 else -1, dtype="float32", always_2d=True
             )[preroll:]
     except (soundfile.LibsndfileError, RuntimeError) as error:
-        raise _decode_error(Path(path), error) from error
-    if audio.shape[0] == 0:
-        raise AudioError(path, "decoded zero frames")
+        raise _decode_error(path, error) from error
     mono = audio.mean(axis=1, dtype=np.float32)
     if not np.isfinite(mono).all():
-        raise AudioError(path, "holds non-finite samples (NaN or infinity)")
-    return mono, info.sample_rate
+        raise AudioError(path, NON_FINITE)
+    return mono
 
 
-def decoded_duration_s(path: str | Path, block_frames: int = 65536) -> float:
-    """Decode every frame, one block at a time, and return how long the audio that decodes is.
-
-    A header can claim more than the file holds (a truncated mp3 keeps its Xing frame count);
-    this proves the length in constant memory, whatever the file's length.
+def read_resampled(info: AudioInfo, sample_rate: int, start: int, stop: int) -> np.ndarray:
+    """Samples ``[start, stop)`` of the file resampled to ``sample_rate``: equal to that span
+    of :func:`resample` over the whole file, so a long file can be read in pieces of bounded
+    memory. Decoded from a start on the resampling grid, with ``RESAMPLE_CONTEXT_S`` either
+    side (the windowed-sinc kernel reaches a few dozen samples); shorter where the file ends.
     """
+    ratio = math.gcd(info.sample_rate, sample_rate)
+    step_in, step_out = info.sample_rate // ratio, sample_rate // ratio
+    context = step_in * math.ceil(RESAMPLE_CONTEXT_S * ratio)  # file frames, on the grid
+    aligned = start - start % step_out  # an output sample that falls on an input frame
+    first = aligned * step_in // step_out
+    last = -(-stop * step_in // step_out)
+    read_from = max(0, first - context)
+    audio = read_frames(info, read_from, last + context - read_from)
+    skip = (first - read_from) * step_out // step_in + (start - aligned)
+    return resample(audio, info.sample_rate, sample_rate)[skip : skip + stop - start]
+
+
+def scan_audio(path: str | Path, block_frames: int = 65536) -> tuple[float, float]:
+    """Decode every frame, one block at a time: (duration_s, RMS level) in constant memory,
+    whatever the file's length; non-finite samples are an AudioError."""
     info = audio_info(path)
-    frames = 0
+    frames, energy = 0, 0.0
     try:
         with soundfile.SoundFile(_native(path)) as sound:
             block = np.empty((block_frames, sound.channels), dtype=np.float32)
             while read := len(sound.read(block_frames, dtype="float32", out=block)):
+                mono = block[:read].mean(axis=1, dtype=np.float32)
+                if not np.isfinite(mono).all():
+                    raise AudioError(path, NON_FINITE)
                 frames += read
+                energy += float(np.sum(np.square(mono, dtype=np.float64)))
     except (soundfile.LibsndfileError, RuntimeError) as error:
         raise _decode_error(Path(path), error) from error
-    return frames / info.sample_rate
+    return frames / info.sample_rate, math.sqrt(energy / max(frames, 1))
+
+
+def decoded_duration_s(path: str | Path, block_frames: int = 65536) -> float:
+    """How long the audio that decodes is: a header can claim more than the file holds (a
+    truncated mp3 keeps its Xing frame count); proven in constant memory (:func:`scan_audio`)."""
+    return scan_audio(path, block_frames)[0]
 
 
 def resample(audio: np.ndarray, orig_sample_rate: int, new_sample_rate: int) -> np.ndarray:

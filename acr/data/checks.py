@@ -1,10 +1,10 @@
 """``acr data validate``: every problem of a manifest directory, each named by file and field.
 
 Unlike :func:`acr.data.manifests.validate_tracks`, which stops at the first broken rule, this lists
-them all: required columns, unique ids, known splits, positive durations, split tables that
-agree with the catalog, no track (or ``group``, or audio file) in both train and an eval split,
-files that exist, and files that decode to the duration the manifest says (all of them, or a
-seeded sample, decoded in full).
+them all: required columns, usable track ids (not empty, no control character), unique ids,
+known splits, positive durations, split tables that agree with the catalog, no track (or
+``group``, or audio file) in both train and an eval split, files that exist, and files that
+decode to the duration the manifest says (all of them, or a seeded sample, decoded in full).
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ import pandas as pd
 from rich.table import Table
 
 from acr.audio import AudioError, decoded_duration_s
-from acr.data.manifests import EVAL_SPLITS, SPLITS, TRACK_COLUMNS, ManifestError, read_table
+from acr.data.manifests import (
+    EVAL_SPLITS,
+    SPLITS,
+    TRACK_COLUMNS,
+    ManifestError,
+    id_problem,
+    read_table,
+)
 from acr.datamodules.base import TRACKS_FILE
 from acr.datamodules.sources import CATALOG_FILE, SPLIT_FILES
 
@@ -195,8 +202,13 @@ def _check_columns(name: str, table: pd.DataFrame, problems: Problems) -> bool:
 
 def _check_rows(table: pd.DataFrame, problems: Problems) -> None:
     """Unique ids, known splits (the table's own, for a split table), durations, paths."""
-    first_lines = table.drop_duplicates("track_id").set_index("track_id")["_line"]
-    for _, row in table[table["track_id"].duplicated()].iterrows():
+    problems_of_ids = table["track_id"].map(id_problem)
+    for _, row in table[problems_of_ids.notna()].iterrows():
+        problem = problems_of_ids[row.name]
+        problems.add_row("bad_id", problem, row, "track_id", value=row["track_id"])
+    usable = table[problems_of_ids.isna()]
+    first_lines = usable.drop_duplicates("track_id").set_index("track_id")["_line"]
+    for _, row in usable[usable["track_id"].duplicated()].iterrows():
         problem = f"duplicate track_id (first on line {first_lines[row['track_id']]})"
         problems.add_row("duplicate_id", problem, row, "track_id", value=row["track_id"])
     unknown = ~table["split"].isin(SPLITS)

@@ -51,7 +51,11 @@ def seeded_split(
     true for some row go to the front (business exports: references that have queries).
     """
     sizes = units.value_counts(sort=False)
-    digests = {unit: hashlib.sha1(f"{seed}\0{unit}".encode()).hexdigest() for unit in sizes.index}
+    # surrogateescape: a unit from a non-UTF-8 file name hashes as its own bytes
+    digests = {
+        unit: hashlib.sha1(f"{seed}\0{unit}".encode(errors="surrogateescape")).hexdigest()
+        for unit in sizes.index
+    }
     preferred = first.groupby(units).any() if first is not None else pd.Series(dtype=bool)
     order = sorted(sizes.index, key=lambda unit: (not preferred.get(unit, False), digests[unit]))
     ordered = sizes[order].to_numpy()

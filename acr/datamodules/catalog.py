@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from acr.audio import AudioError, audio_info, load_audio
+from acr.audio import MIN_MUSIC_S, NON_FINITE, AudioError, audio_info, load_audio
 from acr.augment.degradations import DEGRADATION_NAMES, check_degradations
 from acr.data.manifests import ManifestError, write_table
 from acr.data.query_sets import make_queries
@@ -113,7 +113,8 @@ class CatalogDataModule(ACRDataModule):
     def catalog_tables(
         self, listed: pd.DataFrame | None = None
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(usable reference tracks with ``duration_s``, ``role``, ``source``; skipped tracks).
+        """(usable reference tracks with ``duration_s``, ``role``, ``source``; skipped tracks,
+        with the listing's ``attrs["rejected"]`` entries first).
 
         The listing and file probing of :meth:`build_manifests`, without making queries;
         ``listed`` is this source's :meth:`list_tracks`, when the caller already has it.
@@ -122,6 +123,10 @@ class CatalogDataModule(ACRDataModule):
             raise FileNotFoundError(f"root: {self.root} is not a folder")
         listed = self.list_tracks() if listed is None else listed
         tracks, skipped = probe_tracks(listed, self.probe_workers)
+        # Entries the listing could not make a track of (a folder named x.wav, a broken link).
+        rejected = pd.DataFrame(listed.attrs.get("rejected", []), columns=[*skipped.columns])
+        if len(rejected):
+            skipped = pd.concat([rejected.fillna(""), skipped], ignore_index=True)
         return tracks.assign(role="reference", source=self.source), skipped
 
     def build_manifests(self, directory: Path) -> None:
@@ -221,12 +226,15 @@ def _probe(path: str) -> tuple[float | None, str]:
         info = audio_info(path)
     except AudioError as error:
         return None, error.reason
+    if info.duration_s < MIN_MUSIC_S:  # a 1-sample file; a header claiming 2 GB over 20 samples
+        return None, f"too short ({info.duration_s:.3f} s < {MIN_MUSIC_S} s)"
     truncated = f"truncated: decodes short of its header's {info.duration_s:.2f} s"
     tail_s = min(TAIL_PROBE_S, info.duration_s)
     try:
         tail = load_audio(path, offset_s=info.duration_s - tail_s, duration_s=tail_s)
     except AudioError as error:
-        return None, f"{truncated} ({error.reason})"
+        decoded = error.reason != NON_FINITE  # NaN samples are not a truncation
+        return None, f"{truncated} ({error.reason})" if decoded else error.reason
     if len(tail) < 0.5 * tail_s * info.sample_rate:
         return None, truncated
     return info.duration_s, ""

@@ -92,6 +92,7 @@ class FolderDataModule(CatalogDataModule):
         if not self.root.is_dir():
             raise FileNotFoundError(f"root: {self.root} is not a folder")
         tracks = folder_tracks(self.root, exclude=self._is_cached_output)
+        rejected = tracks.attrs["rejected"]
         if self.metadata is not None:
             tracks = join_metadata(tracks, self.metadata, self.root, self.group_by)
         missing = [c for c in self.label_columns if c not in tracks]
@@ -106,6 +107,7 @@ class FolderDataModule(CatalogDataModule):
         units = unit_keys(tracks["track_id"], tracks.get(GROUP))
         split = seeded_split(units, self.val_fraction, self.test_fraction, self.split_seed)
         tracks.insert(2, "split", split.to_numpy())
+        tracks.attrs["rejected"] = rejected  # entries that are no track, for skipped.csv
         return tracks
 
     def _is_cached_output(self, path: Path) -> bool:

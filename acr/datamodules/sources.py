@@ -203,16 +203,26 @@ def _source(name: str) -> Source:
 
 
 def _inputs_digest(listed: pd.DataFrame) -> str:
-    """sha1 of the listed tracks and of each listed file's size and mtime (or its absence)."""
+    """sha1 of the listed tracks, of each listed file's size and mtime (or its absence), and
+    of the entries the listing rejected."""
     digest = hashlib.sha1("\t".join(map(str, listed.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(listed.astype(str), index=False).to_numpy())
+    text = listed.astype(str).map(_utf8)  # a non-UTF-8 file name hashes as \xNN escapes
+    digest.update(pd.util.hash_pandas_object(text, index=False).to_numpy())
     for path in listed["path"]:
         try:
             stat = os.stat(path)
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(_utf8(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n").encode())
         except OSError:
-            digest.update(f"{path}\0missing\n".encode())
+            digest.update(_utf8(f"{path}\0missing\n").encode())
+    for entry in listed.attrs.get("rejected", []):  # a new broken link rewrites skipped.csv
+        digest.update(_utf8(f"{entry['path']}\0{entry['reason']}\n").encode())
     return digest.hexdigest()
+
+
+def _utf8(text: str) -> str:
+    """``text`` with the surrogate escapes of a non-UTF-8 file name (PEP 383) shown as
+    ``\\xNN``, so it encodes; any other text is returned as it is (digests do not change)."""
+    return text.encode(errors="surrogateescape").decode(errors="backslashreplace")
 
 
 def _cached(output: Path, settings: dict[str, Any], files: dict[str, Path]) -> bool:

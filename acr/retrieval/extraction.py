@@ -3,6 +3,9 @@
 Imports only what workers need (acr.audio, numpy): spawned workers import this module, and
 importing Lightning in each of them would cost seconds and hundreds of MB.
 
+A track longer than ``LONG_TRACK_S`` is decoded and fingerprinted in spans, so a worker's memory
+does not grow with a track's length (a 2-hour WAV took 5.4 GB decoded whole).
+
 One track must not abort a build: what cannot be used comes back as the reason it was skipped
 (the build writes it to skipped.csv, and a resume does not try it again), and a track whose
 worker process dies (the kernel's out-of-memory killer, a crash in a decoder) is retried alone
@@ -11,18 +14,31 @@ and skipped once it has killed a worker twice.
 
 from __future__ import annotations
 
+import functools
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from acr.audio import AudioError, read_audio, resample, rms
+from acr.audio import (
+    MIN_MUSIC_S,
+    AudioError,
+    audio_info,
+    read_audio,
+    read_resampled,
+    resample,
+    rms,
+    scan_audio,
+)
 from acr.workers import spawn_pool
 
 SILENCE_RMS = 1e-4  # -80 dBFS: a track this quiet holds nothing to recognise
-MIN_TRACK_S = 0.5  # the shortest query acr answers (acr.retrieval.recognizer.MIN_QUERY_S)
 WORKER_DEATHS_BEFORE_SKIP = 2
+# Longer tracks are read in spans when every engine can extract that way (the fingerprint can;
+# the melody and embedding engines still decode a track whole).
+LONG_TRACK_S = 600.0
 Extractors = list[tuple[str, int, Callable]]  # (engine name, sample rate, extractor)
 Result = tuple[str, str, dict[str, Any] | str, float]
 
@@ -37,25 +53,43 @@ def _use_extractors(extractors: Extractors) -> None:
 def _decode_and_extract(job: tuple[str, str]) -> Result:
     """(track_id, path, features per engine or the reason it was skipped, duration_s)."""
     track_id, path = job
+    duration_s = 0.0
     try:
+        info = audio_info(path)
+        spans = all(hasattr(extract, "in_spans") for _, _, extract in _worker_extractors)
+        if spans and info.duration_s > LONG_TRACK_S:
+            # Memory independent of the track's length: a pass for its length and level, then
+            # each engine reads the spans it needs.
+            duration_s, level = scan_audio(path)
+            if reason := _unusable(duration_s, level):
+                return track_id, path, reason, duration_s
+            features = {
+                name: extract.in_spans(functools.partial(read_resampled, info, rate))
+                for name, rate, extract in _worker_extractors
+            }
+            return track_id, path, features, duration_s
         audio, sample_rate = read_audio(path)
-    except AudioError as error:
-        return track_id, path, error.reason, 0.0
-    except MemoryError:
-        return track_id, path, "out of memory decoding it", 0.0
-    duration_s = len(audio) / sample_rate
-    if duration_s < MIN_TRACK_S:
-        return track_id, path, f"too short ({duration_s:.3f} s < {MIN_TRACK_S} s)", duration_s
-    if rms(audio) < SILENCE_RMS:
-        return track_id, path, "silent (below -80 dBFS)", duration_s
-    try:
+        duration_s = len(audio) / sample_rate
+        if reason := _unusable(duration_s, rms(audio)):
+            return track_id, path, reason, duration_s
         features = {
             name: extract(resample(audio, sample_rate, rate))
             for name, rate, extract in _worker_extractors
         }
+    except AudioError as error:
+        return track_id, path, error.reason, duration_s
     except MemoryError:
-        return track_id, path, f"out of memory extracting {duration_s:.0f} s of audio", duration_s
+        return track_id, path, f"out of memory on {duration_s:.0f} s of audio", duration_s
     return track_id, path, features, duration_s
+
+
+def _unusable(duration_s: float, level: float) -> str | None:
+    """Why a decoded track cannot be indexed, or None."""
+    if duration_s < MIN_MUSIC_S:
+        return f"too short ({duration_s:.3f} s < {MIN_MUSIC_S} s)"
+    if level < SILENCE_RMS:
+        return "silent (below -80 dBFS)"
+    return None
 
 
 def extract_in_workers(
@@ -102,6 +136,18 @@ def _extract_until_a_worker_dies(
     return []
 
 
+def _require_started(pool: ProcessPoolExecutor) -> None:
+    """A worker that cannot even start (an import error, a broken environment) is not a track's
+    doing: stop the build instead of skipping every track."""
+    try:
+        pool.submit(os.getpid).result()
+    except BrokenProcessPool as error:
+        raise RuntimeError(
+            "indexing worker processes die as they start (see their messages above); "
+            "no track was skipped"
+        ) from error
+
+
 def _extract_one_by_one(jobs: list[tuple[str, str]], extractors: Extractors) -> Iterator[Result]:
     """Run the suspects of a worker's death one at a time in a one-worker pool, so that a
     death is the doing of the job it was running; skip a job after its second."""
@@ -109,6 +155,7 @@ def _extract_one_by_one(jobs: list[tuple[str, str]], extractors: Extractors) -> 
     waiting = deque(jobs)
     while waiting:
         with spawn_pool(1, _use_extractors, (extractors,)) as pool:
+            _require_started(pool)
             try:
                 while waiting:
                     result = pool.submit(_decode_and_extract, waiting[0]).result()

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from acr.audio import AudioError, resample, rms
+from acr.audio import MIN_MUSIC_S, AudioError, resample, rms
 from acr.data.manifests import QueryClip, blank, line_numbers, read_queries
 from acr.pitch import harmonicity
 from acr.retrieval.engine import Engine, TrackMatch
@@ -23,7 +23,7 @@ from acr.retrieval.store import load_engines
 from acr.status import Heartbeat
 
 FUSION_FILE = "fusion.json"
-MIN_QUERY_S = 0.5
+MIN_QUERY_S = MIN_MUSIC_S  # shorter clips hold no music to recognise
 SILENT_QUERY_RMS = 10 ** (-60 / 20)  # -60 dBFS
 QUERY_FEATURE_RATE = 8000  # harmonicity needs the first few harmonics of a voice, no more
 

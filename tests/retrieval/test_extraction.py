@@ -11,7 +11,8 @@ import pytest
 import soundfile
 from fixtures_faults import KillsItsWorker
 
-from acr.retrieval.extraction import MIN_TRACK_S, extract_in_workers
+from acr.audio import MIN_MUSIC_S
+from acr.retrieval.extraction import extract_in_workers
 
 RATE = 16000
 
@@ -60,7 +61,7 @@ def test_garbage_files_are_skipped_with_their_reason_and_good_ones_extracted(tmp
     assert results["good"] == ({"probe": 2 * RATE}, 2.0)
     for name, (_, reason) in garbage.items():
         assert isinstance(results[name][0], str) and reason in results[name][0], name
-    assert MIN_TRACK_S > 20 / RATE
+    assert MIN_MUSIC_S > 20 / RATE
 
 
 @pytest.mark.slow  # spawned pools: the parallel one, then one-worker pools for the suspects
@@ -80,3 +81,31 @@ def test_a_track_that_kills_its_worker_is_skipped_and_the_others_extracted(tmp_p
             assert isinstance(features, str) and "died 2 times" in features
         else:
             assert features == {"probe": int(lengths_s[number] * RATE)}
+
+
+def test_a_long_track_is_fingerprinted_in_spans_with_the_landmarks_of_the_whole(
+    tmp_path, monkeypatch
+):
+    from acr.retrieval import extraction
+    from acr.retrieval.fingerprint.landmarks import LandmarkExtractor
+    from acr.synth import synthesize_track
+
+    path = tmp_path / "long.wav"
+    soundfile.write(path, synthesize_track(6, 30.0, RATE), RATE, subtype="PCM_16")
+    extractor = LandmarkExtractor()
+    jobs, extractors = [("long", str(path))], [("fingerprint", extractor.sample_rate, extractor)]
+    [(_, _, whole, duration_s)] = extract_in_workers(jobs, extractors, workers=1)
+    spans_read = []
+    in_spans = LandmarkExtractor.in_spans
+
+    def counted(self, read, span_s=8.0):  # several spans of the 30-s track
+        spans_read.append(span_s)
+        return in_spans(self, read, span_s)
+
+    monkeypatch.setattr(extraction, "LONG_TRACK_S", 10.0)  # this 30-s track is now long
+    monkeypatch.setattr(LandmarkExtractor, "in_spans", counted)
+    [(_, _, spans, span_duration_s)] = extract_in_workers(jobs, extractors, workers=1)
+    assert spans_read == [8.0] and span_duration_s == duration_s == 30.0
+    assert len(whole["fingerprint"].hashes) > 1000
+    np.testing.assert_array_equal(spans["fingerprint"].hashes, whole["fingerprint"].hashes)
+    np.testing.assert_array_equal(spans["fingerprint"].frames, whole["fingerprint"].frames)

@@ -12,6 +12,8 @@ re-hashes a query under speed and pitch hypotheses with :meth:`LandmarkExtractor
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -21,6 +23,7 @@ import scipy.sparse
 
 # Filtered magnitudes below this (a tone at about -110 dBFS) are silence: no peaks there.
 MAGNITUDE_FLOOR = 1e-3
+SPAN_S = 120.0  # a long track is fingerprinted this much at a time (LandmarkExtractor.in_spans)
 
 
 class Peaks(NamedTuple):
@@ -134,22 +137,71 @@ class LandmarkExtractor:
 
     def peaks(self, audio: np.ndarray, peaks_per_second: float) -> Peaks:
         """Local maxima of the spectrogram, the strongest ``peaks_per_second`` in each second."""
-        spectrum = self.spectrogram(audio)
+        return self._peaks(self.spectrogram(audio), peaks_per_second)
+
+    def _peaks(
+        self,
+        spectrum: np.ndarray,
+        peaks_per_second: float,
+        first_frame: int = 0,
+        keep: tuple[int, float] = (0, np.inf),
+    ) -> Peaks:
+        """:meth:`peaks` of a spectrogram whose column 0 is frame ``first_frame`` of the track,
+        keeping the peaks whose frame lies in ``keep`` [from, to)."""
         size = (2 * self.peak_radius_bins + 1, 2 * self.peak_radius_frames + 1)
         neighbourhood_max = scipy.ndimage.maximum_filter(spectrum, size, mode="nearest")
         is_peak = (spectrum == neighbourhood_max) & (spectrum > np.log(MAGNITUDE_FLOOR))
-        bins, frames = np.nonzero(is_peak)
-        strength = spectrum[bins, frames]
+        bins, columns = np.nonzero(is_peak)
+        frames = columns + first_frame
+        kept = (frames >= keep[0]) & (frames < keep[1])
+        bins, columns, frames = bins[kept], columns[kept], frames[kept]
+        strength = spectrum[bins, columns]
         frames_per_second = self.sample_rate / self.hop_size
         second = (frames / frames_per_second).astype(np.int64)
         order = np.lexsort((-strength, second))
         first_of_second = np.searchsorted(second[order], second[order])
         rank = np.arange(len(order)) - first_of_second
-        keep = order[rank < peaks_per_second]
-        keep = keep[np.lexsort((bins[keep], frames[keep]))]
+        keep_peaks = order[rank < peaks_per_second]
+        keep_peaks = keep_peaks[np.lexsort((bins[keep_peaks], frames[keep_peaks]))]
         return Peaks(
-            frames[keep].astype(np.int32), self._refine(spectrum, bins[keep], frames[keep])
+            frames[keep_peaks].astype(np.int32),
+            self._refine(spectrum, bins[keep_peaks], columns[keep_peaks]),
         )
+
+    def in_spans(self, read: Callable[[int, int], np.ndarray], span_s: float = SPAN_S) -> Landmarks:
+        """The landmarks of a track read in spans (``read(start, stop)``: its samples at
+        ``sample_rate``, shorter at the end), equal to :meth:`__call__` on the whole track, in
+        memory bounded by the span instead of the track's length.
+
+        Spans start on a whole second of the peak quota, and each is read with the context its
+        peaks and pairs need: ``peak_radius_frames`` before, and after it the target zone
+        (``max_pair_frames``, rounded up to whole quota seconds) plus ``peak_radius_frames``.
+        """
+        hop, radius = self.hop_size, self.peak_radius_frames
+        # The quota's seconds start on a whole frame every `period` seconds (4 s at 8 kHz, 256).
+        period_frames = self.sample_rate // math.gcd(self.sample_rate, self.hop_size)
+        span = max(1, round(span_s * self.sample_rate / hop / period_frames)) * period_frames
+        margin = math.ceil((self.max_pair_frames + 1) / period_frames) * period_frames
+        hashes, frames = [], []
+        start, end = 0, np.inf  # frames; the track's end is known once a read comes back short
+        while start < end:
+            first = max(start - radius, 0)
+            wanted = start + span + margin + radius  # frames [first, wanted)
+            audio = read(first * hop, (wanted - 1) * hop + self.fft_size)
+            spectrum = self.spectrogram(audio)
+            if len(audio) < (wanted - 1) * hop + self.fft_size:
+                end = first + spectrum.shape[1]
+            stop = min(start + span, end)
+            peaks = self._peaks(spectrum, self.peaks_per_second, first, (start, stop + margin))
+            anchors, targets = self.pairs(peaks, self.fanout)
+            span_hashes, valid, anchor_frames = self.hash_pairs(peaks, anchors, targets, 0.0, 1.0)
+            valid &= anchor_frames < stop
+            hashes.append(span_hashes[valid])
+            frames.append(anchor_frames[valid].astype(np.int32))
+            start = stop
+        if not hashes:
+            return Landmarks(np.zeros(0, np.uint32), np.zeros(0, np.int32))
+        return Landmarks(np.concatenate(hashes), np.concatenate(frames))
 
     @staticmethod
     def _refine(spectrum: np.ndarray, bins: np.ndarray, frames: np.ndarray) -> np.ndarray:
