@@ -91,6 +91,17 @@ def check_index(condition: bool, path: Path, problem: str) -> None:
         raise IndexDirectoryError(f"{path}: {problem}")
 
 
+def check_track_ids(track_ids: Any, path: Path) -> list[str]:
+    """The track ids an index file lists, checked: a list of distinct strings."""
+    check_index(
+        isinstance(track_ids, list) and all(isinstance(t, str) for t in track_ids),
+        path,
+        "track_ids must be a list of strings",
+    )
+    check_index(len(set(track_ids)) == len(track_ids), path, "duplicate track ids")
+    return list(track_ids)
+
+
 @dataclass(frozen=True)
 class TrackMatch:
     """One ranked track for a query: score and where in the track the query was found."""

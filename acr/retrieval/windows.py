@@ -15,7 +15,13 @@ import hnswlib
 import numpy as np
 
 from acr.files import write_json
-from acr.retrieval.engine import TrackMatch, check_index, read_index_json, reading
+from acr.retrieval.engine import (
+    TrackMatch,
+    check_index,
+    check_track_ids,
+    read_index_json,
+    reading,
+)
 
 # Not index.json: that name belongs to the index directory's manifest (acr.retrieval.store).
 SETTINGS_FILE = "windows.json"
@@ -218,12 +224,7 @@ class WindowIndex:
             settings_path,
             f"{', '.join(SETTINGS_KEYS[:4])} must be positive integers",
         )
-        track_ids = settings["track_ids"]
-        check_index(
-            isinstance(track_ids, list) and all(isinstance(t, str) for t in track_ids),
-            settings_path,
-            "track_ids must be a list of strings",
-        )
+        track_ids = check_track_ids(settings["track_ids"], settings_path)
         index = cls(*(settings[key] for key in SETTINGS_KEYS[:4]))
         windows_path = directory / "windows.npz"
         with reading(windows_path), np.load(windows_path, allow_pickle=False) as windows:

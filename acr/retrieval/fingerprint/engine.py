@@ -44,6 +44,7 @@ from acr.retrieval.engine import (
     Engine,
     TrackMatch,
     check_index,
+    check_track_ids,
     read_index_json,
     read_settings,
     reading,
@@ -322,13 +323,7 @@ class FingerprintEngine(Engine):
             manifest_path,
             f"written by engine {manifest['engine']!r}",
         )
-        track_ids = manifest["track_ids"]
-        check_index(
-            isinstance(track_ids, list) and all(isinstance(t, str) for t in track_ids),
-            manifest_path,
-            "track_ids must be a list of strings",
-        )
-        check_index(len(set(track_ids)) == len(track_ids), manifest_path, "duplicate track ids")
+        track_ids = check_track_ids(manifest["track_ids"], manifest_path)
         engine = cls(read_settings(FingerprintSettings, manifest["settings"], manifest_path))
         engine._track_ids = list(track_ids)
         engine._track_ids_set = set(track_ids)
