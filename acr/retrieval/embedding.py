@@ -74,6 +74,21 @@ class EmbeddingSettings:
     device: str = "auto"
 
 
+@dataclass(frozen=True)
+class Windows:
+    """A clip's windows, copied out of the audio one batch at a time: all of them at once would
+    be ``window_s / hop_s`` times the audio (0.9 GB for a 2-hour track at a 0.5-s hop)."""
+
+    view: np.ndarray  # sliding_window_view of the audio: no copy
+    starts: np.ndarray  # the first sample of each window
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        return np.ascontiguousarray(self.view[self.starts[rows]])
+
+
 class EmbeddingEngine(Engine):
     """Windows of ``window_s`` every ``hop_s`` embedded by the model and searched with HNSW.
 
@@ -116,7 +131,7 @@ class EmbeddingEngine(Engine):
         # Windows are cut in the main process, next to the model: they never cross processes.
         return AudioPassthrough()
 
-    def embed(self, windows: np.ndarray) -> np.ndarray:
+    def embed(self, windows: np.ndarray | Windows) -> np.ndarray:
         """Unit embeddings of ``[n, window_samples]`` audio, in batches."""
         parts = []
         batch_size = self.settings.batch_size
@@ -126,14 +141,15 @@ class EmbeddingEngine(Engine):
                 parts.append(self.model(batch).float().cpu().numpy())
         return np.concatenate(parts)
 
-    def windows(self, audio: np.ndarray, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """``[n, window_samples]`` windows every ``hop_s`` and their start times."""
+    def windows(self, audio: np.ndarray, hop_s: float) -> tuple[Windows, np.ndarray]:
+        """The ``[n, window_samples]`` windows every ``hop_s`` (cut a batch at a time) and
+        their start times."""
         window_s = self.settings.window_s
         starts_s = window_starts(len(audio) / self.sample_rate, window_s, hop_s)
         starts = np.round(starts_s * self.sample_rate).astype(int)
         padded = fit_length(audio, max(len(audio), starts[-1] + self.window_samples))
-        frames = np.lib.stride_tricks.sliding_window_view(padded, self.window_samples)[starts]
-        return np.ascontiguousarray(frames), starts_s
+        view = np.lib.stride_tricks.sliding_window_view(padded, self.window_samples)
+        return Windows(view, starts), starts_s
 
     def add(self, track_id: str, features: np.ndarray) -> int:
         windows, starts_s = self.windows(features, self.settings.hop_s)
