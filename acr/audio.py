@@ -36,6 +36,9 @@ MIN_SAMPLE_RATE = 8000
 # samples); also the shortest query acr answers.
 MIN_MUSIC_S = 0.5
 NON_FINITE = "holds non-finite samples (NaN or infinity)"
+# A track quieter than -80 dBFS over its whole length holds nothing to recognise or learn from.
+SILENCE_RMS = 1e-4
+SILENT = "silent (below -80 dBFS)"
 
 
 def audio_files(root: Path) -> list[Path]:
@@ -181,9 +184,27 @@ def read_resampled(info: AudioInfo, sample_rate: int, start: int, stop: int) -> 
     return resample(audio, info.sample_rate, sample_rate)[skip : skip + stop - start]
 
 
+@dataclass(frozen=True)
+class Resampled:
+    """A file's audio at ``sample_rate``, read a span at a time (:func:`read_resampled`):
+    ``resampled(start, stop)`` is samples ``[start, stop)``. Picklable and small, so a worker
+    can hand a long track to the main process without its samples."""
+
+    info: AudioInfo
+    sample_rate: int
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        return read_resampled(self.info, self.sample_rate, start, stop)
+
+    def __len__(self) -> int:
+        # torchaudio's resampling returns ceil(frames * new / old) samples
+        return -(-self.info.frames * self.sample_rate // self.info.sample_rate)
+
+
 def scan_audio(path: str | Path, block_frames: int = 65536) -> tuple[float, float]:
     """Decode every frame, one block at a time: (duration_s, RMS level) in constant memory,
-    whatever the file's length; non-finite samples are an AudioError."""
+    whatever the file's length; non-finite samples are an AudioError. The duration is that of
+    the audio that decodes: a header can claim more (a truncated mp3 keeps its frame count)."""
     info = audio_info(path)
     frames, energy = 0, 0.0
     try:
@@ -198,12 +219,6 @@ def scan_audio(path: str | Path, block_frames: int = 65536) -> tuple[float, floa
     except (soundfile.LibsndfileError, RuntimeError) as error:
         raise _decode_error(Path(path), error) from error
     return frames / info.sample_rate, math.sqrt(energy / max(frames, 1))
-
-
-def decoded_duration_s(path: str | Path, block_frames: int = 65536) -> float:
-    """How long the audio that decodes is: a header can claim more than the file holds (a
-    truncated mp3 keeps its Xing frame count); proven in constant memory (:func:`scan_audio`)."""
-    return scan_audio(path, block_frames)[0]
 
 
 def resample(audio: np.ndarray, orig_sample_rate: int, new_sample_rate: int) -> np.ndarray:

@@ -19,6 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 CHUNK_BYTES = 1 << 20
+# What a step could not use, a row each with the reason: the skipped.csv of an index, of
+# prepared manifests and of a query set.
+SKIPPED_FILE = "skipped.csv"
+SKIPPED_COLUMNS = ["track_id", "path", "reason"]
 SLUG_CHARACTERS = 48  # of a file name made from an id (safe_file_name)
 
 

@@ -10,7 +10,9 @@ time on one core at 16 kHz, where librosa.pyin (monophonic only) runs about at r
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import librosa
 import numba
@@ -34,6 +36,10 @@ SILENCE_DB = -50.0  # frames this far below the clip's loudest frames are unvoic
 # Salience peak over its mean across the pitch grid. Measured on 16 kHz audio: white and brown
 # noise 1.6-2.2, hums 6-9, synthetic mixes 2-9 (5th-95th percentiles).
 MIN_PEAK_TO_MEAN = 2.5
+
+SPAN_S = 120.0  # a long track is tracked this much at a time (predominant_pitch_in_spans)
+SPECTRUM_BLOCK = 1024  # frames of spectrum in memory at once (10 s at the default hop)
+PATH_CONTEXT_S = 10.0  # audio tracked either side of a span, then dropped
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,17 @@ class PitchTrack:
         return librosa.hz_to_midi(self.f0_hz)
 
 
+class FramePitch(NamedTuple):
+    """What :func:`predominant_pitch` finds frame by frame, before the clip-wide voicing
+    decision: the path's grid position, its salience, whether the salience is peaked, the
+    frame's energy. A few numbers per frame, so a long track's fit in memory."""
+
+    position: np.ndarray  # fractional pitch-grid bin of the Viterbi path
+    salience: np.ndarray  # salience at the path bin
+    peaked: np.ndarray  # bool: salience peak >= MIN_PEAK_TO_MEAN x its mean
+    energy: np.ndarray  # sum of the frame's squared weighted magnitudes
+
+
 def predominant_pitch(
     audio: np.ndarray,
     sample_rate: int,
@@ -76,38 +93,107 @@ def predominant_pitch(
     strong frames (95th percentile).
     """
     hop = max(1, round(hop_s * sample_rate))
+    frames = _frame_pitch(audio, sample_rate, hop, fmin_hz, fmax_hz)
+    return _voiced_track(frames, hop / sample_rate, fmin_hz, voicing_threshold)
+
+
+def predominant_pitch_in_spans(
+    read: Callable[[int, int], np.ndarray],
+    sample_rate: int,
+    hop_s: float = 0.01,
+    fmin_hz: float = 80.0,
+    fmax_hz: float = 1000.0,
+    voicing_threshold: float = 0.1,
+    span_s: float = SPAN_S,
+) -> PitchTrack:
+    """:func:`predominant_pitch` of a track read in spans (``read(start, stop)``: its samples,
+    shorter at the end), in memory bounded by the span: a 2-hour track's spectrogram alone
+    would take 3 GB.
+
+    Every frame-wise quantity equals the whole track's; the voicing decision is made once over
+    all frames, as for the whole track. Only the Viterbi path is found span by span: each span
+    is tracked with ``PATH_CONTEXT_S`` of audio either side and keeps the frames in its middle,
+    where the path has forgotten the cut (Viterbi paths merge within a few notes).
+    """
+    hop = max(1, round(hop_s * sample_rate))
+    span = max(1, round(span_s * sample_rate / hop))
+    context = round(PATH_CONTEXT_S * sample_rate / hop)
+    pieces: list[FramePitch] = []
+    start, end = 0, None  # frames; the track's end is known once a read comes back short
+    while end is None or start < end:
+        first = max(start - context, 0)
+        stop = start + span + context
+        audio = read(first * hop, stop * hop)
+        if len(audio) < (stop - first) * hop:
+            end = first + -(-len(audio) // hop)
+        frames = _frame_pitch(audio, sample_rate, hop, fmin_hz, fmax_hz)
+        keep = slice(start - first, min(start + span, end or np.inf) - first)
+        pieces.append(FramePitch(*(part[keep] for part in frames)))
+        start += span
+    frames = FramePitch(*(np.concatenate(parts) for parts in zip(*pieces)))
+    return _voiced_track(frames, hop / sample_rate, fmin_hz, voicing_threshold)
+
+
+def _frame_pitch(
+    audio: np.ndarray, sample_rate: int, hop: int, fmin_hz: float, fmax_hz: float
+) -> FramePitch:
     frame_count = -(-len(audio) // hop)
-    times_s = np.arange(frame_count) * hop / sample_rate
     if frame_count == 0:
         empty = np.zeros(0)
-        return PitchTrack(times_s, empty, empty.astype(bool), empty, hop / sample_rate)
-    window_length = 2 ** round(np.log2(WINDOW_S * sample_rate))
-    spectrum = _weighted_spectrogram(audio, sample_rate, hop, window_length, frame_count)
-    summation = _harmonic_summation(sample_rate, 2 * window_length, fmin_hz, fmax_hz)
-    salience = np.asarray(spectrum @ summation)
+        return FramePitch(empty, empty, empty.astype(bool), empty)
+    salience, energy = _salience(audio, sample_rate, hop, frame_count, fmin_hz, fmax_hz)
     path = _continuous_path(salience)
-    path_salience = salience[np.arange(frame_count), path]
-    confidence = np.clip(path_salience / max(np.percentile(path_salience, 95), 1e-12), 0, 1)
-    peaked = salience.max(axis=1) >= MIN_PEAK_TO_MEAN * salience.mean(axis=1)
-    voiced = (confidence >= voicing_threshold) & peaked & _loud(spectrum)
-    f0_hz = fmin_hz * 2 ** (_refine(salience, path) / (12 * BINS_PER_SEMITONE))
-    return PitchTrack(
-        times_s, np.where(voiced, f0_hz, np.nan), voiced, confidence, hop / sample_rate
+    return FramePitch(
+        _refine(salience, path),
+        salience[np.arange(frame_count), path],
+        salience.max(axis=1) >= MIN_PEAK_TO_MEAN * salience.mean(axis=1),
+        energy,
     )
 
 
-def _weighted_spectrogram(
-    audio: np.ndarray, sample_rate: int, hop: int, window_length: int, frame_count: int
-) -> np.ndarray:
-    """Magnitude spectra (zero-padded 2x) of centred Hann frames, A-weighted: the equal-loudness
-    filter of Salamon & Gómez 2012, which also keeps the bass from outweighing the melody."""
+def _voiced_track(
+    frames: FramePitch, hop_s: float, fmin_hz: float, voicing_threshold: float
+) -> PitchTrack:
+    """The clip-wide voicing decision over frame-wise pitch."""
+    frame_count = len(frames.position)
+    times_s = np.arange(frame_count) * hop_s
+    if frame_count == 0:
+        empty = np.zeros(0)
+        return PitchTrack(times_s, empty, empty.astype(bool), empty, hop_s)
+    strong = max(np.percentile(frames.salience, 95), 1e-12)
+    confidence = np.clip(frames.salience / strong, 0, 1)
+    voiced = (confidence >= voicing_threshold) & frames.peaked & _loud(frames.energy)
+    f0_hz = fmin_hz * 2 ** (frames.position / (12 * BINS_PER_SEMITONE))
+    return PitchTrack(times_s, np.where(voiced, f0_hz, np.nan), voiced, confidence, hop_s)
+
+
+def _salience(
+    audio: np.ndarray, sample_rate: int, hop: int, frame_count: int, fmin_hz: float, fmax_hz: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Harmonic-summation salience ``[frames, pitches]`` and each frame's energy, from the
+    magnitude spectra (zero-padded 2x) of centred Hann frames, A-weighted: the equal-loudness
+    filter of Salamon & Gómez 2012, which also keeps the bass from outweighing the melody.
+
+    The spectra are made ``SPECTRUM_BLOCK`` frames at a time: whole, they are 80 times the
+    salience (a 140-s span took 280 MB).
+    """
+    window_length = 2 ** round(np.log2(WINDOW_S * sample_rate))
+    n_fft = 2 * window_length
+    summation = _harmonic_summation(sample_rate, n_fft, fmin_hz, fmax_hz)
     padded = np.zeros((frame_count - 1) * hop + window_length, np.float32)
     usable = min(len(audio), len(padded) - window_length // 2)
     padded[window_length // 2 : window_length // 2 + usable] = audio[:usable]
     frames = librosa.util.frame(padded, frame_length=window_length, hop_length=hop, axis=0)
     window = np.hanning(window_length).astype(np.float32)
-    magnitude = np.abs(scipy.fft.rfft(frames * window, n=2 * window_length, axis=1))
-    return magnitude * _a_weighting(sample_rate, 2 * window_length)
+    weighting = _a_weighting(sample_rate, n_fft)
+    salience = np.empty((frame_count, summation.shape[1]), np.float32)
+    energy = np.empty(frame_count, np.float32)
+    for first in range(0, frame_count, SPECTRUM_BLOCK):
+        block = slice(first, first + SPECTRUM_BLOCK)
+        magnitude = np.abs(scipy.fft.rfft(frames[block] * window, n=n_fft, axis=1)) * weighting
+        salience[block] = magnitude @ summation
+        energy[block] = np.square(magnitude).sum(axis=1)
+    return salience, energy
 
 
 @functools.lru_cache(maxsize=8)
@@ -218,9 +304,8 @@ def _refine(salience: np.ndarray, path: np.ndarray) -> np.ndarray:
     return path + np.clip(shift, -0.5, 0.5)
 
 
-def _loud(spectrum: np.ndarray) -> np.ndarray:
+def _loud(energy: np.ndarray) -> np.ndarray:
     """Frames within SILENCE_DB of the clip's loud frames (99th percentile of energy)."""
-    energy = np.square(spectrum).sum(axis=1)
     reference = np.percentile(energy, 99)
     return (energy > 0) & (energy >= reference * 10 ** (SILENCE_DB / 10))
 

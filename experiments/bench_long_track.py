@@ -1,6 +1,7 @@
 """Peak memory of every process of `acr index` on a catalog holding one long recording.
 
-    python experiments/bench_long_track.py --hours 2 --work /tmp/long-track [--engine fingerprint]
+    python experiments/bench_long_track.py --hours 2 --work /tmp/long-track \
+        [--engine hybrid --checkpoint runs/x/checkpoints/best.ckpt]
 
 Writes a generated recording of HOURS (16-bit WAV at --sample-rate) and a 20-s song into WORK
 (reused when present), indexes them with `acr index --workers 2`, samples the resident memory
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=2.0)
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--engine", default="fingerprint")
+    parser.add_argument("--checkpoint", help="an acr fit checkpoint: embedding and hybrid need one")
     parser.add_argument("--work", type=Path, default=Path("/tmp/acr-long-track"))
     options = parser.parse_args()
     print("machine:", machine())
@@ -80,6 +82,8 @@ def main() -> None:
     shutil.rmtree(index, ignore_errors=True)
     command = [sys.executable, "-m", "acr", "index", "--catalog", str(catalog), "--output",
                str(index), "--engine", options.engine, "--workers", "2"]  # fmt: skip
+    if options.checkpoint:
+        command += ["--checkpoint", options.checkpoint]
     status, peaks = peak_memory(command)
     for pid, (role, rss) in sorted(peaks.items(), key=lambda item: -item[1][1]):
         if rss > 50:  # the resource tracker and the like

@@ -50,7 +50,8 @@ class Bad:
     write: Callable[[Path], None]
     index: str  # skipped.csv of acr index
     recognize: str  # the answer's error
-    prepare: str | None  # skipped.csv of data prepare; None: kept (headers cannot tell)
+    prepare: str | None  # skipped.csv of data prepare; None: kept (headers cannot tell; data
+    # validate's full decode flags it)
 
 
 BAD = {
@@ -168,7 +169,7 @@ def test_prepare_folder_skips_a_bad_entry_with_its_reason(music, prepared, case:
     catalog = read_table(prepared / "catalog.csv")
     skipped = read_table(prepared / "skipped.csv").fillna("")
     reasons = dict(zip(skipped["path"], skipped["reason"]))
-    if bad.prepare is None:  # a header and a tail decode cannot tell (validate's decode can't)
+    if bad.prepare is None:  # a header and a tail decode cannot tell (validate's full decode can)
         assert str(music / bad.name) in set(catalog["path"])
     else:
         reason = reasons[str(music / bad.name)]
@@ -198,7 +199,8 @@ MANIFEST_CASES = {  # case: (change of the row, problem check, a word of the pro
     "tab in track_id": (_set("track_id", "song0\tx"), "bad_id", "control character"),
     "empty path": (_set("path", ""), "missing_path", "empty path"),
     "missing file": (_set("path", "/nowhere/at/all.wav"), "missing_file", "does not exist"),
-    "corrupt audio": (None, "undecodable", "cannot decode"),  # the path of corrupt_wav.wav
+    "corrupt audio": ("corrupt_wav.wav", "undecodable", "cannot decode"),  # a file in music/
+    "silent audio": ("silent.wav", "silent", "silent (below -80 dBFS)"),
     "duration_s not a number": (_set("duration_s", "long"), "bad_duration", "number > 0"),
 }
 
@@ -208,10 +210,14 @@ def test_validate_names_the_one_bad_row_and_checks_the_others(
     music: Path, prepared: Path, tmp_path: Path, case: str
 ) -> None:
     change, check, word = MANIFEST_CASES[case]
-    if change is None:
-        change = _set("path", str(music / "corrupt_wav.wav"))
+    if isinstance(change, str):
+        change = _set("path", str(music / change))
     manifests = tmp_path / "manifests"
     shutil.copytree(prepared, manifests)
+    for table in manifests.glob("*.csv"):  # prepare keeps the silent file: its own problem
+        if table.name != "skipped.csv":
+            rows = read_table(table)
+            write_table(rows[rows["track_id"] != "silent"], table)
     catalog = read_table(manifests / "catalog.csv")
     row = int(catalog.index[catalog["track_id"] == "song0"][0])
     split_file = manifests / f"{catalog.loc[row, 'split']}.csv"
@@ -252,7 +258,10 @@ def test_make_queries_leaves_out_bad_files_and_clips_every_good_one(music: Path)
     present = [name for name, _ in GOOD.values() if (music / name).exists()]
     queries = read_table(output / "queries.csv")
     assert sorted(queries["track_id"]) == sorted(track_id(name) for name in present)
-    assert f"{len(BAD)} left out, e.g. " in result.out
+    assert f"{len(BAD)} left out (see {output / 'skipped.csv'}), e.g. " in result.out
+    skipped = read_table(output / "skipped.csv")
+    assert sorted(skipped["path"]) == sorted(str(music / bad.name) for bad in BAD.values())
+    assert skipped["reason"].str.len().gt(5).all()
     assert all(Path(path).parent.name == "audio" for path in queries["path"])
 
 
@@ -307,7 +316,9 @@ def test_make_queries_goes_on_past_a_bad_catalog_row_or_refuses_the_table(
         assert word in result.error_line("data make-queries")
         return
     assert sorted(read_table(output / "queries.csv")["track_id"]) == ["song0", "spaced"]
-    assert "1 left out, e.g. " in result.out and word in result.out
+    assert "1 left out (see " in result.out and word in result.out
+    [reason] = read_table(output / "skipped.csv")["reason"]
+    assert word in reason and "catalog.csv" in reason
 
 
 # -- query tables: recognize answers every good row; evaluate scores or refuses the table -------

@@ -10,10 +10,12 @@ from acr import synth
 from acr.pitch import (
     BINS_PER_SEMITONE,
     JUMP_PROBABILITY,
+    PATH_CONTEXT_S,
     PitchTrack,
     _continuous_path,
     harmonicity,
     predominant_pitch,
+    predominant_pitch_in_spans,
 )
 from acr.synth.humming import hum_contour
 
@@ -135,3 +137,25 @@ def test_banded_viterbi_finds_librosas_path() -> None:
         transition /= transition.sum(axis=1, keepdims=True)
         expected = librosa.sequence.viterbi(likelihood.T, transition)
         np.testing.assert_array_equal(_continuous_path(salience), expected)
+
+
+@pytest.mark.parametrize("span_s", [7.0, 12.3])
+def test_a_track_tracked_in_spans_has_the_pitch_of_the_whole_track(span_s: float) -> None:
+    """Spans of a 40-s mix, cut mid-note: every frame's pitch, voicing and confidence equal the
+    whole track's (the voicing is decided over all frames; the path forgets the cuts)."""
+    audio = synth.synthesize_track(12, 40.0, SAMPLE_RATE)
+    whole = predominant_pitch(audio, SAMPLE_RATE)
+    reads: list[tuple[int, int]] = []
+
+    def read(start: int, stop: int) -> np.ndarray:
+        reads.append((start, stop))
+        return audio[start:stop]
+
+    spans = predominant_pitch_in_spans(read, SAMPLE_RATE, span_s=span_s)
+    longest = (span_s + 2 * PATH_CONTEXT_S + 0.01) * SAMPLE_RATE  # never the whole track
+    assert len(reads) >= 40 // span_s and max(b - a for a, b in reads) <= longest
+    assert whole.voiced.mean() > 0.5
+    np.testing.assert_array_equal(spans.voiced, whole.voiced)
+    np.testing.assert_array_equal(spans.f0_hz, whole.f0_hz)
+    np.testing.assert_array_equal(spans.confidence, whole.confidence)
+    np.testing.assert_array_equal(spans.times_s, whole.times_s)

@@ -19,7 +19,7 @@ TRAINING = ("fit", "validate", "test", "predict")
 MODULES = {
     "index": "acr.cli.retrieval",
     "recognize": "acr.cli.retrieval",
-    "evaluate": "acr.cli.retrieval",
+    "evaluate": "acr.cli.evaluation",
     "fuse": "acr.cli.retrieval",
     "data": "acr.cli.data",
     "status": "acr.cli.status",

@@ -23,6 +23,7 @@ from acr.data.checks import problems_table, summary_line, validate_manifest_dir
 from acr.data.manifests import ManifestError
 from acr.data.query_sets import QUERIES_FILE, make_queries
 from acr.datamodules.sources import SOURCES, Prepared, prepare_manifests
+from acr.files import SKIPPED_FILE
 
 Source = Literal["fma", "mtg_jamendo", "folder", "business"]
 
@@ -157,9 +158,13 @@ def show_validate(report: dict[str, Any], json: str | None = None) -> None:
 
 def show_make_queries(table: pd.DataFrame, output: str) -> None:
     print(f"{len(table)} queries in {Path(output) / QUERIES_FILE}")
-    skipped = table.attrs.get("skipped", [])
-    if skipped:
-        print(f"{len(skipped)} left out, e.g. {skipped[0]}")
+    skipped = table.attrs["skipped"]
+    if len(skipped):
+        example = skipped.iloc[0]
+        print(
+            f"{len(skipped)} left out (see {Path(output) / SKIPPED_FILE}), e.g."
+            f" {example['track_id'] or example['path']}: {example['reason']}"
+        )
 
 
 def add_source_options(parser: ArgumentParser, name: str | None) -> None:

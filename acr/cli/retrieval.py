@@ -1,4 +1,4 @@
-"""``acr index``, ``recognize``, ``evaluate`` and ``fuse``: options from acr.retrieval."""
+"""``acr index``, ``recognize`` and ``fuse``: options from acr.retrieval."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ import math
 import sys
 from typing import Any, Literal
 
-from rich.console import Console
-
 from acr.cli.commands import Command
 from acr.files import output_path
 from acr.retrieval.build import BuildSummary, build_index
-from acr.retrieval.evaluation import evaluate_index, report_table
 from acr.retrieval.fusion import Fusion
 from acr.retrieval.recognizer import Recognition, fit_fusion
 
@@ -129,17 +126,6 @@ def _finite(value: float, digits: int) -> float | None:
     return round(float(value), digits) if math.isfinite(value) else None
 
 
-def show_evaluate(report: dict, output: str | None) -> None:
-    Console().print(report_table(report))
-    if report["errors"]:
-        print(
-            f"{len(report['errors'])} queries failed (counted as misses), e.g. "
-            f"{report['errors'][0]}"
-        )
-    if output:
-        print(f"report: {output}")
-
-
 def show_fuse(fitted: tuple[Fusion, int]) -> None:
     fusion, count = fitted
     exit_rule = fusion.early_exit
@@ -156,6 +142,5 @@ def show_fuse(fitted: tuple[Fusion, int]) -> None:
 COMMANDS = {
     "index": Command(build_index, show_index),
     "recognize": Command(recognize, show_recognize, variadic="files"),
-    "evaluate": Command(evaluate_index, show_evaluate),
     "fuse": Command(fit_fusion, show_fuse),
 }

@@ -4,7 +4,8 @@ Unlike :func:`acr.data.manifests.validate_tracks`, which stops at the first brok
 them all: required columns, usable track ids (not empty, no control character), unique ids,
 known splits, positive durations, split tables that agree with the catalog, no track (or
 ``group``, or audio file) in both train and an eval split, files that exist, and files that
-decode to the duration the manifest says (all of them, or a seeded sample, decoded in full).
+decode to the duration the manifest says and are not silent throughout (all of them, or a
+seeded sample, decoded in full).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from acr.audio import AudioError, decoded_duration_s
+from acr.audio import SILENCE_RMS, SILENT, AudioError, scan_audio
 from acr.data.manifests import (
     EVAL_SPLITS,
     SPLITS,
@@ -281,8 +282,9 @@ def _check_files(
     results = checked["path"].map(decoded)
     failed = results.map(lambda result: isinstance(result, AudioError)).astype(bool)
     for _, row in checked[failed].iterrows():
-        problem = f"{row['path']}: {decoded[row['path']].reason}"
-        problems.add_row("undecodable", problem, row, "path", path=row["path"])
+        reason = decoded[row["path"]].reason
+        check = "silent" if reason == SILENT else "undecodable"
+        problems.add_row(check, f"{row['path']}: {reason}", row, "path", path=row["path"])
     lengths = pd.to_numeric(results[~failed], errors="coerce")
     expected = pd.to_numeric(checked.loc[~failed, "duration_s"], errors="coerce")
     tolerance = np.maximum(DURATION_TOLERANCE_S, DURATION_TOLERANCE_FRACTION * expected)
@@ -298,7 +300,10 @@ def _check_files(
 
 
 def _decode(path: str) -> float | AudioError:
+    """The decoded duration, or why the file cannot be used: undecodable, or silent
+    throughout (which no header tells, so only this full decode finds)."""
     try:
-        return decoded_duration_s(path)
+        duration_s, level = scan_audio(path)
     except AudioError as error:
         return error
+    return AudioError(path, SILENT) if level < SILENCE_RMS else duration_s

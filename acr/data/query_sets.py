@@ -37,7 +37,7 @@ from acr.data.segments.strategies import (
     StrategyName,
     get_strategy,
 )
-from acr.files import output_path, safe_file_name
+from acr.files import SKIPPED_COLUMNS, SKIPPED_FILE, output_path, safe_file_name
 from acr.workers import spawn_pool
 
 QUERIES_FILE = "queries.csv"
@@ -59,6 +59,10 @@ class _TrackJob:
     strategy: str = RandomStrategy.name
     analysis_file: str = ""  # the track's cached TrackAnalysis ("" = analyse, keep nothing)
 
+    def skipped(self, reason: str) -> dict[str, str]:
+        """A skipped.csv row for this track."""
+        return {"track_id": self.track_id, "path": self.path, "reason": reason}
+
 
 def make_queries(
     catalog: str,
@@ -78,7 +82,8 @@ def make_queries(
     manifest), each track's segment analysis is cached beside it in ``analysis/``, shared with
     training anchors. Catalog rows that cannot be a track (an empty or unusable track_id, an
     empty path), tracks that cannot be read, or are too short for a length, are left out (of
-    that length) and listed in the returned table's ``attrs["skipped"]``. A query's WAV is
+    that length) and listed, ``track_id, path, reason``, in ``skipped.csv`` beside
+    ``queries.csv`` and in the returned table's ``attrs["skipped"]``. A query's WAV is
     named from its id by acr.files.safe_file_name, so no id can write outside ``output``.
 
     Args:
@@ -100,7 +105,7 @@ def make_queries(
     # A table's rejected rows are named by the table and row, a folder's entries by their path.
     table_catalog = Path(catalog).is_file()
     skipped = [
-        f"{catalog if table_catalog else entry['path']}: {entry['reason']}"
+        {**entry, "reason": f"{catalog}: {entry['reason']}" if table_catalog else entry["reason"]}
         for entry in tracks.attrs["rejected"]
     ]
     if max_tracks is not None:
@@ -134,7 +139,8 @@ def make_queries(
     if strategy != RandomStrategy.name and len(table):
         table["strategy"] = strategy
     write_table(table, output / QUERIES_FILE)
-    table.attrs["skipped"] = skipped
+    table.attrs["skipped"] = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS).fillna("")
+    write_table(table.attrs["skipped"], output / SKIPPED_FILE)
     return table
 
 
@@ -147,12 +153,12 @@ def _run(jobs: list[_TrackJob], workers: int | None):
         yield from pool.map(_track_queries, jobs, chunksize=2)
 
 
-def _track_queries(job: _TrackJob) -> tuple[list[dict[str, Any]], list[str]]:
-    """All queries of one track; (rows, problems)."""
+def _track_queries(job: _TrackJob) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """All queries of one track; (rows, what could not be made: skipped.csv rows)."""
     try:
         audio = load_audio(job.path, job.sample_rate)
     except AudioError as error:
-        return [], [f"{job.track_id}: {error}"]
+        return [], [job.skipped(error.reason)]
     strategy = get_strategy(job.strategy)
     # analysed once per track, shared by every length, degradation and repeat
     analysis = None if job.strategy == RandomStrategy.name else _analysis(job, audio)
@@ -160,7 +166,7 @@ def _track_queries(job: _TrackJob) -> tuple[list[dict[str, Any]], list[str]]:
     for length_s in job.lengths_s:
         source_samples = int(round(MARGIN * length_s * job.sample_rate))  # room for a speed-up
         if len(audio) < source_samples:
-            problems.append(f"{job.track_id}: shorter than {MARGIN * length_s:g} s")
+            problems.append(job.skipped(f"shorter than {MARGIN * length_s:g} s"))
             continue
         for degradation in job.degradations:
             for repeat in range(job.per_track):
@@ -176,7 +182,7 @@ def _track_queries(job: _TrackJob) -> tuple[list[dict[str, Any]], list[str]]:
                 starts = _starts(audio, job.sample_rate, length_s, strategy, analysis, rng)
                 row = _one_query(audio, job, length_s, degradation, repeat, rng, starts)
                 if row is None:
-                    problems.append(f"{job.track_id}: no {degradation} excerpt of {length_s:g} s")
+                    problems.append(job.skipped(f"no {degradation} excerpt of {length_s:g} s"))
                 else:
                     rows.append(row)
     return rows, problems

@@ -25,8 +25,8 @@ from acr.data.manifests import ManifestError, write_table
 from acr.data.query_sets import make_queries
 from acr.data.segments.strategies import StrategyName
 from acr.datamodules.base import QUERIES_FILE, TRACKS_FILE, ACRDataModule
+from acr.files import SKIPPED_FILE
 
-SKIPPED_FILE = "skipped.csv"
 NO_LABEL = "none"  # bucket value of a track without that label (no genre tag, no genre_top)
 # A header can claim more audio than a file holds: a truncated mp3 keeps its Xing frame count.
 # Decoding the last TAIL_PROBE_S proves the claimed duration, so no training or validation window
@@ -182,12 +182,15 @@ class CatalogDataModule(ACRDataModule):
                 workers=self.query_workers,
                 strategy=self.query_strategy,
             )
+        skipped = queries.attrs["skipped"]
+        reasons = [f"{track_id}: {reason}" for track_id, reason in
+                   zip(skipped["track_id"], skipped["reason"])]  # fmt: skip
         if queries.empty:
-            raise ManifestError(output, f"no query could be made: {queries.attrs['skipped'][:3]}")
-        if queries.attrs["skipped"]:
+            raise ManifestError(output, f"no query could be made: {reasons[:3]}")
+        if reasons:
             warnings.warn(
-                f"{type(self).__name__}: {len(queries.attrs['skipped'])} queries could not be made,"
-                f" e.g. {queries.attrs['skipped'][0]}",
+                f"{type(self).__name__}: {len(reasons)} queries could not be made"
+                f" (see {output / SKIPPED_FILE}), e.g. {reasons[0]}",
                 stacklevel=4,
             )
         queries["path"] = [str(Path(output.name) / path) for path in queries["path"]]

@@ -24,8 +24,8 @@ import pandas as pd
 
 from acr.data.manifests import SPLITS, ManifestError, read_table, validate_tracks, write_table
 from acr.datamodules.base import SETTINGS_FILE, ACRDataModule
-from acr.datamodules.catalog import SKIPPED_FILE, CatalogDataModule
-from acr.files import write_json
+from acr.datamodules.catalog import CatalogDataModule
+from acr.files import SKIPPED_FILE, write_json
 
 CATALOG_FILE = "catalog.csv"
 SPLIT_FILES = {split: f"{split}.csv" for split in SPLITS}

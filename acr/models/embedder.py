@@ -10,8 +10,7 @@ from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import nn
 
 from acr.models.losses import NTXentLoss
-
-RETRIEVAL_WINDOWS = "retrieval_windows"  # the checkpoint key of EmbedderModule.retrieval_windows
+from acr.models.trained import RETRIEVAL_WINDOWS
 
 
 class EmbedderModule(L.LightningModule):

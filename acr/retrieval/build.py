@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from acr.data.catalogs import read_catalog
 from acr.data.manifests import write_table
-from acr.files import output_path, replacing
+from acr.files import SKIPPED_COLUMNS, SKIPPED_FILE, output_path, replacing
 from acr.retrieval.embedding import EmbeddingEngine, EmbeddingSettings
 from acr.retrieval.engine import Engine, IndexDirectoryError
 from acr.retrieval.extraction import extract_in_workers
@@ -32,8 +32,6 @@ from acr.retrieval.fingerprint.engine import FingerprintSettings
 from acr.retrieval.melody import MelodySettings
 from acr.retrieval.store import (
     INDEX_FILE,
-    SKIPPED_COLUMNS,
-    SKIPPED_FILE,
     IndexState,
     engine_class,
     engine_names,

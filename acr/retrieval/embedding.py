@@ -7,15 +7,18 @@ from there; asking for another window length is an error.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from acr.audio import fit_length, window_starts
+from acr.audio import Resampled, fit_length, window_starts
 from acr.files import sha256_file, write_json
+from acr.models.trained import load_encoder
 from acr.retrieval.engine import (
     AudioPassthrough,
     Engine,
@@ -28,24 +31,8 @@ from acr.retrieval.engine import (
 )
 from acr.retrieval.windows import WindowIndex
 
-if TYPE_CHECKING:
-    from acr.models import EmbedderModule
-
 MODEL_FILE = "model.ckpt"
 SETTINGS_FILE = "settings.json"
-
-
-def load_embedder(checkpoint: str | Path, device: str = "cpu") -> EmbedderModule:
-    """An EmbedderModule from a checkpoint written by ``acr fit``, in eval mode."""
-    from acr.models import EmbedderModule  # Lightning: only for engines that embed
-
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: model checkpoint does not exist")
-    model = EmbedderModule.load_from_checkpoint(checkpoint, map_location=device)
-    if model.sample_rate is None:
-        raise ValueError(f"{checkpoint}: the encoder does not declare a sample_rate")
-    return model.eval()
 
 
 @dataclass(frozen=True)
@@ -61,7 +48,8 @@ class EmbeddingSettings:
         query_hop_s: query window hop in seconds, denser than the catalog's so that some query
             window lines up; by default the checkpoint's, else a quarter of the window.
         neighbors: catalog windows retrieved per query window before voting.
-        batch_size: windows per forward pass.
+        batch_size: windows per forward pass; by default 64 on a CPU (the fastest on 2 cores,
+            measured, and a quarter of 256's memory) and 512 on a GPU.
         device: where this process runs the model: cpu, cuda or auto (not recorded in the
             index).
     """
@@ -70,23 +58,31 @@ class EmbeddingSettings:
     hop_s: float | None = None
     query_hop_s: float | None = None
     neighbors: int = 20
-    batch_size: int = 256
+    batch_size: int | None = None
     device: str = "auto"
 
 
 @dataclass(frozen=True)
 class Windows:
-    """A clip's windows, copied out of the audio one batch at a time: all of them at once would
-    be ``window_s / hop_s`` times the audio (0.9 GB for a 2-hour track at a 0.5-s hop)."""
+    """A clip's windows, cut one batch at a time: all of them at once would be
+    ``window_s / hop_s`` times the audio (0.9 GB for a 2-hour track at a 0.5-s hop), and a long
+    catalog track is not even in memory (acr.audio.Resampled reads the span a batch needs)."""
 
-    view: np.ndarray  # sliding_window_view of the audio: no copy
+    read: Callable[[int, int], np.ndarray]  # samples [start, stop) of the audio
     starts: np.ndarray  # the first sample of each window
+    window_samples: int
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def __getitem__(self, rows: slice) -> np.ndarray:
-        return np.ascontiguousarray(self.view[self.starts[rows]])
+        starts = self.starts[rows]
+        if len(starts) == 0:
+            return np.zeros((0, self.window_samples), np.float32)
+        first, stop = starts[0], starts[-1] + self.window_samples
+        span = fit_length(self.read(first, stop), stop - first)  # zeros past the end
+        view = np.lib.stride_tricks.sliding_window_view(span, self.window_samples)
+        return np.ascontiguousarray(view[starts - first])
 
 
 class EmbeddingEngine(Engine):
@@ -103,13 +99,17 @@ class EmbeddingEngine(Engine):
         device = settings.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = load_embedder(checkpoint, device)
+        with reading(Path(checkpoint)):
+            trained = load_encoder(checkpoint, device)
+        self.encoder = trained.encoder
+        self._sample_rate = trained.sample_rate
+        self.batch_size = settings.batch_size or (512 if device.startswith("cuda") else 64)
         self.checkpoint = str(checkpoint)
         # Kept in memory: every snapshot of the index carries its own copy of the model.
         self._checkpoint_bytes = Path(checkpoint).read_bytes()
         self.checkpoint_sha256 = sha256_file(checkpoint)
         self.device = device
-        self.settings = _with_checkpoint_windows(settings, self.model.retrieval_windows, checkpoint)
+        self.settings = _with_checkpoint_windows(settings, trained.retrieval_windows, checkpoint)
         self.window_samples = int(round(self.settings.window_s * self.sample_rate))
         silence = np.zeros((1, self.window_samples), np.float32)
         self.embed_dim = self.embed(silence).shape[1]
@@ -117,7 +117,7 @@ class EmbeddingEngine(Engine):
 
     @property
     def sample_rate(self) -> int:
-        return int(self.model.sample_rate)
+        return self._sample_rate
 
     def recorded_settings(self) -> dict[str, Any]:
         settings = {key: value for key, value in asdict(self.settings).items() if key != "device"}
@@ -134,24 +134,29 @@ class EmbeddingEngine(Engine):
     def embed(self, windows: np.ndarray | Windows) -> np.ndarray:
         """Unit embeddings of ``[n, window_samples]`` audio, in batches."""
         parts = []
-        batch_size = self.settings.batch_size
+        batch_size = self.batch_size
         with torch.inference_mode():
             for first in range(0, len(windows), batch_size):
                 batch = torch.from_numpy(windows[first : first + batch_size]).to(self.device)
-                parts.append(self.model(batch).float().cpu().numpy())
+                parts.append(self.encoder(batch).float().cpu().numpy())
         return np.concatenate(parts)
 
-    def windows(self, audio: np.ndarray, hop_s: float) -> tuple[Windows, np.ndarray]:
+    def windows(self, audio: np.ndarray | Resampled, hop_s: float) -> tuple[Windows, np.ndarray]:
         """The ``[n, window_samples]`` windows every ``hop_s`` (cut a batch at a time) and
         their start times."""
-        window_s = self.settings.window_s
-        starts_s = window_starts(len(audio) / self.sample_rate, window_s, hop_s)
+        if isinstance(audio, np.ndarray):
+            read: Callable[[int, int], np.ndarray] = functools.partial(
+                _span, np.asarray(audio, np.float32)
+            )
+        else:
+            read = audio
+        starts_s = window_starts(len(audio) / self.sample_rate, self.settings.window_s, hop_s)
         starts = np.round(starts_s * self.sample_rate).astype(int)
-        padded = fit_length(audio, max(len(audio), starts[-1] + self.window_samples))
-        view = np.lib.stride_tricks.sliding_window_view(padded, self.window_samples)
-        return Windows(view, starts), starts_s
+        return Windows(read, starts, self.window_samples), starts_s
 
-    def add(self, track_id: str, features: np.ndarray) -> int:
+    def add(self, track_id: str, features: np.ndarray | Resampled) -> int:
+        """Index a track's windows; ``features`` is its audio, or for a long track the
+        file read in spans (AudioPassthrough.in_spans)."""
         windows, starts_s = self.windows(features, self.settings.hop_s)
         self.index.add(track_id, self.embed(windows), starts_s)
         return len(windows)
@@ -159,7 +164,7 @@ class EmbeddingEngine(Engine):
     def search(self, audio: np.ndarray, top_k: int = 5) -> list[TrackMatch]:
         if len(self.index) == 0 or len(audio) == 0:
             return []
-        windows, starts_s = self.windows(np.asarray(audio, np.float32), self.settings.query_hop_s)
+        windows, starts_s = self.windows(audio, self.settings.query_hop_s)
         return self.index.rank_tracks(
             self.embed(windows),
             starts_s,
@@ -212,6 +217,10 @@ class EmbeddingEngine(Engine):
             f"{engine.index.dim}-d windows for a model of {engine.embed_dim} dimensions",
         )
         return engine
+
+
+def _span(samples: np.ndarray, start: int, stop: int) -> np.ndarray:
+    return samples[start:stop]
 
 
 def _with_checkpoint_windows(

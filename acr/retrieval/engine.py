@@ -20,9 +20,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from acr.audio import Resampled
 
 T = TypeVar("T")
 
@@ -117,6 +120,12 @@ class AudioPassthrough:
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(audio, dtype=np.float32)
+
+    def in_spans(self, read: Resampled) -> Resampled:
+        """A long track stays a reader of its file: its samples would be hundreds of MB
+        through the pipe to the main process, where the engine reads a batch's span at a
+        time."""
+        return read
 
 
 class Engine(ABC):

@@ -3,8 +3,8 @@
 Imports only what workers need (acr.audio, numpy): spawned workers import this module, and
 importing Lightning in each of them would cost seconds and hundreds of MB.
 
-A track longer than ``LONG_TRACK_S`` is decoded and fingerprinted in spans, so a worker's memory
-does not grow with a track's length (a 2-hour WAV took 5.4 GB decoded whole).
+A track longer than ``LONG_TRACK_S`` is decoded and analysed in spans, so no process's memory
+grows with a track's length (a 2-hour WAV took 5.4 GB decoded whole).
 
 One track must not abort a build: what cannot be used comes back as the reason it was skipped
 (the build writes it to skipped.csv, and a resume does not try it again), and a track whose
@@ -14,30 +14,31 @@ and skipped once it has killed a worker twice.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from typing import Any
 
 from acr.audio import (
     MIN_MUSIC_S,
+    SILENCE_RMS,
+    SILENT,
     AudioError,
+    Resampled,
     audio_info,
     read_audio,
-    read_resampled,
     resample,
     rms,
     scan_audio,
 )
 from acr.workers import spawn_pool
 
-SILENCE_RMS = 1e-4  # -80 dBFS: a track this quiet holds nothing to recognise
 WORKER_DEATHS_BEFORE_SKIP = 2
-# Longer tracks are read in spans when every engine can extract that way (the fingerprint can;
-# the melody and embedding engines still decode a track whole).
+# Longer tracks are read in spans, by every engine (in_spans): the fingerprint and the melody
+# in the worker, the embedding engine in the main process, a batch of windows at a time.
 LONG_TRACK_S = 600.0
 Extractors = list[tuple[str, int, Callable]]  # (engine name, sample rate, extractor)
 Result = tuple[str, str, dict[str, Any] | str, float]
@@ -63,8 +64,10 @@ def _decode_and_extract(job: tuple[str, str]) -> Result:
             duration_s, level = scan_audio(path)
             if reason := _unusable(duration_s, level):
                 return track_id, path, reason, duration_s
+            # The frames that decode (a truncated file's header claims more).
+            info = replace(info, frames=round(duration_s * info.sample_rate))
             features = {
-                name: extract.in_spans(functools.partial(read_resampled, info, rate))
+                name: extract.in_spans(Resampled(info, rate))
                 for name, rate, extract in _worker_extractors
             }
             return track_id, path, features, duration_s
@@ -88,7 +91,7 @@ def _unusable(duration_s: float, level: float) -> str | None:
     if duration_s < MIN_MUSIC_S:
         return f"too short ({duration_s:.3f} s < {MIN_MUSIC_S} s)"
     if level < SILENCE_RMS:
-        return "silent (below -80 dBFS)"
+        return SILENT
     return None
 
 

@@ -20,13 +20,14 @@ from polyphonic music signals"), and to the octave a person hums in.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from acr.files import write_json
-from acr.pitch import PitchTrack, predominant_pitch
+from acr.pitch import PitchTrack, predominant_pitch, predominant_pitch_in_spans
 from acr.retrieval.engine import (
     Engine,
     TrackMatch,
@@ -83,6 +84,14 @@ class MelodyExtractor:
 
     def __call__(self, audio: np.ndarray) -> MelodyContour:
         track = predominant_pitch(audio, self.sample_rate, self.hop_s, self.fmin_hz, self.fmax_hz)
+        return pool_contour(track, self.cell_s)
+
+    def in_spans(self, read: Callable[[int, int], np.ndarray]) -> MelodyContour:
+        """The contour of a long track read in spans (``read(start, stop)``), in bounded
+        memory: acr.pitch.predominant_pitch_in_spans."""
+        track = predominant_pitch_in_spans(
+            read, self.sample_rate, self.hop_s, self.fmin_hz, self.fmax_hz
+        )
         return pool_contour(track, self.cell_s)
 
 

@@ -26,12 +26,10 @@ from typing import Any
 import pandas as pd
 
 import acr
-from acr.files import write_json
+from acr.files import SKIPPED_COLUMNS, SKIPPED_FILE, write_json
 from acr.retrieval.engine import Engine, IndexDirectoryError, read_index_json, reading
 
 INDEX_FILE = "index.json"
-SKIPPED_FILE = "skipped.csv"
-SKIPPED_COLUMNS = ["track_id", "path", "reason"]
 # Imported on use: a fingerprint index never loads torch models, nor Lightning.
 ENGINES = {
     "fingerprint": "acr.retrieval.fingerprint.engine.FingerprintEngine",

@@ -67,7 +67,12 @@ def test_table_has_the_evaluate_format_and_files_match_it(catalog: Path, tmp_pat
     assert (long_enough.groupby(["track_id", "length_s"]).size() >= 5).all()
     # short.wav (2 s) fits the 1-s queries but not the 3-s ones.
     assert set(table.loc[table["track_id"] == "short", "length_s"]) <= {1.0}
-    assert any("short: shorter than 3.3 s" in problem for problem in table.attrs["skipped"])
+    skipped = pd.read_csv(tmp_path / "queries" / "skipped.csv")
+    assert skipped.columns.tolist() == ["track_id", "path", "reason"]
+    short = skipped[skipped["track_id"] == "short"]
+    assert short["reason"].tolist() == ["shorter than 3.3 s"]
+    assert short["path"].str.endswith("short.wav").all()
+    pd.testing.assert_frame_equal(table.attrs["skipped"], skipped, check_dtype=False)
 
 
 def test_clean_query_is_the_excerpt_at_its_offset(catalog: Path, tmp_path: Path) -> None:
@@ -169,11 +174,12 @@ def test_track_ids_that_are_not_plain_text_are_left_out_naming_the_row(
     listed = _one_song_catalog(ids, catalog, tmp_path / "c.csv")
     table = make(listed, tmp_path / "queries", lengths_s=(1.0,), degradations=("clean",))
     assert set(table["track_id"]) == {"ok"}
-    assert table.attrs["skipped"] == [
+    assert table.attrs["skipped"]["reason"].tolist() == [
         f"{listed}: line 2: empty track_id",
         f"{listed}: line 3: track_id 'nul\\x00' holds a control character (U+0000)",
         f"{listed}: line 4: track_id 'bell\\x07' holds a control character (U+0007)",
     ]
+    assert set(table.attrs["skipped"]["track_id"]) == {""}  # no rejected id is taken as one
 
 
 def test_make_queries_output_that_is_a_file_is_one_line(

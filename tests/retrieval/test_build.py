@@ -148,3 +148,38 @@ def test_resume_ignores_snapshots_a_kill_left_behind(catalog: Path, tmp_path: Pa
     assert resumed.tracks == 6 and resumed.skipped == 2
     snapshots = sorted(p.name for p in (tmp_path / "index").iterdir() if "snapshot" in p.name)
     assert snapshots == [IndexState.read(tmp_path / "index").snapshot]
+
+
+@pytest.mark.slow
+def test_a_hybrid_index_of_tracks_read_in_spans_answers_as_one_of_whole_tracks(
+    catalog: Path, tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every 12-s song made 'long': fingerprint, melody and embedding (windows cut from the
+    file a batch at a time in the main process) give each engine the same answers."""
+    from acr.audio import Resampled
+    from acr.retrieval import extraction
+    from acr.retrieval.embedding import EmbeddingEngine
+
+    checkpoint = str(tiny_run / "checkpoints" / "last.ckpt")
+    build_index(catalog, tmp_path / "whole", "hybrid", checkpoint, workers=1)
+    monkeypatch.setattr(extraction, "LONG_TRACK_S", 5.0)
+    handed, add = [], EmbeddingEngine.add
+
+    def noting_what_it_gets(self, track_id, features):
+        handed.append(type(features))
+        return add(self, track_id, features)
+
+    monkeypatch.setattr(EmbeddingEngine, "add", noting_what_it_gets)
+    build_index(catalog, tmp_path / "spans", "hybrid", checkpoint, workers=1)
+    assert handed == [Resampled] * 6
+    whole, spans = (load_engines(tmp_path / name) for name in ("whole", "spans"))
+    assert spans["embedding"].item_count == whole["embedding"].item_count > 100
+    excerpt = synthesize_track(3, 12.0, 16000)[4 * 16000 : 7 * 16000]
+    for name in ("fingerprint", "melody", "embedding"):
+        rate = whole[name].sample_rate
+        clip = excerpt if rate == 16000 else synthesize_track(3, 12.0, rate)[4 * rate : 7 * rate]
+        expected, found = whole[name].search(clip, 3), spans[name].search(clip, 3)
+        assert [m.track_id for m in found] == [m.track_id for m in expected], name
+        assert [m.score for m in found] == pytest.approx([m.score for m in expected], rel=1e-4)
+    assert whole["fingerprint"].search(synthesize_track(3, 12.0, 8000)[32000:56000])[0].track_id \
+        == "album1/song3"  # fmt: skip

@@ -83,17 +83,28 @@ def test_a_track_that_kills_its_worker_is_skipped_and_the_others_extracted(tmp_p
             assert features == {"probe": int(lengths_s[number] * RATE)}
 
 
-def test_a_long_track_is_fingerprinted_in_spans_with_the_landmarks_of_the_whole(
+def test_a_long_track_is_read_in_spans_by_every_engine_with_the_features_of_the_whole(
     tmp_path, monkeypatch
 ):
+    """The hybrid's three extractors on a track made long: the fingerprint's landmarks and the
+    melody's contour equal the whole track's, and the embedding engine gets a reader of the
+    file (not its samples) that reads what the whole track resampled holds."""
+    from acr.audio import Resampled, read_audio, resample
     from acr.retrieval import extraction
+    from acr.retrieval.engine import AudioPassthrough
     from acr.retrieval.fingerprint.landmarks import LandmarkExtractor
+    from acr.retrieval.melody import MelodySettings
     from acr.synth import synthesize_track
 
     path = tmp_path / "long.wav"
-    soundfile.write(path, synthesize_track(6, 30.0, RATE), RATE, subtype="PCM_16")
-    extractor = LandmarkExtractor()
-    jobs, extractors = [("long", str(path))], [("fingerprint", extractor.sample_rate, extractor)]
+    soundfile.write(path, synthesize_track(6, 30.0, 22050), 22050, subtype="PCM_16")
+    fingerprint, melody = LandmarkExtractor(), MelodySettings().extractor()
+    extractors = [
+        ("fingerprint", fingerprint.sample_rate, fingerprint),
+        ("melody", melody.sample_rate, melody),
+        ("embedding", RATE, AudioPassthrough()),
+    ]
+    jobs = [("long", str(path))]
     [(_, _, whole, duration_s)] = extract_in_workers(jobs, extractors, workers=1)
     spans_read = []
     in_spans = LandmarkExtractor.in_spans
@@ -109,3 +120,11 @@ def test_a_long_track_is_fingerprinted_in_spans_with_the_landmarks_of_the_whole(
     assert len(whole["fingerprint"].hashes) > 1000
     np.testing.assert_array_equal(spans["fingerprint"].hashes, whole["fingerprint"].hashes)
     np.testing.assert_array_equal(spans["fingerprint"].frames, whole["fingerprint"].frames)
+    assert np.mean(whole["melody"].voiced_fraction) > 0.3
+    np.testing.assert_array_equal(spans["melody"].pitch_midi, whole["melody"].pitch_midi)
+    np.testing.assert_array_equal(spans["melody"].voiced_fraction, whole["melody"].voiced_fraction)
+    reader = spans["embedding"]
+    assert isinstance(reader, Resampled) and len(reader) == len(whole["embedding"])
+    resampled = resample(*read_audio(path), RATE)
+    np.testing.assert_allclose(reader(RATE * 11, RATE * 13), resampled[RATE * 11 : RATE * 13],
+                               atol=1e-6)  # fmt: skip

@@ -107,3 +107,28 @@ def test_damaged_window_table_is_refused_naming_the_file(tmp_path: Path) -> None
     (tmp_path / "hnsw.bin").write_bytes(b"")
     with pytest.raises(IndexDirectoryError, match="hnsw.bin: truncated or corrupt"):
         WindowIndex.load(tmp_path)
+
+
+def test_windows_cut_from_a_file_read_in_spans_equal_those_of_its_samples(tmp_path: Path) -> None:
+    """The embedding engine's windows of a long track come from its file a batch at a time
+    (acr.audio.Resampled): every batch equals the same windows of the whole resampled track,
+    past its end too (zeros)."""
+    import soundfile
+
+    from acr.audio import Resampled, audio_info, read_audio, resample, window_starts
+    from acr.retrieval.embedding import Windows
+    from acr.synth import synthesize_track
+
+    path = tmp_path / "track.wav"
+    soundfile.write(path, synthesize_track(2, 12.3, 22050), 22050, subtype="PCM_16")
+    reader = Resampled(audio_info(path), 16000)
+    whole = resample(*read_audio(path), 16000)
+    assert len(reader) == len(whole)
+    starts = np.round(window_starts(len(whole) / 16000, 1.0, 0.5) * 16000).astype(int)
+    starts = np.append(starts, len(whole) - 8000)  # a window that runs past the end
+    from_file = Windows(reader, starts, 16000)
+    from_samples = Windows(lambda start, stop: whole[start:stop], starts, 16000)
+    assert len(from_file) == len(starts) > 20 and starts[-1] + 16000 > len(whole)
+    for rows in (slice(0, 7), slice(7, 19), slice(19, None), slice(3, 3)):
+        np.testing.assert_allclose(from_file[rows], from_samples[rows], atol=1e-6)
+    assert from_file[19:].shape == (len(starts) - 19, 16000)
