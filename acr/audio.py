@@ -1,7 +1,9 @@
 """Audio decoding, mono mixing and resampling: the one place acr touches audio files.
 
 soundfile (libsndfile >= 1.1) decodes wav, flac, ogg/vorbis, opus and mp3 and can seek, so a
-partial read decodes only the frames it needs; torchaudio resamples.
+partial read decodes only the frames it needs; what it cannot open (AAC and ALAC in m4a/mp4,
+WMA, the audio of video containers) is decoded through FFmpeg (acr.ffmpeg, PyAV); torchaudio
+resamples.
 
 What cannot hold music is refused here, with the reason, so that no caller indexes or answers
 noise: a sample rate below ``MIN_SAMPLE_RATE``, non-finite samples, zero frames; callers refuse
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,8 @@ import numpy as np
 import soundfile
 import torch
 import torchaudio
+
+from acr import ffmpeg
 
 # After a seek, libsndfile's mp3 and vorbis decoders lack the previous frames' bit reservoir and
 # overlap for a few frames (measured: up to ~0.3 s of garbage in 16 kHz mp3). Decoding from this
@@ -28,7 +33,9 @@ FORMATS_NEEDING_PREROLL = ("MP3", "MPEG", "OGG")
 RESAMPLE_CONTEXT_S = 0.05  # decoded either side of a span read in pieces (read_resampled)
 
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
+SNDFILE_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
+FFMPEG_EXTENSIONS = (".m4a", ".aac", ".wma", ".mka", ".mp4", ".m4v", ".mkv", ".webm", ".mov")
+AUDIO_EXTENSIONS = SNDFILE_EXTENSIONS + FFMPEG_EXTENSIONS
 # The engines analyse 8-16 kHz audio; a file sampled below telephone rate (a header that says
 # 1-100 Hz is corrupt, not music) would be upsampled into noise.
 MIN_SAMPLE_RATE = 8000
@@ -81,16 +88,22 @@ def audio_info(path: str | Path) -> AudioInfo:
     if not path.is_file():
         raise AudioError(path, "file does not exist" if not path.exists() else "not a file")
     try:
-        info = soundfile.info(_native(path))
+        sound = soundfile.info(_native(path))
+        info = AudioInfo(str(path), sound.samplerate, sound.frames, sound.channels, sound.format)
     except (soundfile.LibsndfileError, RuntimeError) as error:
-        raise _decode_error(path, error) from error
-    if info.frames <= 0 or info.samplerate <= 0:
+        try:
+            info = AudioInfo(str(path), *ffmpeg.probe(path))
+        except ffmpeg.DecodeError as ffmpeg_error:
+            # The reason of the decoder the file's extension calls for.
+            ffmpeg_file = path.suffix.lower() in FFMPEG_EXTENSIONS
+            raise _decode_error(path, ffmpeg_error if ffmpeg_file else error) from error
+    if info.frames <= 0 or info.sample_rate <= 0:
         raise AudioError(path, "audio is empty (zero frames)")
-    if info.samplerate < MIN_SAMPLE_RATE:
+    if info.sample_rate < MIN_SAMPLE_RATE:
         raise AudioError(
-            path, f"sample rate {info.samplerate} Hz is below {MIN_SAMPLE_RATE} Hz: not music"
+            path, f"sample rate {info.sample_rate} Hz is below {MIN_SAMPLE_RATE} Hz: not music"
         )
-    return AudioInfo(str(path), info.samplerate, info.frames, info.channels, info.format)
+    return info
 
 
 def _native(path: str | Path) -> bytes:
@@ -148,6 +161,9 @@ def read_frames(info: AudioInfo, start_frame: int, frames: int = -1) -> np.ndarr
     path = Path(info.path)
     if start_frame >= info.frames:
         return np.zeros(0, dtype=np.float32)
+    if info.format.startswith(ffmpeg.FORMAT_PREFIX):
+        audio = _ffmpeg_frames(path, start_frame, frames)
+        return _mono(path, audio)
     preroll = 0
     if info.format in FORMATS_NEEDING_PREROLL:
         preroll = min(start_frame, SEEK_PREROLL_FRAMES)
@@ -160,10 +176,31 @@ def read_frames(info: AudioInfo, start_frame: int, frames: int = -1) -> np.ndarr
             )[preroll:]
     except (soundfile.LibsndfileError, RuntimeError) as error:
         raise _decode_error(path, error) from error
+    return _mono(path, audio)
+
+
+def _mono(path: Path, audio: np.ndarray) -> np.ndarray:
     mono = audio.mean(axis=1, dtype=np.float32)
     if not np.isfinite(mono).all():
         raise AudioError(path, NON_FINITE)
     return mono
+
+
+def _ffmpeg_frames(path: Path, start_frame: int, frames: int) -> np.ndarray:
+    """``[frames, channels]`` from ``start_frame`` (``frames=-1``: to the end) via FFmpeg."""
+    parts, count = [], 0
+    try:
+        for block in ffmpeg.blocks(path, start_frame):
+            parts.append(block)
+            count += len(block)
+            if 0 < frames <= count:
+                break
+    except ffmpeg.DecodeError as error:
+        raise _decode_error(path, error) from error
+    if not parts:
+        return np.zeros((0, 1), dtype=np.float32)
+    audio = np.concatenate(parts)
+    return audio[:frames] if frames > 0 else audio
 
 
 def read_resampled(info: AudioInfo, sample_rate: int, start: int, stop: int) -> np.ndarray:
@@ -207,18 +244,26 @@ def scan_audio(path: str | Path, block_frames: int = 65536) -> tuple[float, floa
     the audio that decodes: a header can claim more (a truncated mp3 keeps its frame count)."""
     info = audio_info(path)
     frames, energy = 0, 0.0
+    for block in _blocks(info, block_frames):
+        mono = _mono(Path(path), block)
+        frames += len(mono)
+        energy += float(np.sum(np.square(mono, dtype=np.float64)))
+    return frames / info.sample_rate, math.sqrt(energy / max(frames, 1))
+
+
+def _blocks(info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+    """Every decoded ``[n, channels]`` block of a file, in order."""
+    path = Path(info.path)
     try:
+        if info.format.startswith(ffmpeg.FORMAT_PREFIX):
+            yield from ffmpeg.blocks(path)
+            return
         with soundfile.SoundFile(_native(path)) as sound:
             block = np.empty((block_frames, sound.channels), dtype=np.float32)
             while read := len(sound.read(block_frames, dtype="float32", out=block)):
-                mono = block[:read].mean(axis=1, dtype=np.float32)
-                if not np.isfinite(mono).all():
-                    raise AudioError(path, NON_FINITE)
-                frames += read
-                energy += float(np.sum(np.square(mono, dtype=np.float64)))
-    except (soundfile.LibsndfileError, RuntimeError) as error:
-        raise _decode_error(Path(path), error) from error
-    return frames / info.sample_rate, math.sqrt(energy / max(frames, 1))
+                yield block[:read]
+    except (soundfile.LibsndfileError, RuntimeError, ffmpeg.DecodeError) as error:
+        raise _decode_error(path, error) from error
 
 
 def resample(audio: np.ndarray, orig_sample_rate: int, new_sample_rate: int) -> np.ndarray:
