@@ -30,6 +30,7 @@ from acr import ffmpeg
 # many frames earlier and dropping them makes a partial read equal to the full decode.
 SEEK_PREROLL_FRAMES = 8192
 FORMATS_NEEDING_PREROLL = ("MP3", "MPEG", "OGG")
+MIX_BLOCK_FRAMES = 65536  # frames decoded at a time when mixing to mono (_mono_in_blocks)
 RESAMPLE_CONTEXT_S = 0.05  # decoded either side of a span read in pieces (read_resampled)
 
 
@@ -171,16 +172,45 @@ def read_frames(info: AudioInfo, start_frame: int, frames: int = -1) -> np.ndarr
         with soundfile.SoundFile(_native(path)) as sound:
             if start_frame:
                 sound.seek(start_frame - preroll)
-            audio = sound.read(
-                frames + preroll if frames > 0 else -1, dtype="float32", always_2d=True
-            )[preroll:]
+            wanted = frames + preroll if frames > 0 else -1
+            if sound.channels == 1:
+                audio = sound.read(wanted, dtype="float32", always_2d=True)
+                return _mono(path, audio)[preroll:]
+            return _mono_in_blocks(path, sound, wanted)[preroll:]
     except (soundfile.LibsndfileError, RuntimeError) as error:
         raise _decode_error(path, error) from error
-    return _mono(path, audio)
+
+
+def _mono_in_blocks(path: Path, sound: soundfile.SoundFile, frames: int) -> np.ndarray:
+    """``frames`` (-1: to the end) of a multichannel file, mixed to mono a block at a time: the
+    interleaved frames of a whole 10-minute 44.1-kHz stereo track would be 212 MB more."""
+    room = frames if frames > 0 else max(sound.frames - sound.tell(), 0)
+    mono = np.empty(room, dtype=np.float32)
+    block = np.empty((MIX_BLOCK_FRAMES, sound.channels), dtype=np.float32)
+    filled = 0
+    while frames < 0 or filled < frames:
+        size = MIX_BLOCK_FRAMES if frames < 0 else min(MIX_BLOCK_FRAMES, frames - filled)
+        read = len(sound.read(size, dtype="float32", out=block[:size]))
+        if read == 0:
+            break
+        if filled + read > len(mono):  # the header said less than the file holds
+            mono = np.concatenate([mono[:filled], np.empty(max(filled, read), np.float32)])
+        mono[filled : filled + read] = _mono(path, block[:read])
+        filled += read
+    return mono[:filled]
 
 
 def _mono(path: Path, audio: np.ndarray) -> np.ndarray:
-    mono = audio.mean(axis=1, dtype=np.float32)
+    """The channels' mean, summed a column at a time: ``mean(axis=1)`` over interleaved frames
+    took a fifth of the time of indexing a catalog. Non-finite samples are an AudioError."""
+    channels = audio.shape[1]
+    if channels == 1:
+        mono = np.ascontiguousarray(audio[:, 0])
+    else:
+        mono = np.add(audio[:, 0], audio[:, 1])
+        for channel in range(2, channels):
+            mono += audio[:, channel]
+        mono /= np.float32(channels)
     if not np.isfinite(mono).all():
         raise AudioError(path, NON_FINITE)
     return mono

@@ -94,9 +94,13 @@ def blocks(path: str | Path, start_frame: int = 0) -> Iterator[np.ndarray]:
 def _open(path: str | Path) -> Iterator[InputContainer]:
     import av
 
-    # A file object, so that names that are not valid UTF-8 open as the OS spells them.
+    # A file object, so that names that are not valid UTF-8 open as the OS spells them; tags
+    # that are not UTF-8 (common in older files) must not stop the audio being read.
     try:
-        with open(os.fsencode(path), "rb") as file, av.open(file, "r") as container:
+        with (
+            open(os.fsencode(path), "rb") as file,
+            av.open(file, "r", metadata_errors="replace") as container,
+        ):
             yield container
     except _errors() as error:
         raise DecodeError(str(error)) from error

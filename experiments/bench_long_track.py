@@ -15,6 +15,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +45,10 @@ def write_catalog(folder: Path, hours: float, sample_rate: int) -> Path:
 
 def peak_memory(command: list[str]) -> tuple[int, dict[int, tuple[str, float]]]:
     """Run ``command``; its exit status and each process's (name, peak RSS in MB)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Output to a file, not a pipe: nobody reads a pipe until the end, and a full one (64 KB of
+    # progress bars) blocks the command.
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     root = psutil.Process(process.pid)
     peaks: dict[int, tuple[str, float]] = {}
     while process.poll() is None:
@@ -61,9 +65,11 @@ def peak_memory(command: list[str]) -> tuple[int, dict[int, tuple[str, float]]]:
             if rss > peaks.get(member.pid, ("", 0.0))[1]:
                 peaks[member.pid] = (role, rss)
         time.sleep(0.2)
-    output = process.stdout.read().decode(errors="replace") if process.stdout else ""
+    status = process.wait()
+    log.seek(0)
+    output = log.read().decode(errors="replace").replace("\r", "\n")
     print("\n".join(line for line in output.splitlines()[-4:]))
-    return process.wait(), peaks
+    return status, peaks
 
 
 def main() -> None:

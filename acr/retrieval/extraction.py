@@ -14,6 +14,7 @@ and skipped once it has killed a worker twice.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from acr.audio import (
     MIN_MUSIC_S,
@@ -31,7 +34,6 @@ from acr.audio import (
     audio_info,
     read_audio,
     resample,
-    rms,
     scan_audio,
 )
 from acr.workers import spawn_pool
@@ -73,7 +75,10 @@ def _decode_and_extract(job: tuple[str, str]) -> Result:
             return track_id, path, features, duration_s
         audio, sample_rate = read_audio(path)
         duration_s = len(audio) / sample_rate
-        if reason := _unusable(duration_s, rms(audio)):
+        # The level only has to clear SILENCE_RMS: a float32 dot product is plenty, at a
+        # fraction of the cost of squaring the track in float64 (acr.audio.rms).
+        level = math.sqrt(max(float(np.dot(audio, audio)), 0.0) / max(len(audio), 1))
+        if reason := _unusable(duration_s, level):
             return track_id, path, reason, duration_s
         features = {
             name: extract(resample(audio, sample_rate, rate))
