@@ -151,3 +151,27 @@ def test_bad_files_for_ffmpeg_are_audio_errors_with_the_reason(catalog, tmp_path
         output.mux(picture.encode(None))
     with pytest.raises(AudioError, match="holds no audio stream"):
         audio_info(silent_video)
+
+
+def test_tags_that_are_not_utf8_do_not_stop_the_audio(catalog, tmp_path: Path) -> None:
+    """Older files carry tags in Latin-1 and the like; PyAV decodes tags as UTF-8 by default
+    (a UnicodeDecodeError opening such a file, met on the soundtrack corpus)."""
+    path = tmp_path / "latin1.m4a"
+    mono = song(0, 44100)[:, : 44100 * 2].astype(np.float32)
+    with av.open(str(path), "w", format="ipod") as output:
+        output.metadata["title"] = "TITLE-PLACEHOLDER"
+        sound = output.add_stream("aac", rate=44100, layout="stereo")
+        for first in range(0, mono.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(mono[:, first : first + 1024]), format="fltp", layout="stereo"
+            )
+            frame.sample_rate, frame.pts = 44100, first
+            output.mux(sound.encode(frame))
+        output.mux(sound.encode(None))
+    data = path.read_bytes()
+    assert data.count(b"TITLE-PLACEHOLDER") == 1
+    path.write_bytes(data.replace(b"TITLE-PLACEHOLDER", "Café Müller à 1".encode("latin-1")
+                                  .ljust(len(b"TITLE-PLACEHOLDER"), b"\xe9")))  # fmt: skip
+    assert audio_info(path).format.startswith("FFMPEG:")
+    audio, rate = read_audio(path)
+    assert rate == 44100 and len(audio) == pytest.approx(2 * 44100, abs=2048)
