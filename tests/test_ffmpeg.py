@@ -33,30 +33,46 @@ def song(seed: int, rate: int) -> np.ndarray:
     return np.stack([mono, 0.5 * mono])
 
 
-def encode(path: Path, seed: int) -> np.ndarray:
-    """Write song ``seed`` in the format ``path``'s name gives; return its mono mix."""
-    container, codec, rate, video, _ = FORMATS[path.name.split("-")[-1]]
-    audio = song(seed, rate).astype(np.float32)
+def write_media(
+    path: Path,
+    container: str,
+    codec: str | None,
+    rate: int = 44100,
+    audio: np.ndarray | None = None,
+    video_s: float = 0.0,
+    title: str | None = None,
+) -> None:
+    """A file made with PyAV's encoders: stereo ``audio`` ([2, samples]) in ``codec``, and
+    ``video_s`` of black 64x48 pictures when asked for."""
     with av.open(str(path), "w", format=container) as output:
-        if video:
+        if title is not None:
+            output.metadata["title"] = title
+        if video_s:
             picture = output.add_stream("mpeg4", rate=10)
             picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
-        sound = output.add_stream(codec, rate=rate, layout="stereo")
-        sound.bit_rate = 128000
-        size = sound.codec_context.frame_size or 1024
-        for first in range(0, audio.shape[1], size):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(audio[:, first : first + size]), format="fltp", layout="stereo"
-            )
-            frame.sample_rate, frame.pts = rate, first
-            output.mux(sound.encode(frame))
-        output.mux(sound.encode(None))
-        if video:
-            for number in range(int(SONG_S * 10)):
+        if audio is not None:
+            sound = output.add_stream(codec, rate=rate, layout="stereo")
+            sound.bit_rate = 128000
+            size = sound.codec_context.frame_size or 1024
+            for first in range(0, audio.shape[1], size):
+                chunk = np.ascontiguousarray(audio[:, first : first + size], dtype=np.float32)
+                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+                frame.sample_rate, frame.pts = rate, first
+                output.mux(sound.encode(frame))
+            output.mux(sound.encode(None))
+        if video_s:
+            for number in range(round(video_s * 10)):
                 image = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
                 image.pts = number
                 output.mux(picture.encode(image))
             output.mux(picture.encode(None))
+
+
+def encode(path: Path, seed: int) -> np.ndarray:
+    """Write song ``seed`` in the format ``path``'s name gives; return its mono mix."""
+    container, codec, rate, video, _ = FORMATS[path.name.split("-")[-1]]
+    audio = song(seed, rate).astype(np.float32)
+    write_media(path, container, codec, rate, audio, video_s=SONG_S if video else 0.0)
     return audio.mean(axis=0)
 
 
@@ -141,14 +157,7 @@ def test_bad_files_for_ffmpeg_are_audio_errors_with_the_reason(catalog, tmp_path
     with pytest.raises(AudioError, match=r"cut\.m4a: "):
         read_audio(cut)
     silent_video = tmp_path / "picture_only.mp4"
-    with av.open(str(silent_video), "w", format="mp4") as output:
-        picture = output.add_stream("mpeg4", rate=10)
-        picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
-        for number in range(10):
-            image = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
-            image.pts = number
-            output.mux(picture.encode(image))
-        output.mux(picture.encode(None))
+    write_media(silent_video, "mp4", None, video_s=1.0)
     with pytest.raises(AudioError, match="holds no audio stream"):
         audio_info(silent_video)
 
@@ -157,17 +166,8 @@ def test_tags_that_are_not_utf8_do_not_stop_the_audio(catalog, tmp_path: Path) -
     """Older files carry tags in Latin-1 and the like; PyAV decodes tags as UTF-8 by default
     (a UnicodeDecodeError opening such a file, met on the soundtrack corpus)."""
     path = tmp_path / "latin1.m4a"
-    mono = song(0, 44100)[:, : 44100 * 2].astype(np.float32)
-    with av.open(str(path), "w", format="ipod") as output:
-        output.metadata["title"] = "TITLE-PLACEHOLDER"
-        sound = output.add_stream("aac", rate=44100, layout="stereo")
-        for first in range(0, mono.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(mono[:, first : first + 1024]), format="fltp", layout="stereo"
-            )
-            frame.sample_rate, frame.pts = 44100, first
-            output.mux(sound.encode(frame))
-        output.mux(sound.encode(None))
+    stereo = song(0, 44100)[:, : 44100 * 2]
+    write_media(path, "ipod", "aac", 44100, stereo, title="TITLE-PLACEHOLDER")
     data = path.read_bytes()
     assert data.count(b"TITLE-PLACEHOLDER") == 1
     path.write_bytes(data.replace(b"TITLE-PLACEHOLDER", "Café Müller à 1".encode("latin-1")
