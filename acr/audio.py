@@ -30,7 +30,7 @@ from acr import ffmpeg
 # many frames earlier and dropping them makes a partial read equal to the full decode.
 SEEK_PREROLL_FRAMES = 8192
 FORMATS_NEEDING_PREROLL = ("MP3", "MPEG", "OGG")
-MIX_BLOCK_FRAMES = 65536  # frames decoded at a time when mixing to mono (_mono_in_blocks)
+MIX_BLOCK_FRAMES = 65536  # frames decoded at a time (_blocks)
 RESAMPLE_CONTEXT_S = 0.05  # decoded either side of a span read in pieces (read_resampled)
 
 
@@ -158,46 +158,50 @@ def read_audio(
 
 def read_frames(info: AudioInfo, start_frame: int, frames: int = -1) -> np.ndarray:
     """Frames ``[start_frame, start_frame + frames)`` of a file (``frames=-1``: to the end) as
-    mono float32 at its own rate; shorter, or empty, where the file ends first."""
-    path = Path(info.path)
+    mono float32 at its own rate; shorter, or empty, where the file ends first.
+
+    Decoded and mixed a block at a time (:func:`_blocks`): the interleaved frames of a whole
+    10-minute 44.1-kHz stereo track would be 212 MB more.
+    """
     if start_frame >= info.frames:
         return np.zeros(0, dtype=np.float32)
-    if info.format.startswith(ffmpeg.FORMAT_PREFIX):
-        audio = _ffmpeg_frames(path, start_frame, frames)
-        return _mono(path, audio)
-    preroll = 0
-    if info.format in FORMATS_NEEDING_PREROLL:
-        preroll = min(start_frame, SEEK_PREROLL_FRAMES)
+    path = Path(info.path)
+    mono = np.empty(frames if frames > 0 else info.frames - start_frame, dtype=np.float32)
+    filled = 0
+    for block in _blocks(info, start_frame):
+        if frames > 0:
+            block = block[: frames - filled]
+        if filled + len(block) > len(mono):  # the header said less than the file holds
+            mono = np.concatenate([mono[:filled], np.empty(filled + len(block), np.float32)])
+        mono[filled : filled + len(block)] = _mono(path, block)
+        filled += len(block)
+        if filled == frames:
+            break
+    return mono[:filled]
+
+
+def _blocks(info: AudioInfo, start_frame: int = 0) -> Iterator[np.ndarray]:
+    """The decoded ``[n, channels]`` float32 blocks of a file from ``start_frame`` to its end,
+    by libsndfile or else FFmpeg (a block is overwritten by the next: use it before asking)."""
+    path = Path(info.path)
     try:
+        if info.format.startswith(ffmpeg.FORMAT_PREFIX):
+            yield from ffmpeg.blocks(path, start_frame)
+            return
+        preroll = 0
+        if info.format in FORMATS_NEEDING_PREROLL:
+            preroll = min(start_frame, SEEK_PREROLL_FRAMES)
         with soundfile.SoundFile(_native(path)) as sound:
             if start_frame:
                 sound.seek(start_frame - preroll)
-            wanted = frames + preroll if frames > 0 else -1
-            if sound.channels == 1:
-                audio = sound.read(wanted, dtype="float32", always_2d=True)
-                return _mono(path, audio)[preroll:]
-            return _mono_in_blocks(path, sound, wanted)[preroll:]
-    except (soundfile.LibsndfileError, RuntimeError) as error:
+            block = np.empty((MIX_BLOCK_FRAMES, sound.channels), dtype=np.float32)
+            while read := len(sound.read(MIX_BLOCK_FRAMES, dtype="float32", out=block)):
+                skip = min(preroll, read)
+                preroll -= skip
+                if skip < read:
+                    yield block[skip:read]
+    except (soundfile.LibsndfileError, RuntimeError, ffmpeg.DecodeError) as error:
         raise _decode_error(path, error) from error
-
-
-def _mono_in_blocks(path: Path, sound: soundfile.SoundFile, frames: int) -> np.ndarray:
-    """``frames`` (-1: to the end) of a multichannel file, mixed to mono a block at a time: the
-    interleaved frames of a whole 10-minute 44.1-kHz stereo track would be 212 MB more."""
-    room = frames if frames > 0 else max(sound.frames - sound.tell(), 0)
-    mono = np.empty(room, dtype=np.float32)
-    block = np.empty((MIX_BLOCK_FRAMES, sound.channels), dtype=np.float32)
-    filled = 0
-    while frames < 0 or filled < frames:
-        size = MIX_BLOCK_FRAMES if frames < 0 else min(MIX_BLOCK_FRAMES, frames - filled)
-        read = len(sound.read(size, dtype="float32", out=block[:size]))
-        if read == 0:
-            break
-        if filled + read > len(mono):  # the header said less than the file holds
-            mono = np.concatenate([mono[:filled], np.empty(max(filled, read), np.float32)])
-        mono[filled : filled + read] = _mono(path, block[:read])
-        filled += read
-    return mono[:filled]
 
 
 def _mono(path: Path, audio: np.ndarray) -> np.ndarray:
@@ -214,23 +218,6 @@ def _mono(path: Path, audio: np.ndarray) -> np.ndarray:
     if not np.isfinite(mono).all():
         raise AudioError(path, NON_FINITE)
     return mono
-
-
-def _ffmpeg_frames(path: Path, start_frame: int, frames: int) -> np.ndarray:
-    """``[frames, channels]`` from ``start_frame`` (``frames=-1``: to the end) via FFmpeg."""
-    parts, count = [], 0
-    try:
-        for block in ffmpeg.blocks(path, start_frame):
-            parts.append(block)
-            count += len(block)
-            if 0 < frames <= count:
-                break
-    except ffmpeg.DecodeError as error:
-        raise _decode_error(path, error) from error
-    if not parts:
-        return np.zeros((0, 1), dtype=np.float32)
-    audio = np.concatenate(parts)
-    return audio[:frames] if frames > 0 else audio
 
 
 def read_resampled(info: AudioInfo, sample_rate: int, start: int, stop: int) -> np.ndarray:
@@ -268,32 +255,17 @@ class Resampled:
         return -(-self.info.frames * self.sample_rate // self.info.sample_rate)
 
 
-def scan_audio(path: str | Path, block_frames: int = 65536) -> tuple[float, float]:
+def scan_audio(path: str | Path) -> tuple[float, float]:
     """Decode every frame, one block at a time: (duration_s, RMS level) in constant memory,
     whatever the file's length; non-finite samples are an AudioError. The duration is that of
     the audio that decodes: a header can claim more (a truncated mp3 keeps its frame count)."""
     info = audio_info(path)
     frames, energy = 0, 0.0
-    for block in _blocks(info, block_frames):
+    for block in _blocks(info):
         mono = _mono(Path(path), block)
         frames += len(mono)
         energy += float(np.sum(np.square(mono, dtype=np.float64)))
     return frames / info.sample_rate, math.sqrt(energy / max(frames, 1))
-
-
-def _blocks(info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
-    """Every decoded ``[n, channels]`` block of a file, in order."""
-    path = Path(info.path)
-    try:
-        if info.format.startswith(ffmpeg.FORMAT_PREFIX):
-            yield from ffmpeg.blocks(path)
-            return
-        with soundfile.SoundFile(_native(path)) as sound:
-            block = np.empty((block_frames, sound.channels), dtype=np.float32)
-            while read := len(sound.read(block_frames, dtype="float32", out=block)):
-                yield block[:read]
-    except (soundfile.LibsndfileError, RuntimeError, ffmpeg.DecodeError) as error:
-        raise _decode_error(path, error) from error
 
 
 def resample(audio: np.ndarray, orig_sample_rate: int, new_sample_rate: int) -> np.ndarray:
