@@ -90,6 +90,21 @@ def plain(path: Path, seed: int, seconds: float) -> None:
     save_audio(path, song(seed, seconds), RATE)  # any name, a non-UTF-8 one too
 
 
+def aac_m4a(path: Path, seed: int, seconds: float) -> None:
+    """Song ``seed`` as AAC in an m4a, which libsndfile cannot read (acr.ffmpeg decodes it)."""
+    import av
+
+    audio = song(seed, seconds, 44100)[None, :]
+    with av.open(str(path), "w", format="ipod") as output:
+        stream = output.add_stream("aac", rate=44100, layout="mono")
+        for first in range(0, audio.shape[1], 1024):
+            chunk = np.ascontiguousarray(audio[:, first : first + 1024])
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 44100, first
+            output.mux(stream.encode(frame))
+        output.mux(stream.encode(None))
+
+
 @dataclass
 class Run:
     status: int

@@ -39,6 +39,7 @@ GOOD = {
     "unicode name": ("ünïcødé 歌.wav", hostile.plain),
     "spaces in name": ("with  spaces .wav", hostile.plain),
     "non-UTF-8 name": (NON_UTF8, hostile.plain),
+    "AAC in m4a": ("aac.m4a", hostile.aac_m4a),
 }
 
 
@@ -58,6 +59,7 @@ BAD = {
     "corrupt mp3": Bad("corrupt_mp3.mp3", hostile.random_bytes, *["cannot decode"] * 3),
     "corrupt wav": Bad("corrupt_wav.wav", hostile.random_bytes, *["cannot decode"] * 3),
     "corrupt flac": Bad("corrupt_flac.flac", hostile.random_bytes, *["cannot decode"] * 3),
+    "corrupt m4a": Bad("corrupt_m4a.m4a", hostile.random_bytes, *["cannot decode"] * 3),
     "empty file": Bad("empty.wav", hostile.empty, *["cannot decode"] * 3),
     "truncated": Bad("truncated.flac", hostile.truncated, "cannot decode", "cannot decode",
                      "truncated"),
