@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from acr.files import sha256_file
 from acr.retrieval.engine import IndexDirectoryError
 from acr.retrieval.windows import WindowIndex
 
@@ -132,3 +133,21 @@ def test_windows_cut_from_a_file_read_in_spans_equal_those_of_its_samples(tmp_pa
     for rows in (slice(0, 7), slice(7, 19), slice(19, None), slice(3, 3)):
         np.testing.assert_allclose(from_file[rows], from_samples[rows], atol=1e-6)
     assert from_file[19:].shape == (len(starts) - 19, 16000)
+
+
+def test_two_builds_of_the_same_windows_are_the_same_bytes(tmp_path: Path) -> None:
+    """Rebuilding an index must reproduce it: hnswlib's parallel insertion did not."""
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((4000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    digests = set()
+    for build in range(2):
+        index = WindowIndex(32)
+        for track, first in enumerate(range(0, len(vectors), 400)):
+            chunk = vectors[first : first + 400]
+            index.add(f"t{track}", chunk, np.arange(len(chunk), dtype=np.float32) / 2)
+        index.save(tmp_path / f"build{build}")
+        digests.add(
+            tuple(sha256_file(path) for path in sorted((tmp_path / f"build{build}").iterdir()))
+        )
+    assert len(digests) == 1
