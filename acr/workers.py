@@ -1,7 +1,8 @@
 """Worker processes for CPU-bound jobs (decoding, analysis, synthesis).
 
 Spawned, not forked: a forked child inherits torch's OpenMP pool mid-state and can hang. Each
-worker runs one torch thread (the workers are the parallelism) and exits when its parent dies:
+worker runs one thread in its numeric libraries (the workers are the parallelism: OpenMP, BLAS
+and torch, which a worker imports only when its jobs need it) and exits when its parent dies:
 a SIGKILL gives the parent no chance to stop them, and the SIGKILL benchmark found them left
 behind, asleep and holding hundreds of MB each. On Linux the kernel kills them
 (``PR_SET_PDEATHSIG``), even a worker busy in native code that never yields the GIL to the
@@ -21,8 +22,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
-
-import torch
 
 PARENT_POLL_S = 1.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -46,13 +45,25 @@ def spawn_pool(
 def _start_worker(
     parent: int, initializer: Callable[..., None] | None, initargs: tuple[Any, ...]
 ) -> None:
-    torch.set_num_threads(1)
+    _one_thread()
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before the kernel was told
         os._exit(1)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     if initializer is not None:
         initializer(*initargs)
+
+
+def _one_thread() -> None:
+    """One thread per worker in numpy's BLAS (already loaded) and in OpenMP and torch, read
+    from the environment when they start: several threads per worker fight over the cores."""
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _die_with_parent() -> None:

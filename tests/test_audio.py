@@ -97,3 +97,40 @@ def test_missing_empty_and_zero_length_files_are_audio_errors(tmp_path: Path) ->
     soundfile.write(zero_frames, np.zeros(0, dtype=np.float32), SAMPLE_RATE)
     with pytest.raises(AudioError, match="empty"):
         load_audio(zero_frames)
+
+
+@pytest.mark.parametrize(
+    "rates", [(44100, 8000), (48000, 16000), (22050, 16000), (16000, 8000), (8000, 16000)]
+)
+def test_resampling_is_torchaudios_windowed_sinc(rates: tuple[int, int]) -> None:
+    """acr.audio.resample applies torchaudio's kernel in numpy: the same samples, to float32
+    rounding, and the same length."""
+    import torch
+    import torchaudio
+
+    noise = np.random.default_rng(0).standard_normal(rates[0] * 3).astype(np.float32) * 0.3
+    expected = torchaudio.functional.resample(torch.from_numpy(noise), *rates).numpy()
+    resampled = resample(noise, *rates)
+    assert resampled.dtype == np.float32 and len(resampled) == len(expected)
+    np.testing.assert_allclose(resampled, expected, atol=3e-5)
+
+
+def test_decoding_and_the_fingerprint_path_never_import_torch(tmp_path: Path) -> None:
+    """torch costs a process 500 MB: indexing workers, `acr index` and `acr recognize` of a
+    fingerprint index do without it."""
+    import subprocess
+    import sys
+
+    save_audio(tmp_path / "song.wav", chirp(6.0), SAMPLE_RATE)
+    probe = (
+        "import sys; from acr.cli import main;"
+        f" main(['index', '--catalog', {str(tmp_path)!r}, '--output',"
+        f" {str(tmp_path / 'index')!r}, '--workers', '1']);"
+        f" main(['recognize', '--index', {str(tmp_path / 'index')!r},"
+        f" {str(tmp_path / 'song.wav')!r}]);"
+        " print('torch' in sys.modules, file=sys.stderr)"
+    )
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.strip().splitlines()[-1] == "False"
+    assert '"track_id": "song"' in ran.stdout

@@ -3,6 +3,9 @@
 The windows must be the ones the model was trained on: every ``acr fit`` checkpoint records its
 data's window length and hops (EmbedderModule.retrieval_windows), and the engine takes them
 from there; asking for another window length is an error.
+
+torch is imported by the engine, not the module: the settings are part of every ``acr index``
+command line, and a fingerprint or melody index never needs torch (500 MB and seconds).
 """
 
 from __future__ import annotations
@@ -14,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from acr.audio import Resampled, fit_length, window_starts
 from acr.files import sha256_file, write_json
-from acr.models.trained import load_encoder
 from acr.retrieval.engine import (
     AudioPassthrough,
     Engine,
@@ -95,6 +96,10 @@ class EmbeddingEngine(Engine):
     name = "embedding"
 
     def __init__(self, checkpoint: str | Path, settings: EmbeddingSettings | None = None) -> None:
+        import torch
+
+        from acr.models.trained import load_encoder
+
         settings = settings or EmbeddingSettings()
         device = settings.device
         if device == "auto":
@@ -133,6 +138,8 @@ class EmbeddingEngine(Engine):
 
     def embed(self, windows: np.ndarray | Windows) -> np.ndarray:
         """Unit embeddings of ``[n, window_samples]`` audio, in batches."""
+        import torch
+
         parts = []
         batch_size = self.batch_size
         with torch.inference_mode():
