@@ -314,7 +314,10 @@ class FingerprintEngine(Engine):
     def load(cls, directory: Path) -> FingerprintEngine:
         """Read an engine written by :meth:`save`; numeric arrays only, no pickle. The arrays
         are checked against each other and the track ids (a few vectorised passes), so that a
-        damaged index fails here, naming the file, rather than mid-search."""
+        damaged index fails here, naming the file, rather than mid-search.
+
+        The posting arrays are memory-mapped, not read: their pages live in the page cache,
+        shared by every process that searches the same index, instead of a copy in each."""
         directory = Path(directory)
         manifest_path = directory / MANIFEST_FILE
         manifest = read_index_json(manifest_path, ("engine", "settings", "track_ids"))
@@ -331,7 +334,7 @@ class FingerprintEngine(Engine):
         for name, dtype in (("keys", np.uint32), ("tracks", np.int32), ("frames", np.int32)):
             path = directory / f"{name}.npy"
             with reading(path):
-                arrays[name] = np.load(path, allow_pickle=False)
+                arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
             check_index(
                 arrays[name].dtype == dtype and arrays[name].ndim == 1,
                 path,

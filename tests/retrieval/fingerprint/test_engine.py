@@ -142,6 +142,12 @@ def test_save_load_round_trip(engine, tracks, tmp_path: Path) -> None:
     assert loaded.settings == engine.settings
     for _, _, clip in excerpts(tracks, QUERY_S):
         assert loaded.search(clip) == engine.search(clip)
+    # The postings are the files' pages (shared by every process that loads the index), not
+    # copies: a reader's own memory does not grow with the index.
+    for name in ("keys", "tracks", "frames"):
+        postings = getattr(loaded, f"_{name}")
+        assert isinstance(postings, np.memmap)
+        assert Path(postings.filename) == tmp_path / f"{name}.npy"
 
 
 def test_settings_rebuild_an_empty_engine() -> None:
