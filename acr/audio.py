@@ -253,8 +253,7 @@ class Resampled:
         return read_resampled(self.info, self.sample_rate, start, stop)
 
     def __len__(self) -> int:
-        # resampling returns ceil(frames * new / old) samples
-        return -(-self.info.frames * self.sample_rate // self.info.sample_rate)
+        return resampled_length(self.info.frames, self.info.sample_rate, self.sample_rate)
 
 
 def scan_audio(path: str | Path) -> tuple[float, float]:
@@ -294,7 +293,13 @@ def resample(audio: np.ndarray, orig_sample_rate: int, new_sample_rate: int) -> 
     for first in range(0, len(blocks), RESAMPLE_BLOCKS):
         rows = slice(first, first + RESAMPLE_BLOCKS)
         np.matmul(np.ascontiguousarray(blocks[rows]), kernel, out=resampled[rows])
-    return resampled.reshape(-1)[: -(-new * len(audio) // orig)]
+    return resampled.reshape(-1)[: resampled_length(len(audio), orig, new)]
+
+
+def resampled_length(frames: int, orig_sample_rate: int, new_sample_rate: int) -> int:
+    """How many samples :func:`resample` makes of ``frames``: ceil(frames * new / orig), as
+    torchaudio."""
+    return -(-frames * new_sample_rate // orig_sample_rate)
 
 
 @functools.lru_cache(maxsize=16)
