@@ -1,3 +1,3 @@
 """acr: music automatic content recognition with PyTorch Lightning."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0.dev0"

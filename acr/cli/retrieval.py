@@ -6,11 +6,14 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from acr.cli.commands import Command
+from acr.cli.commands import Command, CommandGroup
 from acr.files import output_path
 from acr.retrieval.build import BuildSummary, build_index
+from acr.retrieval.changes import Listing, add_tracks, compact_index, list_index, remove_tracks
 from acr.retrieval.fusion import Fusion
 from acr.retrieval.recognizer import Recognition, fit_fusion
 
@@ -139,8 +142,63 @@ def show_fuse(fitted: tuple[Fusion, int]) -> None:
     )
 
 
+def show_removed(count: int) -> None:
+    print(f"removed {count} track(s); their data goes at the next `acr index compact`")
+
+
+def show_listing(listing: Listing, segments: bool = False) -> None:
+    """Args:
+    segments: list the segments (level, tracks written, tracks removed) instead of the tracks.
+    """
+    table = listing.segments if segments else listing.tracks
+    table.to_csv(sys.stdout, index=False, lineterminator="\n")
+
+
+@dataclass(frozen=True)
+class IndexCommands:
+    """``acr index`` builds an index; ``acr index add|replace|remove|list|compact`` change or
+    show one."""
+
+    build: Command
+    changes: CommandGroup
+
+    def run(self, prog: str, argv: Sequence[str]) -> int:
+        if argv and argv[0] in self.changes:
+            return self.changes.run(prog, argv)
+        if argv and argv[0] in ("-h", "--help"):
+            self.changes.run(prog, ["--help"])
+            print(f"\n{prog} --catalog CATALOG --output DIR [options]: build an index")
+        return self.build.run(prog, argv)
+
+
+def replace_tracks(
+    index: str, catalog: str, workers: int | None = None, save_every: int = 200
+) -> BuildSummary:
+    """Replace tracks of an index by those of a folder or table with the same ids (each must
+    be in the index): the old ones are removed, the new ones added, in one change.
+
+    Args:
+        index: the index directory (acr index).
+        catalog: a folder of audio or a CSV/JSONL table with track_id and path.
+        workers: decoding processes (default: one per CPU core).
+        save_every: tracks held in memory before they are written out as a segment.
+    """
+    return add_tracks(index, catalog, True, workers, save_every)
+
+
 COMMANDS = {
-    "index": Command(build_index, show_index),
+    "index": IndexCommands(
+        Command(build_index, show_index),
+        CommandGroup(
+            add=Command(add_tracks, show_index, positional=("index", "catalog")),
+            replace=Command(replace_tracks, show_index, positional=("index", "catalog")),
+            remove=Command(
+                remove_tracks, show_removed, positional=("index",), variadic="track_ids"
+            ),
+            list=Command(list_index, show_listing, positional=("index",)),
+            compact=Command(compact_index, show_index, positional=("index",)),
+        ),
+    ),
     "recognize": Command(recognize, show_recognize, variadic="files"),
     "fuse": Command(fit_fusion, show_fuse),
 }

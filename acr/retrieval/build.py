@@ -1,8 +1,17 @@
-"""Building an index directory from a catalog: parallel decoding, progress, resumable snapshots.
+"""Writing an index directory: a build from a catalog (parallel decoding, progress, resumable),
+and the changes after it: add, replace and remove tracks, compact.
 
-A snapshot is written completely before ``index.json`` (acr.retrieval.store) is atomically
-replaced to point at it, and only then is the previous snapshot deleted; a kill at any moment
-leaves a consistent index to ``--resume`` from, with no track lost or added twice.
+Every change writes new segments (acr.retrieval.store) under temporary names, then switches
+``index.json`` atomically to list them, then deletes the segments no longer listed. A kill at
+any moment leaves the previous state or the new one, and whatever it left half-written is
+removed by the next writer. A build switches after every ``save_every`` tracks, so a rerun with
+``--resume`` goes on from there; an add, replace or remove switches once, at the end, so a
+rerun starts it again (tracks already added from the same file are not added twice).
+
+Segments are merged as an LSM tree does (Bigtable, LevelDB): when the newest MERGE_FACTOR
+segments have been merged equally often, they become one. A build of N tracks then writes each
+posting about log_8(N / save_every) times, and a reader opens a handful of segments, where a
+snapshot of the whole index every ``save_every`` tracks cost N^2 / save_every.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +33,7 @@ from tqdm.auto import tqdm
 
 from acr.data.catalogs import read_catalog
 from acr.data.manifests import write_table
-from acr.files import SKIPPED_COLUMNS, SKIPPED_FILE, output_path, replacing
+from acr.files import SKIPPED_COLUMNS, SKIPPED_FILE, output_path, replacing, write_json
 from acr.retrieval.embedding import EmbeddingEngine, EmbeddingSettings
 from acr.retrieval.engine import Engine, IndexDirectoryError
 from acr.retrieval.extraction import extract_in_workers
@@ -32,16 +41,21 @@ from acr.retrieval.fingerprint.engine import FingerprintSettings
 from acr.retrieval.melody import MelodySettings
 from acr.retrieval.store import (
     INDEX_FILE,
+    SEGMENT_FILE,
+    SEGMENT_NAME,
     IndexState,
+    Segment,
+    SegmentContents,
     engine_class,
     engine_names,
-    load_engines,
-    read_skipped,
+    live_tracks,
+    read_segment,
 )
 from acr.status import STATUS_FILE, Heartbeat
 
-LOCK_FILE = ".lock"  # held while a build writes (see build_lock)
-EXTRACTING = "decoding/extracting"  # the heartbeat's stage between snapshots
+LOCK_FILE = ".lock"  # held while a process writes the index (see index_lock)
+EXTRACTING = "decoding/extracting"  # the heartbeat's stage between segments
+MERGE_FACTOR = 8  # segments of one level merged into one of the next
 
 
 @dataclass
@@ -86,7 +100,7 @@ def build_index(
         resume: continue an interrupted build of ``output``, with the engines, settings and
             model it was started with.
         workers: decoding processes (default: one per CPU core).
-        save_every: snapshot the index every this many tracks.
+        save_every: write a segment (what a resume goes on from) every this many tracks.
         fingerprint: the landmark engine's settings.
         embedding: the embedding engine's settings.
         melody: the melody engine's settings.
@@ -98,20 +112,26 @@ def build_index(
         raise IndexDirectoryError(
             f"engine {engine!r} needs --checkpoint CKPT (a checkpoint from `acr fit`)"
         )
+    if save_every < 1:
+        raise ValueError(f"save_every must be at least 1, got {save_every}")
     settings = {"fingerprint": fingerprint, "embedding": embedding, "melody": melody}
-    with build_lock(directory):
-        engines, state, skipped = _open(
-            directory, create_engines(names, checkpoint, settings), resume, str(catalog)
-        )
-        known = set(skipped[SKIPPED_COLUMNS].itertuples(index=False, name=None))
+    with index_lock(directory):
+        engines = create_engines(names, checkpoint, settings)
+        writer = IndexWriter(directory, _open(directory, engines, resume, str(catalog)))
+        done, known = set(writer.live()), set()
+        for contents in writer.contents.values():
+            done |= set(contents.skipped["track_id"])
+            known |= set(contents.skipped[SKIPPED_COLUMNS].itertuples(index=False, name=None))
+        pending = Pending(writer.empty_engines(engines))
         for entry in tracks.attrs["rejected"]:  # catalog rows and entries that are no track
             if (row := tuple(entry[column] for column in SKIPPED_COLUMNS)) not in known:
-                skipped.loc[len(skipped)] = list(row)
+                pending.skipped.append(list(row))
+        jobs = [(t, p) for t, p in zip(tracks["track_id"], tracks["path"]) if t not in done]
         # Made once the directory is known to be this index, so that a refused build leaves no
         # heartbeat in someone else's folder, nor overwrites that of the build holding the lock.
         with Heartbeat(directory, "index") as heartbeat:
             summary = _index_tracks(
-                tracks, directory, engines, state, skipped, workers, save_every, heartbeat
+                jobs, len(tracks), writer, pending, workers, save_every, heartbeat
             )
             heartbeat.finish(
                 tracks=summary.tracks,
@@ -122,6 +142,77 @@ def build_index(
                 index_mb=summary.index_bytes / 1e6,
             )
     return summary
+
+
+def _index_tracks(
+    jobs: list[tuple[str, str]],
+    total: int,
+    writer: IndexWriter,
+    pending: Pending,
+    workers: int | None,
+    save_every: int,
+    heartbeat: Heartbeat,
+) -> BuildSummary:
+    """Extract and add the catalog tracks not yet in the index, a segment every save_every."""
+    state = writer.state
+    started, audio_s = time.perf_counter(), 0.0
+    already_done = total - len(jobs)  # a resumed build counts from there
+    heartbeat.update(stage=EXTRACTING, done=already_done, total=total, unit="tracks", force=True)
+    progress = tqdm(
+        total=total,
+        initial=already_done,
+        unit="track",
+        desc=f"indexing ({'+'.join(state.engines)})",
+    )
+    extractors = [(name, e.sample_rate, e.extractor()) for name, e in pending.engines.items()]
+    results = extract_in_workers(jobs, extractors, workers or os.cpu_count() or 1)
+    for count, (track_id, path, features, duration_s) in enumerate(results, start=1):
+        if isinstance(features, str):
+            pending.skipped.append([track_id, path, features])
+        else:
+            pending.add(track_id, path, features, duration_s)
+            audio_s += duration_s
+        state.processed += 1
+        progress.update()
+        elapsed_s = time.perf_counter() - started
+        progress.set_postfix(rt=f"{audio_s / elapsed_s:.0f}x", skipped=len(pending.skipped))
+        heartbeat.update(
+            stage=EXTRACTING,
+            done=already_done + count,
+            audio_hours=(state.audio_s + audio_s) / 3600,
+            audio_hours_per_s=audio_s / 3600 / elapsed_s,
+        )
+        if count % save_every == 0:
+            heartbeat.update(stage="writing a segment")
+            pending = _write_pending(writer, pending)
+    progress.close()
+    state.complete = True
+    heartbeat.update(stage="writing a segment")
+    if pending or not state.segments:
+        pending = _write_pending(writer, pending)
+    else:
+        writer.commit()
+    return BuildSummary(
+        directory=str(writer.directory),
+        engines=list(state.engines),
+        tracks=state.tracks,
+        skipped=state.skipped,
+        items=state.items,
+        audio_hours=state.audio_s / 3600,
+        run_audio_s=audio_s,
+        seconds=time.perf_counter() - started,
+        index_bytes=sum(_bytes(writer.directory / s.name) for s in state.segments),
+        peak_rss_mb=_peak_rss_mb(),
+    )
+
+
+def _write_pending(writer: IndexWriter, pending: Pending) -> Pending:
+    """Write the pending tracks as a segment, list it, merge tiers, switch index.json; return
+    an empty Pending for what comes next."""
+    writer.state.segments.append(writer.write_segment(pending.engines, pending.contents()))
+    writer.merge_tiers()
+    writer.commit()
+    return Pending(writer.empty_engines(pending.engines))
 
 
 def create_engines(
@@ -137,113 +228,211 @@ def create_engines(
 
 
 @contextmanager
-def build_lock(directory: Path) -> Iterator[None]:
-    """Hold DIR/.lock for the whole build: a second ``acr index`` on the same directory (say, a
-    ``--resume`` while the first still runs) fails at once instead of racing it. The kernel
-    drops the lock when its process dies, even by SIGKILL."""
+def index_lock(directory: Path) -> Iterator[None]:
+    """Hold DIR/.lock while writing: a second writer (a build, an add, a remove, a compact)
+    fails at once, naming the holder's pid, instead of racing it. The kernel drops the lock
+    when its process dies, even by SIGKILL."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / LOCK_FILE, "w") as lock:
+    with open(directory / LOCK_FILE, "a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
             raise IndexDirectoryError(
-                f"{directory} is being written by another acr index"
+                f"{directory} is being written by another acr process (pid {holder}); wait"
+                " for it to finish"
             ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
         yield
 
 
-def _index_tracks(
-    tracks: pd.DataFrame,
-    directory: Path,
-    engines: dict[str, Engine],
-    state: IndexState,
-    skipped: pd.DataFrame,
-    workers: int | None,
-    save_every: int,
-    heartbeat: Heartbeat,
-) -> BuildSummary:
-    """Extract and add the catalog tracks not yet in the engines, snapshotting as it goes."""
-    done = set(skipped["track_id"]) | {t for e in engines.values() for t in e.track_ids}
-    jobs = [(t, p) for t, p in zip(tracks["track_id"], tracks["path"]) if t not in done]
-    extractors = [(name, e.sample_rate, e.extractor()) for name, e in engines.items()]
-    started, audio_s = time.perf_counter(), 0.0
-    already_done = len(tracks) - len(jobs)  # a resumed build counts from there
-    heartbeat.update(
-        stage=EXTRACTING, done=already_done, total=len(tracks), unit="tracks", force=True
-    )
-    progress = tqdm(
-        total=len(tracks),
-        initial=already_done,
-        unit="track",
-        desc=f"indexing ({'+'.join(engines)})",
-    )
-    for count, (track_id, path, features, duration_s) in enumerate(
-        extract_in_workers(jobs, extractors, workers or os.cpu_count() or 1), start=1
-    ):
-        if isinstance(features, str):
-            skipped.loc[len(skipped)] = [track_id, path, features]
-        else:
-            for name, engine_features in features.items():
-                engines[name].add(track_id, engine_features)
-            audio_s += duration_s
-            state.audio_s += duration_s
-        state.processed += 1
-        progress.update()
-        elapsed_s = time.perf_counter() - started
-        progress.set_postfix(rt=f"{audio_s / elapsed_s:.0f}x", skipped=len(skipped))
-        heartbeat.update(
-            stage=EXTRACTING,
-            done=already_done + count,
-            skipped=len(skipped),
-            audio_hours=state.audio_s / 3600,
-            audio_hours_per_s=audio_s / 3600 / elapsed_s,
+build_lock = index_lock  # the name before segments
+
+
+@dataclass
+class Pending:
+    """Tracks extracted since the last segment was written, in their engines."""
+
+    engines: dict[str, Engine]
+    track_ids: list[str] = field(default_factory=list)
+    audio_s: list[float] = field(default_factory=list)
+    items: dict[str, list[int]] = field(default_factory=dict)
+    sources: list[list] = field(default_factory=list)
+    skipped: list[list[str]] = field(default_factory=list)
+
+    def add(self, track_id: str, path: str, features: dict[str, Any], duration_s: float) -> None:
+        for name, engine_features in features.items():
+            self.items.setdefault(name, []).append(
+                self.engines[name].add(track_id, engine_features)
+            )
+        self.track_ids.append(track_id)
+        self.audio_s.append(duration_s)
+        self.sources.append(source_of(path))
+
+    def contents(self) -> SegmentContents:
+        items = {name: self.items.get(name, []) for name in self.engines}
+        skipped = pd.DataFrame(self.skipped, columns=SKIPPED_COLUMNS)
+        return SegmentContents(self.track_ids, self.audio_s, items, self.sources, skipped)
+
+    def __bool__(self) -> bool:
+        return bool(self.track_ids or self.skipped)
+
+
+def source_of(path: str) -> list:
+    """What identifies the file a track was read from: its path, size and modification time
+    (an add run again after a kill skips the tracks it added from the same file)."""
+    try:
+        stat = os.stat(path)
+        return [str(path), stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        return [str(path), -1, -1]
+
+
+class IndexWriter:
+    """The one writer of an index directory (the caller holds :func:`index_lock`)."""
+
+    def __init__(self, directory: Path, state: IndexState) -> None:
+        self.directory = directory
+        self.state = state
+        self.contents = {s.name: read_segment(directory, s) for s in state.segments}
+        self.remove_unlisted()
+
+    def empty_engines(self, engines: dict[str, Engine]) -> dict[str, Engine]:
+        return {name: engine.empty() for name, engine in engines.items()}
+
+    def write_segment(
+        self, engines: dict[str, Engine], contents: SegmentContents, level: int = 0
+    ) -> Segment:
+        """Write the engines' live tracks as a new segment; not listed until :meth:`commit`."""
+        name = f"segment-{self.state.next_segment:06d}"
+        self.state.next_segment += 1
+        with replacing(self.directory / name) as temporary:
+            temporary.mkdir()
+            for engine_name, engine in engines.items():
+                engine.save(temporary / engine_name)
+            write_json(temporary / SEGMENT_FILE, contents.to_json(), indent=None)
+            write_table(contents.skipped, temporary / SKIPPED_FILE)
+        for engine_name, engine in engines.items():
+            engine.saved(self.directory / name / engine_name)
+        self.contents[name] = contents
+        return Segment(name, len(contents.track_ids), [], level)
+
+    def merge(self, segments: list[Segment]) -> Segment:
+        """One segment holding the live tracks of ``segments`` (consecutive, in order)."""
+        engines = {
+            name: engine_class(name).open(
+                [self.directory / segment.name / name for segment in segments],
+                [segment.removed for segment in segments],
+            )
+            for name in self.state.engines
+        }
+        merged = SegmentContents([], [], {name: [] for name in self.state.engines}, [], None)
+        skipped = []
+        for segment in segments:
+            contents = self.contents[segment.name]
+            removed = set(segment.removed)
+            for position, track_id in enumerate(contents.track_ids):
+                if track_id in removed:
+                    continue
+                merged.track_ids.append(track_id)
+                merged.audio_s.append(contents.audio_s[position])
+                merged.sources.append(contents.sources[position])
+                for name in merged.items:
+                    merged.items[name].append(contents.items[name][position])
+            skipped.append(contents.skipped)
+        merged.skipped = pd.concat(skipped, ignore_index=True)
+        return self.write_segment(engines, merged, max(s.level for s in segments) + 1)
+
+    def merge_tiers(self) -> None:
+        """While the newest MERGE_FACTOR segments are of one level, merge them."""
+        segments = self.state.segments
+        while (
+            len(segments) >= MERGE_FACTOR and len({s.level for s in segments[-MERGE_FACTOR:]}) == 1
+        ):
+            merged = self.merge(segments[-MERGE_FACTOR:])
+            segments[-MERGE_FACTOR:] = [merged]
+
+    def live(self) -> dict[str, tuple[Segment, int]]:
+        return live_tracks(self.directory, self.state)
+
+    def commit(self) -> None:
+        """Switch index.json to the state (atomically), then delete what it no longer lists."""
+        state = self.state
+        listed = [(segment, self.contents[segment.name]) for segment in state.segments]
+        state.tracks = state.skipped = 0
+        state.audio_s = 0.0
+        state.items = {name: 0 for name in state.engines}
+        for segment, contents in listed:
+            removed = set(segment.removed)
+            for position, track_id in enumerate(contents.track_ids):
+                if track_id not in removed:
+                    state.tracks += 1
+                    state.audio_s += contents.audio_s[position]
+                    for name in state.items:
+                        state.items[name] += int(contents.items[name][position])
+            state.skipped += len(contents.skipped)
+        state.write(self.directory)
+        skipped = [contents.skipped for _, contents in listed]
+        all_skipped = pd.concat(skipped, ignore_index=True) if skipped else None
+        write_table(
+            all_skipped if all_skipped is not None else pd.DataFrame(columns=SKIPPED_COLUMNS),
+            self.directory / SKIPPED_FILE,
         )
-        if count % save_every == 0:
-            heartbeat.update(stage="saving snapshot")
-            _snapshot(directory, engines, state, skipped)
-    progress.close()
-    state.complete = True
-    heartbeat.update(stage="saving snapshot")
-    _snapshot(directory, engines, state, skipped)
-    return BuildSummary(
-        directory=str(directory),
-        engines=list(engines),
-        tracks=state.tracks,
-        skipped=state.skipped,
-        items=state.items,
-        audio_hours=state.audio_s / 3600,
-        run_audio_s=audio_s,
-        seconds=time.perf_counter() - started,
-        index_bytes=_bytes(directory / state.snapshot),
-        peak_rss_mb=_peak_rss_mb(),
-    )
+        self.remove_unlisted()
+
+    @contextmanager
+    def change(self) -> Iterator[IndexWriter]:
+        """A change that switches index.json at most once, at its end: on an error, what it
+        wrote is removed and the index stays as index.json says."""
+        try:
+            yield self
+        except BaseException:
+            self.state = IndexState.read(self.directory)
+            self.remove_unlisted()
+            raise
+
+    def remove_unlisted(self) -> None:
+        """Segments index.json does not list: written by a change that was killed before it
+        switched, or replaced by a merge. A reader that opened one keeps its mapped pages; one
+        that was about to follows index.json again (acr.retrieval.store.load_engines)."""
+        listed = {segment.name for segment in self.state.segments}
+        for path in self.directory.iterdir():
+            stale_temporary = path.name.startswith(".segment-") and path.name.endswith(".tmp")
+            if stale_temporary or (SEGMENT_NAME.fullmatch(path.name) and path.name not in listed):
+                shutil.rmtree(path, ignore_errors=True)
+                self.contents.pop(path.name, None)
 
 
-def _open(
-    directory: Path, engines: dict[str, Engine], resume: bool, catalog: str
-) -> tuple[dict[str, Engine], IndexState, pd.DataFrame]:
-    """The fresh ``engines`` for a new index, or, with ``resume``, the last snapshot of an
-    existing one, which must have been started with the same engines and settings."""
+def _open(directory: Path, engines: dict[str, Engine], resume: bool, catalog: str) -> IndexState:
+    """The state of a new index of ``engines``, or, with ``resume``, of the existing one, which
+    must have been started with the same engines and settings."""
     if (directory / INDEX_FILE).is_file():
         if not resume:
             raise IndexDirectoryError(
                 f"{directory} already holds an index; pass --resume true to continue "
-                "it or choose another --output"
+                "it, `acr index add` to add tracks, or choose another --output"
             )
         state = IndexState.read(directory)
         _check_same_settings(directory, state, engines)
-        _remove_orphan_snapshots(directory, state.snapshot)
         state.complete = False
-        return load_engines(directory), state, read_skipped(directory / state.snapshot)
-    _remove_orphan_snapshots(directory, keep="")
-    if any(path.name not in (LOCK_FILE, STATUS_FILE) for path in directory.iterdir()):
+        return state
+    leftovers = [
+        path
+        for path in directory.iterdir()
+        if path.name not in (LOCK_FILE, STATUS_FILE)
+        and not (path.name.startswith(".segment-") or SEGMENT_NAME.fullmatch(path.name))
+    ]
+    if leftovers:
         raise IndexDirectoryError(
             f"{directory} exists and is not an acr index; choose an empty folder"
         )
-    state = IndexState(
+    return IndexState(
         engines={name: e.recorded_settings() for name, e in engines.items()}, catalog=catalog
     )
-    return engines, state, pd.DataFrame(columns=SKIPPED_COLUMNS)
 
 
 def _check_same_settings(directory: Path, state: IndexState, engines: dict[str, Engine]) -> None:
@@ -266,39 +455,6 @@ def _check_same_settings(directory: Path, state: IndexState, engines: dict[str, 
                 f"{directory} was built with {name}.{key}={recorded.get(key)!r}, not {value!r};"
                 " resume with the settings it was started with"
             )
-
-
-def _remove_orphan_snapshots(directory: Path, keep: str) -> None:
-    """Snapshots that index.json does not point at: a kill came between writing one and
-    switching to it, or before deleting the one before. They hold nothing the index needs."""
-    for path in [*directory.glob(".snapshot-*.tmp"), *directory.glob("snapshot-*")]:
-        if path.name != keep:
-            shutil.rmtree(path)
-
-
-def _snapshot(
-    directory: Path, engines: dict[str, Engine], state: IndexState, skipped: pd.DataFrame
-) -> None:
-    """Write a complete snapshot, point index.json at it, then drop the previous one (a reader
-    that was pointed at that one follows index.json again: acr.retrieval.store.load_engines).
-
-    With no track processed since the last snapshot, only index.json is written again: the
-    build may have finished just after it (``complete``)."""
-    previous = state.snapshot
-    name = f"snapshot-{state.processed:06d}"
-    if name != previous:
-        with replacing(directory / name) as temporary:
-            for engine_name, engine in engines.items():
-                engine.save(temporary / engine_name)
-            write_table(skipped, temporary / SKIPPED_FILE)
-    state.snapshot = name
-    state.tracks = len(next(iter(engines.values())).track_ids)
-    state.items = {engine_name: engine.item_count for engine_name, engine in engines.items()}
-    state.skipped = len(skipped)
-    state.write(directory)
-    write_table(skipped, directory / SKIPPED_FILE)  # the user-facing copy
-    if previous and previous != name:
-        shutil.rmtree(directory / previous, ignore_errors=True)
 
 
 def _peak_rss_mb() -> float:

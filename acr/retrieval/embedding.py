@@ -10,8 +10,10 @@ command line, and a fingerprint or melody index never needs torch (500 MB and se
 
 from __future__ import annotations
 
+import copy
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -110,8 +112,9 @@ class EmbeddingEngine(Engine):
         self._sample_rate = trained.sample_rate
         self.batch_size = settings.batch_size or (512 if device.startswith("cuda") else 64)
         self.checkpoint = str(checkpoint)
-        # Kept in memory: every snapshot of the index carries its own copy of the model.
+        # Kept in memory: the first part an index writes gets a copy, the others a link to it.
         self._checkpoint_bytes = Path(checkpoint).read_bytes()
+        self._model_copy: Path | None = None
         self.checkpoint_sha256 = sha256_file(checkpoint)
         self.device = device
         self.settings = _with_checkpoint_windows(settings, trained.retrieval_windows, checkpoint)
@@ -188,42 +191,93 @@ class EmbeddingEngine(Engine):
     def item_count(self) -> int:
         return len(self.index)
 
+    def remove(self, track_ids: Collection[str]) -> None:
+        self.index.remove(track_ids)
+
+    def empty(self) -> EmbeddingEngine:
+        """No track, the same model (shared, not loaded again)."""
+        engine = copy.copy(self)
+        engine.index = WindowIndex(self.embed_dim)
+        return engine
+
     def save(self, directory: Path) -> None:
+        """The window index, the settings and the model. Every part of an index holds the same
+        model: a hard link to the copy written first, where the file system allows, so an index
+        of many segments stores it once."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.index.save(directory / "hnsw")
-        (directory / MODEL_FILE).write_bytes(self._checkpoint_bytes)
+        model_path = directory / MODEL_FILE
+        try:
+            if self._model_copy is None or not self._model_copy.is_file():
+                raise FileNotFoundError
+            os.link(self._model_copy, model_path)
+        except OSError:
+            model_path.write_bytes(self._checkpoint_bytes)
         write_json(directory / SETTINGS_FILE, self.recorded_settings())
 
+    def saved(self, directory: Path) -> None:
+        self._model_copy = Path(directory) / MODEL_FILE
+
     @classmethod
-    def load(cls, directory: Path) -> EmbeddingEngine:
-        """Read an engine written by :meth:`save`. The model copy must have the digest the
-        index recorded (checked before torch unpickles it: a truncated copy fails here), and
-        the window index the model's embedding size."""
-        directory = Path(directory)
-        settings_path, model_path = directory / SETTINGS_FILE, directory / MODEL_FILE
-        recorded = read_index_json(settings_path, ("checkpoint", "checkpoint_sha256"))
+    def open(
+        cls, directories: Sequence[Path], removed: Sequence[Collection[str]] = ()
+    ) -> EmbeddingEngine:
+        """The parts written by :meth:`save`, searched as one. Each part's model copy must have
+        the digest the index recorded (checked before torch unpickles it: a truncated copy
+        fails here) and the first part's; the model is loaded once, and the window index must
+        have its embedding size."""
+        if not directories:
+            raise ValueError("no embedding index parts to open")
+        digests = set()
+        for directory in directories:
+            settings_path, model_path = directory / SETTINGS_FILE, directory / MODEL_FILE
+            recorded = read_index_json(settings_path, ("checkpoint", "checkpoint_sha256"))
+            with reading(model_path):
+                digest = _digest(model_path)
+            check_index(
+                digest == recorded["checkpoint_sha256"],
+                model_path,
+                f"not the model the index was built with (sha256 {digest[:12]},"
+                f" {settings_path.name} records {str(recorded['checkpoint_sha256'])[:12]}):"
+                " truncated or replaced",
+            )
+            check_index(
+                not digests or digest in digests,
+                model_path,
+                f"another model than the one of {directories[0]}",
+            )
+            digests.add(digest)
+        first = Path(directories[0])
+        recorded = read_index_json(first / SETTINGS_FILE, ("checkpoint",))
         known = {field.name for field in fields(EmbeddingSettings)}
         settings = read_settings(
-            EmbeddingSettings, {k: v for k, v in recorded.items() if k in known}, settings_path
+            EmbeddingSettings,
+            {k: v for k, v in recorded.items() if k in known},
+            first / SETTINGS_FILE,
         )
-        with reading(model_path):
-            digest = sha256_file(model_path)
-        check_index(
-            digest == recorded["checkpoint_sha256"],
-            model_path,
-            f"not the model the index was built with (sha256 {digest[:12]}, {settings_path.name}"
-            f" records {str(recorded['checkpoint_sha256'])[:12]}): truncated or replaced",
-        )
-        engine = cls(model_path, settings)  # the copy travels with the index
+        engine = cls(first / MODEL_FILE, settings)  # the copy travels with the index
         engine.checkpoint = recorded["checkpoint"]
-        engine.index = WindowIndex.load(directory / "hnsw")
+        engine._model_copy = first / MODEL_FILE
+        engine.index = WindowIndex.open([Path(d) / "hnsw" for d in directories], removed)
         check_index(
             engine.index.dim == engine.embed_dim,
-            directory / "hnsw",
+            first / "hnsw",
             f"{engine.index.dim}-d windows for a model of {engine.embed_dim} dimensions",
         )
         return engine
+
+
+@functools.lru_cache(maxsize=64)
+def _digest_of(path: str, device: int, inode: int, size: int, modified_ns: int) -> str:
+    return sha256_file(path)
+
+
+def _digest(path: Path) -> str:
+    """The sha256 of a model copy, computed once per file: the parts of an index are hard
+    links to one copy."""
+    stat = path.stat()
+    return _digest_of(str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def _span(samples: np.ndarray, start: int, stop: int) -> np.ndarray:

@@ -16,7 +16,7 @@ import pickle
 import zipfile
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -172,11 +172,31 @@ class Engine(ABC):
     def save(self, directory: Path) -> None:
         """Write the whole engine state into an empty ``directory``."""
 
+    def empty(self) -> Engine:
+        """An engine with the same settings (and model) and no track: what the next segment
+        is built in."""
+        return type(self)(self.settings)
+
+    def saved(self, directory: Path) -> None:  # noqa: B027 (a hook most engines need not)
+        """The part :meth:`save` wrote now lives at ``directory`` (the store writes a segment
+        under a temporary name, then renames it)."""
+
+    @abstractmethod
+    def remove(self, track_ids: Collection[str]) -> None:
+        """Stop returning these tracks (KeyError for one not in the engine); their data stays
+        in the parts read from disk until they are merged by :meth:`save`."""
+
     @classmethod
     @abstractmethod
+    def open(cls, directories: Sequence[Path], removed: Sequence[Collection[str]] = ()) -> Engine:
+        """The parts (segments) written by :meth:`save`, searched as one engine, without the
+        ``removed`` tracks of each part; a missing, corrupt or inconsistent file raises
+        IndexDirectoryError naming it. :meth:`save` then writes the live tracks as one part."""
+
+    @classmethod
     def load(cls, directory: Path) -> Engine:
-        """Read an engine written by :meth:`save`; a missing, corrupt or inconsistent file
-        raises IndexDirectoryError naming it."""
+        """Read one part written by :meth:`save`."""
+        return cls.open([directory])
 
     def add_audio(self, track_id: str, audio: np.ndarray) -> int:
         """Extract and add in one call (tests, small catalogs)."""

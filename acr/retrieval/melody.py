@@ -20,7 +20,7 @@ from polyphonic music signals"), and to the octave a person hums in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -317,55 +317,105 @@ class MelodyEngine(Engine):
         if len(self._index):
             self._index.save(directory / "windows")
 
+    def remove(self, track_ids: Collection[str]) -> None:
+        unknown = [track_id for track_id in track_ids if track_id not in self._contours]
+        if unknown:
+            raise KeyError(f"track {unknown[0]!r} is not in the index")
+        for track_id in track_ids:
+            del self._contours[track_id]
+            self._phasors.pop(track_id, None)
+        self._index.remove([t for t in track_ids if t in set(self._index.track_ids)])
+
     @classmethod
-    def load(cls, directory: Path) -> MelodyEngine:
-        """Read an engine written by :meth:`save`; a missing, corrupt or inconsistent file
-        raises IndexDirectoryError naming it."""
-        directory = Path(directory)
-        settings_path, contours_path = directory / "settings.json", directory / "contours.npz"
-        state = read_index_json(settings_path, ("engine", "settings", "track_ids"))
-        check_index(
-            state["engine"] == cls.name, settings_path, f"written by engine {state['engine']!r}"
-        )
-        track_ids = state["track_ids"]
-        check_index(
-            isinstance(track_ids, list)
-            and all(isinstance(t, str) for t in track_ids)
-            and len(set(track_ids)) == len(track_ids),
-            settings_path,
-            "track_ids must be a list of distinct strings",
-        )
-        engine = cls(read_settings(MelodySettings, state["settings"], settings_path))
-        with reading(contours_path), np.load(contours_path, allow_pickle=False) as arrays:
-            names = ("pitch_midi", "voiced_fraction", "cells")
-            check_index(set(names) <= set(arrays.files), contours_path, "not a contour table")
-            pitch_midi, voiced_fraction, cells = (arrays[name] for name in names)
-        check_index(
-            cells.ndim == 1
-            and np.issubdtype(cells.dtype, np.integer)
-            and len(cells) == len(track_ids)
-            and (cells >= 0).all(),
-            contours_path,
-            f"{cells.shape} cell counts for the {len(track_ids)} tracks of {settings_path.name}",
-        )
-        check_index(
-            pitch_midi.shape == voiced_fraction.shape == (int(cells.sum()),),
-            contours_path,
-            f"{pitch_midi.shape} pitches and {voiced_fraction.shape} voiced fractions for"
-            f" {int(cells.sum())} cells",
-        )
-        bounds = np.cumsum(np.r_[0, cells])
-        for track_id, start, end in zip(track_ids, bounds[:-1], bounds[1:]):
-            engine._contours[track_id] = MelodyContour(
-                pitch_midi[start:end], voiced_fraction[start:end]
-            )
-        if (directory / "windows").is_dir():
-            windows = WindowIndex.load(directory / "windows")
+    def open(
+        cls, directories: Sequence[Path], removed: Sequence[Collection[str]] = ()
+    ) -> MelodyEngine:
+        """The parts written by :meth:`save` as one engine, without each part's ``removed``
+        tracks; a missing, corrupt or inconsistent file raises IndexDirectoryError naming it."""
+        engine: MelodyEngine | None = None
+        window_parts, window_removed = [], []
+        for number, directory in enumerate(directories):
+            directory = Path(directory)
+            settings, contours = _read_part(directory)
+            if engine is None:
+                engine = cls(settings)
+            settings_path = directory / "settings.json"
             check_index(
-                windows.dim == engine._index.dim and set(windows.track_ids) <= set(track_ids),
-                directory / "windows",
+                settings == engine.settings,
+                settings_path,
+                f"settings differ from those of {directories[0]}",
+            )
+            gone = set(removed[number]) if number < len(removed) else set()
+            unknown = sorted(gone - set(contours))
+            check_index(
+                not unknown, settings_path, f"removed track {unknown[:1]} is not in this part"
+            )
+            for track_id, contour in contours.items():
+                if track_id in gone:
+                    continue
+                check_index(
+                    track_id not in engine._contours,
+                    settings_path,
+                    f"track {track_id!r} is also in another part",
+                )
+                engine._contours[track_id] = contour
+            if (directory / "windows").is_dir():
+                window_parts.append(directory / "windows")
+                window_removed.append(gone)
+        if engine is None:
+            raise ValueError("no melody index parts to open")
+        if window_parts:
+            windows = WindowIndex.open(window_parts, window_removed)
+            check_index(
+                windows.dim == engine._index.dim
+                and set(windows.track_ids) <= set(engine._contours),
+                window_parts[0],
                 f"{windows.dim}-d windows of {len(windows.track_ids)} tracks for"
-                f" {engine._index.dim}-d melody windows of {len(track_ids)} tracks",
+                f" {engine._index.dim}-d melody windows of {len(engine._contours)} tracks",
             )
             engine._index = windows
         return engine
+
+
+def _read_part(directory: Path) -> tuple[MelodySettings, dict[str, MelodyContour]]:
+    """One part's settings and contours."""
+    settings_path, contours_path = directory / "settings.json", directory / "contours.npz"
+    state = read_index_json(settings_path, ("engine", "settings", "track_ids"))
+    check_index(
+        state["engine"] == MelodyEngine.name,
+        settings_path,
+        f"written by engine {state['engine']!r}",
+    )
+    track_ids = state["track_ids"]
+    check_index(
+        isinstance(track_ids, list)
+        and all(isinstance(t, str) for t in track_ids)
+        and len(set(track_ids)) == len(track_ids),
+        settings_path,
+        "track_ids must be a list of distinct strings",
+    )
+    settings = read_settings(MelodySettings, state["settings"], settings_path)
+    with reading(contours_path), np.load(contours_path, allow_pickle=False) as arrays:
+        names = ("pitch_midi", "voiced_fraction", "cells")
+        check_index(set(names) <= set(arrays.files), contours_path, "not a contour table")
+        pitch_midi, voiced_fraction, cells = (arrays[name] for name in names)
+    check_index(
+        cells.ndim == 1
+        and np.issubdtype(cells.dtype, np.integer)
+        and len(cells) == len(track_ids)
+        and (cells >= 0).all(),
+        contours_path,
+        f"{cells.shape} cell counts for the {len(track_ids)} tracks of {settings_path.name}",
+    )
+    check_index(
+        pitch_midi.shape == voiced_fraction.shape == (int(cells.sum()),),
+        contours_path,
+        f"{pitch_midi.shape} pitches and {voiced_fraction.shape} voiced fractions for"
+        f" {int(cells.sum())} cells",
+    )
+    bounds = np.cumsum(np.r_[0, cells])
+    contours = {
+        track_id: MelodyContour(pitch_midi[start:end], voiced_fraction[start:end])
+        for track_id, start, end in zip(track_ids, bounds[:-1], bounds[1:])
+    }
+    return settings, contours

@@ -9,6 +9,8 @@ landmark offset histograms, Wang 2003; applied to embeddings as in Chang et al. 
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import hnswlib
@@ -28,8 +30,24 @@ SETTINGS_FILE = "windows.json"
 SETTINGS_KEYS = ("dim", "m", "ef_construction", "ef_search", "track_ids")
 
 
+@dataclass
+class _Graph:
+    """One part's HNSW graph; its labels are the index's labels from ``first_label`` on."""
+
+    hnsw: hnswlib.Index
+    first_label: int
+    size: int  # vectors in the graph
+    removed: int = 0  # of them marked deleted (their tracks were removed)
+
+
 class WindowIndex:
     """Approximate nearest-neighbour search (hnswlib, inner product on unit vectors) over windows.
+
+    An index directory holds it in parts (segments, acr.retrieval.store), one graph each: a
+    search asks every graph for its nearest windows and keeps the best over all of them, so
+    the neighbours are those of one graph over every part (as far as HNSW is exact). A removed
+    track's windows are marked deleted in their graph (hnswlib still walks through them but
+    never returns them) until the parts are merged.
 
     Args:
         dim: embedding size.
@@ -45,16 +63,23 @@ class WindowIndex:
         self.m = m
         self.ef_construction = ef_construction
         self.ef_search = ef_search
-        self.track_ids: list[str] = []
-        self._track_positions: dict[str, int] = {}
+        self._all_ids: list[str] = []  # every track of every part, removed ones too
+        self._live: dict[str, int] = {}  # live track id -> its number, in adding order
+        self._graphs: list[_Graph] = []
+        self._writable: _Graph | None = None  # the graph tracks added here go to
+        self._capacity = 0
         # Per-track parts, concatenated on first use: repeated np.concatenate would be quadratic.
         self._track_parts: list[np.ndarray] = []
         self._start_parts: list[np.ndarray] = []
-        self._hnsw = hnswlib.Index(space="ip", dim=dim)
-        self._capacity = 0  # hnswlib allocates on init_index; done lazily so load() can fill it
+
+    @property
+    def track_ids(self) -> list[str]:
+        """Live tracks, in the order they were added."""
+        return list(self._live)
 
     def __len__(self) -> int:
-        return self._hnsw.get_current_count() if self._capacity else 0
+        """Searchable windows (those of removed tracks not counted)."""
+        return sum(graph.size - graph.removed for graph in self._graphs)
 
     @property
     def _vector_track(self) -> np.ndarray:
@@ -81,35 +106,66 @@ class WindowIndex:
             raise ValueError(
                 f"track {track_id!r}: {len(start_s)} start times for {len(embeddings)} embeddings"
             )
-        if track_id in self._track_positions:
+        if track_id in self._live:
             raise ValueError(f"track {track_id!r} is already in the index")
-        position = len(self.track_ids)
-        self.track_ids.append(track_id)
-        self._track_positions[track_id] = position
-        first_label = len(self)
-        needed = first_label + len(embeddings)
+        graph = self._writable
+        if graph is None:
+            first_label = sum(graph.size for graph in self._graphs)
+            graph = self._writable = _Graph(hnswlib.Index(space="ip", dim=self.dim), first_label, 0)
+            self._graphs.append(graph)
+        needed = graph.size + len(embeddings)
         if not self._capacity:
             self._capacity = max(needed, 1024)
-            self._hnsw.init_index(self._capacity, ef_construction=self.ef_construction, M=self.m)
+            graph.hnsw.init_index(self._capacity, ef_construction=self.ef_construction, M=self.m)
         elif needed > self._capacity:
             self._capacity = max(needed, 2 * self._capacity)
-            self._hnsw.resize_index(self._capacity)
+            graph.hnsw.resize_index(self._capacity)
         # One thread: hnswlib's parallel insertion links windows in whatever order the threads
         # reach them, so two builds of the same vectors differed byte for byte. The cost (30,000
         # windows: 12 s instead of 6 s alone) is mostly hidden, as decoding workers share the
         # cores during a build.
-        self._hnsw.add_items(embeddings, np.arange(first_label, needed), num_threads=1)
-        self._track_parts.append(np.full(len(embeddings), position, dtype=np.int32))
+        graph.hnsw.add_items(embeddings, np.arange(graph.size, needed), num_threads=1)
+        graph.size = needed
+        self._live[track_id] = len(self._all_ids)
+        self._track_parts.append(np.full(len(embeddings), len(self._all_ids), dtype=np.int32))
+        self._all_ids.append(track_id)
         self._start_parts.append(start_s)
+
+    def remove(self, track_ids: Collection[str]) -> None:
+        """Stop returning these tracks' windows (marked deleted in their graphs)."""
+        unknown = [track_id for track_id in track_ids if track_id not in self._live]
+        if unknown:
+            raise KeyError(f"track {unknown[0]!r} is not in the index")
+        numbers = [self._live.pop(track_id) for track_id in track_ids]
+        labels = np.flatnonzero(np.isin(self._vector_track, numbers))
+        for graph in self._graphs:
+            local = labels[
+                (labels >= graph.first_label) & (labels < graph.first_label + graph.size)
+            ]
+            for label in local - graph.first_label:
+                graph.hnsw.mark_deleted(int(label))
+            graph.removed += len(local)
 
     def search(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest windows: (labels [q, k], cosine similarities [q, k]), best first."""
         k = min(k, len(self))
         if k == 0:
             raise ValueError("the index is empty")
-        self._hnsw.set_ef(max(self.ef_search, k))
-        labels, distances = self._hnsw.knn_query(np.asarray(embeddings, np.float32), k=k)
-        return labels.astype(np.int64), 1.0 - distances
+        embeddings = np.asarray(embeddings, np.float32)
+        labels, similarities = [], []
+        for graph in self._graphs:
+            graph_k = min(k, graph.size - graph.removed)
+            if graph_k == 0:
+                continue
+            graph.hnsw.set_ef(max(self.ef_search, graph_k))
+            found, distances = graph.hnsw.knn_query(embeddings, k=graph_k)
+            labels.append(found.astype(np.int64) + graph.first_label)
+            similarities.append(1.0 - distances)
+        if len(labels) == 1:
+            return labels[0], similarities[0]
+        labels, similarities = np.concatenate(labels, axis=1), np.concatenate(similarities, axis=1)
+        best = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(labels, best, 1), np.take_along_axis(similarities, best, 1)
 
     def window_metadata(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Track position and start time of the given vector labels."""
@@ -191,7 +247,7 @@ class WindowIndex:
         # after the track's first); the match then starts at the track's beginning.
         return [
             TrackMatch(
-                self.track_ids[offsets[i, 0]],
+                self._all_ids[offsets[i, 0]],
                 float(totals[i]),
                 max(0.0, float(offsets[i, 1] * offset_bin_s)),
             )
@@ -199,70 +255,138 @@ class WindowIndex:
         ]
 
     def save(self, directory: str | Path) -> None:
-        """Write the graph, the window table and the settings into ``directory``."""
+        """Write the live windows as one part: the graph, the window table and the settings.
+        Parts, or a part with removed tracks, are merged into a new graph (each live track's
+        vectors re-inserted, in adding order)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._hnsw.save_index(str(directory / "hnsw.bin"))
-        np.savez(directory / "windows.npz", track=self._vector_track, start_s=self._vector_start_s)
+        merged = self
+        if len(self._graphs) > 1 or any(graph.removed for graph in self._graphs):
+            merged = WindowIndex(self.dim, self.m, self.ef_construction, self.ef_search)
+            tracks = self._vector_track
+            for track_id, number in self._live.items():
+                labels = np.flatnonzero(tracks == number)
+                merged.add(track_id, self._vectors(labels), self._vector_start_s[labels])
+        if merged._graphs:
+            merged._graphs[0].hnsw.save_index(str(directory / "hnsw.bin"))
+        else:
+            empty = hnswlib.Index(space="ip", dim=self.dim)
+            empty.init_index(1, ef_construction=self.ef_construction, M=self.m)
+            empty.save_index(str(directory / "hnsw.bin"))
+        np.savez(
+            directory / "windows.npz", track=merged._vector_track, start_s=merged._vector_start_s
+        )
         settings = {
             "dim": self.dim,
             "m": self.m,
             "ef_construction": self.ef_construction,
             "ef_search": self.ef_search,
-            "track_ids": self.track_ids,
+            "track_ids": merged.track_ids,
         }
         write_json(directory / SETTINGS_FILE, settings, indent=None)
 
+    def _vectors(self, labels: np.ndarray) -> np.ndarray:
+        """The stored vectors of the given labels (in one graph or across several)."""
+        rows = []
+        for graph in self._graphs:
+            inside = labels[
+                (labels >= graph.first_label) & (labels < graph.first_label + graph.size)
+            ]
+            if len(inside):
+                rows.append(graph.hnsw.get_items(inside - graph.first_label, return_type="numpy"))
+        return np.concatenate(rows or [np.zeros((0, self.dim), np.float32)]).astype(np.float32)
+
     @classmethod
     def load(cls, directory: str | Path) -> WindowIndex:
-        """Read an index written by :meth:`save`; a missing, corrupt or inconsistent file raises
-        IndexDirectoryError naming it."""
-        directory = Path(directory)
-        settings_path = directory / SETTINGS_FILE
-        if not settings_path.is_file() and (directory / "index.json").is_file():
-            settings_path = directory / "index.json"  # the name before acr 0.2
-        check_index(settings_path.is_file(), settings_path, "missing: not an acr window index")
-        settings = read_index_json(settings_path, SETTINGS_KEYS)
-        check_index(
-            all(type(settings[key]) is int and settings[key] > 0 for key in SETTINGS_KEYS[:4]),
-            settings_path,
-            f"{', '.join(SETTINGS_KEYS[:4])} must be positive integers",
-        )
-        track_ids = check_track_ids(settings["track_ids"], settings_path)
-        index = cls(*(settings[key] for key in SETTINGS_KEYS[:4]))
-        windows_path = directory / "windows.npz"
-        with reading(windows_path), np.load(windows_path, allow_pickle=False) as windows:
+        return cls.open([directory])
+
+    @classmethod
+    def open(
+        cls, directories: Sequence[str | Path], removed: Sequence[Collection[str]] = ()
+    ) -> WindowIndex:
+        """The parts written by :meth:`save`, searched as one, without the ``removed`` tracks of
+        each; a missing, corrupt or inconsistent file raises IndexDirectoryError naming it."""
+        index: WindowIndex | None = None
+        for number, directory in enumerate(directories):
+            part = _read_part(Path(directory))
+            if index is None:
+                index = cls(part.dim, part.m, part.ef_construction, part.ef_search)
             check_index(
-                {"track", "start_s"} <= set(windows.files), windows_path, "not a window table"
+                part.dim == index.dim,
+                Path(directory) / SETTINGS_FILE,
+                f"{part.dim}-d windows; the first part has {index.dim}",
             )
-            track, start_s = windows["track"], windows["start_s"]
-        check_index(
-            track.ndim == start_s.ndim == 1
-            and len(track) == len(start_s)
-            and np.issubdtype(track.dtype, np.integer)
-            and np.issubdtype(start_s.dtype, np.floating),
-            windows_path,
-            f"{track.shape} {track.dtype} track numbers for {start_s.shape} {start_s.dtype}"
-            " start times",
-        )
-        check_index(
-            len(track) == 0 or (track.min() >= 0 and track.max() < len(track_ids)),
-            windows_path,
-            f"track numbers outside the {len(track_ids)} tracks of {settings_path.name}",
-        )
-        index.track_ids = list(track_ids)
-        index._track_positions = {track_id: i for i, track_id in enumerate(index.track_ids)}
-        index._track_parts = [track.astype(np.int32, copy=False)]
-        index._start_parts = [start_s.astype(np.float32, copy=False)]
-        index._capacity = max(len(track), 1)
-        graph_path = directory / "hnsw.bin"
-        check_index(graph_path.is_file(), graph_path, "missing")  # hnswlib: "Cannot open file"
-        with reading(graph_path):
-            index._hnsw.load_index(str(graph_path), max_elements=index._capacity)
-        check_index(
-            index._hnsw.get_current_count() == len(track) and index._hnsw.dim == index.dim,
-            graph_path,
-            f"{index._hnsw.get_current_count()} vectors of {index._hnsw.dim} dimensions; the"
-            f" window table has {len(track)} of {index.dim}",
-        )
+            # A track may have no windows (a melody without voiced ones): not in any part.
+            gone = set(removed[number]) & set(part._live) if number < len(removed) else set()
+            first_track, first_label = len(index._all_ids), sum(g.size for g in index._graphs)
+            for track_id, track_number in part._live.items():
+                check_index(
+                    track_id not in index._live,
+                    Path(directory) / SETTINGS_FILE,
+                    f"track {track_id!r} is also in another part",
+                )
+                index._live[track_id] = first_track + track_number
+            index._all_ids.extend(part._all_ids)
+            index._track_parts.append(part._vector_track + first_track)
+            index._start_parts.append(part._vector_start_s)
+            (graph,) = part._graphs
+            graph.first_label = first_label
+            index._graphs.append(graph)
+            if gone:
+                index.remove(sorted(gone))
+        if index is None:
+            raise ValueError("no window index parts to open")
         return index
+
+
+def _read_part(directory: Path) -> WindowIndex:
+    """One part written by :meth:`WindowIndex.save`."""
+    settings_path = directory / SETTINGS_FILE
+    if not settings_path.is_file() and (directory / "index.json").is_file():
+        settings_path = directory / "index.json"  # the name before acr 0.2
+    check_index(settings_path.is_file(), settings_path, "missing: not an acr window index")
+    settings = read_index_json(settings_path, SETTINGS_KEYS)
+    check_index(
+        all(type(settings[key]) is int and settings[key] > 0 for key in SETTINGS_KEYS[:4]),
+        settings_path,
+        f"{', '.join(SETTINGS_KEYS[:4])} must be positive integers",
+    )
+    track_ids = check_track_ids(settings["track_ids"], settings_path)
+    index = WindowIndex(*(settings[key] for key in SETTINGS_KEYS[:4]))
+    windows_path = directory / "windows.npz"
+    with reading(windows_path), np.load(windows_path, allow_pickle=False) as windows:
+        check_index({"track", "start_s"} <= set(windows.files), windows_path, "not a window table")
+        track, start_s = windows["track"], windows["start_s"]
+    check_index(
+        track.ndim == start_s.ndim == 1
+        and len(track) == len(start_s)
+        and np.issubdtype(track.dtype, np.integer)
+        and np.issubdtype(start_s.dtype, np.floating),
+        windows_path,
+        f"{track.shape} {track.dtype} track numbers for {start_s.shape} {start_s.dtype}"
+        " start times",
+    )
+    check_index(
+        len(track) == 0 or (track.min() >= 0 and track.max() < len(track_ids)),
+        windows_path,
+        f"track numbers outside the {len(track_ids)} tracks of {settings_path.name}",
+    )
+    index._all_ids = list(track_ids)
+    index._live = {track_id: i for i, track_id in enumerate(track_ids)}
+    index._track_parts = [track.astype(np.int32, copy=False)]
+    index._start_parts = [start_s.astype(np.float32, copy=False)]
+    graph_path = directory / "hnsw.bin"
+    check_index(graph_path.is_file(), graph_path, "missing")  # hnswlib: "Cannot open file"
+    hnsw = hnswlib.Index(space="ip", dim=index.dim)
+    with reading(graph_path):
+        hnsw.load_index(str(graph_path), max_elements=max(len(track), 1))
+    count = len(track)
+    check_index(
+        (hnsw.get_current_count() == count or (count == 0 and hnsw.get_current_count() == 0))
+        and hnsw.dim == index.dim,
+        graph_path,
+        f"{hnsw.get_current_count()} vectors of {hnsw.dim} dimensions; the"
+        f" window table has {count} of {index.dim}",
+    )
+    index._graphs = [_Graph(hnsw, 0, count)]
+    return index

@@ -64,7 +64,8 @@ def test_a_second_build_of_the_same_directory_is_refused(catalog: Path, tmp_path
     """Found by the SIGKILL benchmark: killing a wrapper shell left the build running, and the
     --resume beside it raced it for the same snapshots."""
     with build_lock(tmp_path / "index"):
-        with pytest.raises(IndexDirectoryError, match="being written by another acr index"):
+        message = f"being written by another acr process \\(pid {os.getpid()}\\)"
+        with pytest.raises(IndexDirectoryError, match=message):
             build_index(catalog, tmp_path / "index", "fingerprint", resume=True, workers=1)
     summary = build_index(catalog, tmp_path / "index", "fingerprint", workers=1)  # lock released
     assert summary.tracks == 6
@@ -132,22 +133,23 @@ def test_sigkill_midway_then_resume(catalog: Path, tmp_path: Path) -> None:
     )
 
 
-def test_resume_ignores_snapshots_a_kill_left_behind(catalog: Path, tmp_path: Path) -> None:
-    """A kill between writing snapshot N and pointing index.json at it leaves an orphan that
+def test_resume_ignores_segments_a_kill_left_behind(catalog: Path, tmp_path: Path) -> None:
+    """A kill between writing segment N and listing it in index.json leaves an orphan that
     a resumed build will want to write again under the same name."""
     tracks = read_catalog(catalog)
     write_table(tracks.head(2), tmp_path / "first_two.csv")
     build_index(tmp_path / "first_two.csv", tmp_path / "index", "fingerprint", workers=1)
-    orphan = tmp_path / "index" / "snapshot-000004"
+    orphan = tmp_path / "index" / "segment-000002"
     (orphan / "fingerprint").mkdir(parents=True)
     (orphan / "fingerprint" / "partial.npy").write_bytes(b"half written")
-    (tmp_path / "index" / ".snapshot-000006.tmp").mkdir()
+    (tmp_path / "index" / ".segment-000003.999.tmp").mkdir()
     resumed = build_index(
         catalog, tmp_path / "index", "fingerprint", resume=True, workers=1, save_every=2
     )
     assert resumed.tracks == 6 and resumed.skipped == 2
-    snapshots = sorted(p.name for p in (tmp_path / "index").iterdir() if "snapshot" in p.name)
-    assert snapshots == [IndexState.read(tmp_path / "index").snapshot]
+    segments = sorted(p.name for p in (tmp_path / "index").iterdir() if "segment" in p.name)
+    assert segments == [s.name for s in IndexState.read(tmp_path / "index").segments]
+    assert len(segments) == 4  # the first two tracks, then 6 catalog entries 2 at a time
 
 
 @pytest.mark.slow

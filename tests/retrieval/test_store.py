@@ -1,6 +1,6 @@
 """acr.retrieval.store: an index directory read back whole, or refused in one line naming the
-damaged file, by every command that reads one; snapshots confined to the index, and followed
-again when a build replaces the one a reader was loading."""
+damaged file, by every command that reads one; segments confined to the index, and followed
+again when a writer replaces one a reader was loading."""
 
 from __future__ import annotations
 
@@ -25,13 +25,18 @@ from acr.retrieval.store import INDEX_FILE, LOAD_ATTEMPTS, IndexState, load_engi
 from acr.synth import synthesize_track
 
 RATE = 16000
-SNAPSHOT = "snapshot-000003"  # three tracks, snapshots every two: the last one is the third
-COMMANDS = ("recognize", "evaluate", "fuse", "resume")  # every command that reads an index
-# The files of a snapshot, per engine (test_every_snapshot_file_is_damaged checks the list).
-SNAPSHOT_FILES = {
+SEGMENT = "segment-000002"  # three tracks, a segment every two: the last one holds the third
+# Every command that reads an index: the searches, and an add of the catalog again (it opens
+# every engine; its tracks are in already). A resumed build reads index.json and segment.json.
+READERS = ("recognize", "evaluate", "fuse", "add")
+COMMANDS = (*READERS, "resume")
+WRITERS = ("resume", "add")
+# The files of a segment, per engine (test_every_segment_file_is_damaged checks the list).
+SEGMENT_FILES = {
     "fingerprint": [
         "fingerprint/fingerprint.json",
         "fingerprint/keys.npy",
+        "fingerprint/starts.npy",
         "fingerprint/tracks.npy",
         "fingerprint/frames.npy",
     ],
@@ -59,10 +64,10 @@ def built(song_folder, tmp_path_factory: pytest.TempPathFactory) -> Built:
     6-s songs, a clip of one of them and a query table; copy an index before changing it."""
     catalog = song_folder(3, 6.0, RATE)
     root = tmp_path_factory.mktemp("store")
-    indexes = {engine: root / engine for engine in SNAPSHOT_FILES}
+    indexes = {engine: root / engine for engine in SEGMENT_FILES}
     for engine, directory in indexes.items():
         build_index(str(catalog), str(directory), engine, workers=1, save_every=2)
-        assert IndexState.read(directory).snapshot == SNAPSHOT
+        assert IndexState.read(directory).segments[-1].name == SEGMENT
     clip = root / "clip.wav"
     save_audio(clip, synthesize_track(1, 6.0, RATE)[RATE : 4 * RATE], RATE)
     queries = root / "queries.csv"
@@ -77,6 +82,7 @@ def command_line(command: str, index: Path, engine: str, built: Built) -> list[s
         "fuse": ["fuse", "--index", str(index), "--queries", f"[{built.queries}]"],
         "resume": ["index", "--catalog", str(built.catalog), "--output", str(index),
                    "--engine", engine, "--resume", "true", "--workers", "1"],
+        "add": ["index", "add", str(index), str(built.catalog), "--workers", "1"],
     }[command]  # fmt: skip
 
 
@@ -92,9 +98,9 @@ class Case:
     commands: tuple[str, ...] = COMMANDS
 
 
-def in_snapshot(relative: str, change: Callable[[Path], object]) -> Damage:
+def in_segment(relative: str, change: Callable[[Path], object]) -> Damage:
     def damage(index: Path) -> Path:
-        path = index / SNAPSHOT / relative
+        path = index / SEGMENT / relative
         change(path)
         return path
 
@@ -120,39 +126,39 @@ def edited_array(relative: str, edit: Callable[[np.ndarray], np.ndarray]) -> Dam
         with open(path, "wb") as stream:  # np.save(path) would add a second .npy
             np.save(stream, array)
 
-    return in_snapshot(relative, change)
+    return in_segment(relative, change)
 
 
 def edited_npz(relative: str, edit: Callable[[dict], object], named: str = "") -> Damage:
     def damage(index: Path) -> Path:
-        path = index / SNAPSHOT / relative
+        path = index / SEGMENT / relative
         with np.load(path) as archive:
             arrays = dict(archive)
         edit(arrays)
         with open(path, "wb") as stream:
             np.savez(stream, **arrays)
-        return index / SNAPSHOT / (named or relative)
+        return index / SEGMENT / (named or relative)
 
     return damage
 
 
-def snapshot_named(value: str | Callable[[Path], str]) -> Damage:
-    """index.json pointing at ``value``, where a copy of the snapshot waits outside the index."""
+def segment_named(value: str | Callable[[Path], str]) -> Damage:
+    """index.json listing ``value``, where a copy of the segment waits outside the index."""
 
     def damage(index: Path) -> Path:
         outside = index.parent / "outside"
-        shutil.copytree(index / SNAPSHOT, outside)
+        shutil.copytree(index / SEGMENT, outside)
         state = json.loads((index / INDEX_FILE).read_text())
-        state["snapshot"] = value(index) if callable(value) else value
+        state["segments"][-1]["name"] = value(index) if callable(value) else value
         (index / INDEX_FILE).write_text(json.dumps(state))
         return index / INDEX_FILE
 
     return damage
 
 
-def linked_snapshot(index: Path) -> str:
-    (index / "snapshot-000009").symlink_to(index.parent / "outside")
-    return "snapshot-000009"
+def linked_segment(index: Path) -> str:
+    (index / "segment-000009").symlink_to(index.parent / "outside")
+    return "segment-000009"
 
 
 def truncated(path: Path) -> None:
@@ -172,11 +178,11 @@ DAMAGES: dict[str, Callable[[Path], object]] = {
 
 
 def generated_cases() -> list[Case]:
-    """Every file of each engine's snapshot, and index.json, truncated, emptied, overwritten
+    """Every file of each engine's segment, and index.json, truncated, emptied, overwritten
     with random bytes, deleted (index.json has its own message when missing: not an index)."""
     cases = [
-        Case(f"{Path(relative).name}-{kind}", engine, in_snapshot(relative, change))
-        for engine, files in SNAPSHOT_FILES.items()
+        Case(f"{Path(relative).name}-{kind}", engine, in_segment(relative, change), READERS)
+        for engine, files in SEGMENT_FILES.items()
         for relative in files
         for kind, change in DAMAGES.items()
     ]
@@ -187,14 +193,19 @@ def generated_cases() -> list[Case]:
             return index / INDEX_FILE
 
         cases.append(Case(f"index.json-{kind}", "fingerprint", index_json))
-        # The snapshot's skipped.csv is read when a build resumes (a missing one: none skipped).
+        # A segment's skipped.csv is read by every writer (a missing one: none skipped), and
+        # its segment.json by every writer and reader.
         cases.append(
             Case(
                 f"skipped.csv-{kind}",
                 "fingerprint",
-                in_snapshot("skipped.csv", DAMAGES[kind]),
-                ("resume",),
+                in_segment("skipped.csv", DAMAGES[kind]),
+                ("resume", "add"),
             )
+        )
+    for kind, change in DAMAGES.items():  # what a segment holds: read by the writers
+        cases.append(
+            Case(f"segment.json-{kind}", "melody", in_segment("segment.json", change), WRITERS)
         )
     return cases
 
@@ -212,12 +223,15 @@ def write_json_list(index: Path) -> Path:
     return index / INDEX_FILE
 
 
-def deleted_snapshot(index: Path) -> Path:
-    shutil.rmtree(index / SNAPSHOT)
-    return index / SNAPSHOT
+def deleted_segment(index: Path) -> Path:
+    shutil.rmtree(index / SEGMENT)
+    return index / SEGMENT
 
 
-MANIFEST = f"{SNAPSHOT}/fingerprint/fingerprint.json"
+MANIFEST = f"{SEGMENT}/fingerprint/fingerprint.json"
+# A track number out of range is met by a search (the postings are not read at load), after
+# evaluate's progress bar has started: recognize of one file shows the error alone.
+SEARCHES = ("recognize",)
 WINDOWS = "melody/windows/windows.npz"
 FUSION_READERS = ("recognize", "evaluate")  # fuse fits a new fusion; a build never reads it
 CASES = [
@@ -229,43 +243,62 @@ CASES = [
          edited_json(INDEX_FILE, lambda state: state.update(x=1))),
     Case("index.json-no-engines", "fingerprint",
          edited_json(INDEX_FILE, lambda state: state.pop("engines"))),
-    Case("index.json-no-snapshot", "melody",
-         edited_json(INDEX_FILE, lambda state: state.pop("snapshot"))),
+    Case("index.json-no-segments", "melody",
+         edited_json(INDEX_FILE, lambda state: state.pop("segments"))),
+    Case("index.json-old-snapshot-layout", "melody",
+         edited_json(INDEX_FILE, lambda state: state.update(snapshot="snapshot-000003"))),
+    Case("index.json-segment-twice", "fingerprint",
+         edited_json(INDEX_FILE, lambda state: state["segments"].append(state["segments"][-1]))),
+    Case("index.json-removed-unknown", "fingerprint",
+         edited_json(INDEX_FILE, lambda state: state["segments"][-1]["removed"].append("x")),
+         WRITERS),
+    Case("index.json-removed-unknown-to-readers", "fingerprint",
+         edited_json(INDEX_FILE, lambda state: state["segments"][-1]["removed"].append("x"),
+                     named=MANIFEST), READERS[:3]),
+    Case("index.json-tracks-miscounted", "melody",
+         edited_json(INDEX_FILE, lambda state: state["segments"][-1].update(tracks=5),
+                     named=f"{SEGMENT}/segment.json"), WRITERS),
+    Case("segment.json-ids-of-another", "fingerprint",
+         edited_json(f"{SEGMENT}/segment.json",
+                     lambda contents: contents.update(track_ids=["x", "y"])),
+         WRITERS),
     Case("index.json-wrong-type", "fingerprint",
          edited_json(INDEX_FILE, lambda state: state.update(processed="three"))),
-    Case("snapshot-parent", "fingerprint", snapshot_named("../")),
-    Case("snapshot-outside", "fingerprint", snapshot_named("../outside")),
-    Case("snapshot-absolute", "fingerprint",
-         snapshot_named(lambda index: str(index.parent / "outside"))),
-    Case("snapshot-through", "fingerprint", snapshot_named(f"{SNAPSHOT}/../../outside")),
-    Case("snapshot-symlink", "fingerprint", snapshot_named(linked_snapshot)),
-    Case("snapshot-deleted", "melody", deleted_snapshot),
+    Case("segment-parent", "fingerprint", segment_named("../")),
+    Case("segment-outside", "fingerprint", segment_named("../outside")),
+    Case("segment-absolute", "fingerprint",
+         segment_named(lambda index: str(index.parent / "outside"))),
+    Case("segment-through", "fingerprint", segment_named(f"{SEGMENT}/../../outside")),
+    Case("segment-symlink", "fingerprint", segment_named(linked_segment)),
+    Case("segment-deleted", "melody", deleted_segment),
     Case("tracks.npy-short", "fingerprint",
-         edited_array("fingerprint/tracks.npy", lambda array: array[:-1])),
+         edited_array("fingerprint/tracks.npy", lambda array: array[:-1]), READERS),
     Case("tracks.npy-beyond-ids", "fingerprint",
-         edited_array("fingerprint/tracks.npy", lambda array: array + 3)),
-    Case("keys.npy-unsorted", "fingerprint",
-         edited_array("fingerprint/keys.npy", lambda array: array[::-1])),
+         edited_array("fingerprint/tracks.npy", lambda array: array + 3), SEARCHES),
+    Case("starts.npy-unsorted", "fingerprint",
+         edited_array("fingerprint/starts.npy", lambda array: array[::-1]), READERS),
     Case("frames.npy-floats", "fingerprint",
-         edited_array("fingerprint/frames.npy", lambda array: array * 1.0)),
+         edited_array("fingerprint/frames.npy", lambda array: array * 1.0), READERS),
     Case("fingerprint.json-fewer-ids", "fingerprint",
          edited_json(MANIFEST, lambda manifest: manifest["track_ids"].pop(),
-                     named=f"{SNAPSHOT}/fingerprint/tracks.npy")),
+                     named=f"{SEGMENT}/fingerprint/tracks.npy"), SEARCHES),
     Case("fingerprint.json-unknown-setting", "fingerprint",
-         edited_json(MANIFEST, lambda manifest: manifest["settings"].update(x=1))),
+         edited_json(MANIFEST, lambda manifest: manifest["settings"].update(x=1)), READERS),
     Case("fingerprint.json-no-track-ids", "fingerprint",
-         edited_json(MANIFEST, lambda manifest: manifest.pop("track_ids"))),
+         edited_json(MANIFEST, lambda manifest: manifest.pop("track_ids")), READERS),
     Case("windows.npz-window-short", "melody",
-         edited_npz(WINDOWS, lambda table: table.update(track=table["track"][:-1]))),
+         edited_npz(WINDOWS, lambda table: table.update(track=table["track"][:-1])), READERS),
     Case("windows.npz-fewer-windows", "melody",
          edited_npz(WINDOWS,
                     lambda table: table.update(track=table["track"][:-1],
                                                start_s=table["start_s"][:-1]),
-                    named="melody/windows/hnsw.bin")),
+                    named="melody/windows/hnsw.bin"), READERS),
     Case("windows.json-no-dim", "melody",
-         edited_json(f"{SNAPSHOT}/melody/windows/windows.json", lambda table: table.pop("dim"))),
+         edited_json(f"{SEGMENT}/melody/windows/windows.json", lambda table: table.pop("dim")),
+         READERS),
     Case("contours.npz-cells-of-other-tracks", "melody",
-         edited_npz("melody/contours.npz", lambda table: table.update(cells=table["cells"][:-1]))),
+         edited_npz("melody/contours.npz", lambda table: table.update(cells=table["cells"][:-1])),
+         READERS),
     Case("fusion.json-garbage", "fingerprint", fusion("{not json"), FUSION_READERS),
     Case("fusion.json-a-list", "fingerprint", fusion("[1, 2]"), FUSION_READERS),
     Case("fusion.json-wrong-types", "fingerprint", fusion('{"engines": 5, "weights": "x"}'),
@@ -288,16 +321,16 @@ def test_a_damaged_index_is_one_line_naming_the_file(
     assert main(command_line(command, index, case.engine, built)) == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1, lines
-    prog = "acr index" if command == "resume" else f"acr {command}"
+    prog = {"resume": "acr index", "add": "acr index add"}.get(command, f"acr {command}")
     assert lines[0].startswith(f"{prog}: error: {named}"), lines[0]
 
 
-def test_every_snapshot_file_is_damaged(built: Built) -> None:
-    """The generated cases cover every file a snapshot holds."""
+def test_every_segment_file_is_damaged(built: Built) -> None:
+    """The generated cases cover every file a segment holds."""
     for engine, directory in built.indexes.items():
-        snapshot = directory / SNAPSHOT
-        files = sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file())
-        assert files == sorted([*SNAPSHOT_FILES[engine], "skipped.csv"])
+        segment = directory / SEGMENT
+        files = sorted(str(p.relative_to(segment)) for p in segment.rglob("*") if p.is_file())
+        assert files == sorted([*SEGMENT_FILES[engine], "skipped.csv", "segment.json"])
 
 
 @pytest.mark.slow  # a fresh interpreter imports torch: seconds each
@@ -319,28 +352,28 @@ def test_a_damaged_index_gives_no_traceback_from_the_shell(
     assert result.stderr.startswith(f"acr recognize: error: {named}")
 
 
-def test_reader_follows_index_json_when_the_build_replaced_its_snapshot(
+def test_reader_follows_index_json_when_a_writer_replaced_its_segments(
     built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The race of a reader beside a build: the reader has read index.json, then the build
-    switches it to a newer snapshot and deletes the one the reader is opening."""
+    """The race of a reader beside a writer: the reader has read index.json, then a compaction
+    switches it to a merged segment and deletes the ones the reader is opening."""
     index = tmp_path / "index"
     shutil.copytree(built.indexes["fingerprint"], index)
-    load = FingerprintEngine.load.__func__
+    open_parts = FingerprintEngine.open.__func__
     opened = []
 
-    def load_while_the_build_switches(cls, directory: Path) -> FingerprintEngine:
-        opened.append(Path(directory).parent.name)
+    def open_while_a_writer_switches(cls, directories, removed=()) -> FingerprintEngine:
+        opened.append([Path(d).parent.name for d in directories])
         if len(opened) == 1:
             state = IndexState.read(index)
-            os.rename(index / state.snapshot, index / "snapshot-000009")
-            state.snapshot = "snapshot-000009"
+            os.rename(index / state.segments[0].name, index / "segment-000009")
+            state.segments[0].name = "segment-000009"
             state.write(index)
-        return load(cls, directory)
+        return open_parts(cls, directories, removed)
 
-    monkeypatch.setattr(FingerprintEngine, "load", classmethod(load_while_the_build_switches))
+    monkeypatch.setattr(FingerprintEngine, "open", classmethod(open_while_a_writer_switches))
     engines = load_engines(index)
-    assert opened == [SNAPSHOT, "snapshot-000009"]
+    assert opened == [["segment-000001", SEGMENT], ["segment-000009", SEGMENT]]
     assert engines["fingerprint"].track_ids == ["song0", "song1", "song2"]
 
 
@@ -351,16 +384,17 @@ def test_reader_gives_up_on_an_index_that_keeps_changing(
     shutil.copytree(built.indexes["fingerprint"], index)
     opened = []
 
-    def always_replaced(cls, directory: Path) -> FingerprintEngine:
-        opened.append(directory)
+    def always_replaced(cls, directories, removed=()) -> FingerprintEngine:
+        opened.append(directories)
         state = IndexState.read(index)
-        renamed = f"snapshot-{int(state.snapshot.split('-')[1]) + 1:06d}"
-        os.rename(index / state.snapshot, index / renamed)
-        state.snapshot = renamed
+        segment = state.segments[-1]
+        renamed = f"segment-{int(segment.name.split('-')[1]) + 1:06d}"
+        os.rename(index / segment.name, index / renamed)
+        segment.name = renamed
         state.write(index)
-        raise IndexDirectoryError(f"{directory}: missing")
+        raise IndexDirectoryError(f"{directories[-1]}: missing")
 
-    monkeypatch.setattr(FingerprintEngine, "load", classmethod(always_replaced))
+    monkeypatch.setattr(FingerprintEngine, "open", classmethod(always_replaced))
     with pytest.raises(IndexDirectoryError, match="missing"):
         load_engines(index)
     assert len(opened) == LOAD_ATTEMPTS
@@ -370,11 +404,13 @@ def test_reader_gives_up_on_an_index_that_keeps_changing(
 def test_finished_build_is_complete_when_its_track_count_is_a_multiple_of_save_every(
     built: Built, tmp_path: Path, save_every: int
 ) -> None:
-    """Three tracks: the last periodic snapshot is the final one."""
+    """Three tracks: the last periodic segment is the last one; no empty segment follows."""
     build_index(str(built.catalog), str(tmp_path / "index"), workers=1, save_every=save_every)
     state = IndexState.read(tmp_path / "index")
-    assert state.complete and state.snapshot == SNAPSHOT and state.tracks == 3
-    assert [p.name for p in (tmp_path / "index").glob("snapshot-*")] == [SNAPSHOT]
+    assert state.complete and state.tracks == 3
+    assert [s.tracks for s in state.segments] == [1, 1, 1] if save_every == 1 else [3]
+    listed = sorted(p.name for p in (tmp_path / "index").glob("segment-*"))
+    assert listed == [s.name for s in state.segments]
 
 
 @pytest.mark.slow
@@ -385,7 +421,7 @@ def test_a_damaged_embedding_model_is_one_line_naming_it(
     index = tmp_path / "index"
     checkpoint = tiny_run / "checkpoints" / "last.ckpt"
     build_index(str(built.catalog), str(index), "embedding", str(checkpoint), workers=1)
-    model = index / SNAPSHOT / "embedding" / "model.ckpt"
+    model = index / "segment-000001" / "embedding" / "model.ckpt"
     truncated(model)
     capsys.readouterr()
     assert main(["recognize", "--index", str(index), str(built.clip)]) == 1

@@ -1,10 +1,12 @@
 """The landmark engine: sorted posting arrays, matched by offset voting under speed and pitch
 hypotheses.
 
-The index is three flat arrays sorted by hash (hash, track, frame) plus a CSR row index over all
-2^21 hash values (default settings). A query looks its hashes up and votes, per track, for the
-offset (reference frame - query frame); the track whose best offset bin (with its two
-neighbours) collects most votes wins, and that offset says where the query starts (Wang 2003).
+The index is two flat arrays sorted by hash (track, frame) and a row index: the distinct hashes,
+sorted, and where each one's postings start (a binary search finds a query hash). An index
+directory holds it in parts (segments, acr.retrieval.store), each memory-mapped and searched as
+one. A query looks its hashes up and votes, per track, for the offset (reference frame - query
+frame); the track whose best offset bin (with its two neighbours) collects most votes wins, and
+that offset says where the query starts (Wang 2003).
 
 Speed and pitch changes. Fixed-grid pair hashes fail once a query is played a few percent
 faster or slower or transposed: every peak frequency is scaled, and on a linear STFT axis so is
@@ -33,6 +35,7 @@ robustness, and the pair hypotheses already met the speed and pitch targets.
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import ClassVar, NamedTuple
@@ -42,6 +45,7 @@ import numpy as np
 from acr.files import write_json
 from acr.retrieval.engine import (
     Engine,
+    IndexDirectoryError,
     TrackMatch,
     check_index,
     check_track_ids,
@@ -55,6 +59,9 @@ from acr.retrieval.fingerprint.landmarks import LandmarkExtractor, Landmarks
 SHORTLIST_OFFSET_FRAMES = 32  # ~1 s at 8 kHz and a 256-sample hop
 SHORTLIST_TABLE = 1 << 20  # hashed (track, hypothesis, offset) cells counted per query
 MANIFEST_FILE = "fingerprint.json"
+# The .npy files of a part: distinct hashes, where their postings start, the postings.
+ARRAYS = {"keys": np.uint32, "starts": np.int64, "tracks": np.int32, "frames": np.int32}
+MERGE_BLOCK_POSTINGS = 1 << 22  # postings sorted at a time when parts are merged (~64 MB)
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,48 @@ class Hypothesis(NamedTuple):
     time_scale: float
 
 
+@dataclass
+class Postings:
+    """One part of a landmark index: its tracks' postings sorted by hash, and which of its
+    tracks are live (a removed track stays in a part's arrays until compaction)."""
+
+    keys: np.ndarray  # uint32 distinct hashes, increasing
+    starts: np.ndarray  # int64 [len(keys) + 1]: keys[i]'s postings are [starts[i], starts[i+1])
+    tracks: np.ndarray  # int32 track number within the part
+    frames: np.ndarray  # int32 anchor frame
+    live: np.ndarray  # bool per track of the part
+    first_track: int  # the engine's number of the part's track 0
+    source: Path | None = None  # the folder it was read from, to name in errors
+
+    @classmethod
+    def from_unsorted(
+        cls, keys: np.ndarray, tracks: np.ndarray, frames: np.ndarray, **kwargs
+    ) -> Postings:
+        """Postings from (hash, track, frame) triples in track order (a stable sort keeps ties
+        in track order)."""
+        order = np.argsort(keys, kind="stable")
+        distinct, first = np.unique(keys[order], return_index=True)
+        starts = np.r_[first, len(keys)].astype(np.int64)
+        return cls(distinct.astype(np.uint32), starts, tracks[order], frames[order], **kwargs)
+
+    def ranges(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each hash's postings start and end (an empty range for one not here)."""
+        if len(self.keys) == 0:
+            empty = np.zeros(len(hashes), dtype=np.int64)
+            return empty, empty
+        position = np.searchsorted(self.keys, hashes)
+        inside = np.minimum(position, len(self.keys) - 1)
+        found = self.keys[inside] == hashes
+        first = np.where(found, self.starts[inside], 0)
+        return first, np.where(found, self.starts[inside + 1], 0)
+
+    def damaged(self) -> IndexDirectoryError:
+        return IndexDirectoryError(
+            f"{self.source or 'fingerprint index'}/tracks.npy: track numbers outside the"
+            f" {len(self.live)} tracks of {MANIFEST_FILE}"
+        )
+
+
 class FingerprintEngine(Engine):
     """Landmark engine (see the module docstring); ``settings`` are its FingerprintSettings."""
 
@@ -137,64 +186,65 @@ class FingerprintEngine(Engine):
     def __init__(self, settings: FingerprintSettings | None = None) -> None:
         self.settings = settings or FingerprintSettings()
         self._extractor = self.settings.extractor()
-        self._track_ids: list[str] = []
-        self._track_ids_set: set[str] = set()
-        # Sorted postings plus per-track chunks not yet merged in: merging once per search or
-        # save after many adds avoids the quadratic cost of concatenating on every add.
-        self._keys = np.zeros(0, dtype=np.uint32)
-        self._tracks = np.zeros(0, dtype=np.int32)
-        self._frames = np.zeros(0, dtype=np.int32)
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._pending_count = 0
-        self._first_posting: np.ndarray | None = None
+        self._track_ids: list[str] = []  # every track of every part, removed ones too
+        self._live: dict[str, int] = {}  # live track id -> its number, in adding order
+        self._parts: list[Postings] = []  # read from disk
+        # Tracks added in this process: per-track chunks, sorted into one in-memory part on the
+        # first search or save (concatenating on every add would be quadratic).
+        self._added: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._added_count = 0
+        self._memory: Postings | None = None
 
     def extractor(self) -> LandmarkExtractor:
         return self._extractor
 
     @property
     def track_ids(self) -> list[str]:
-        return list(self._track_ids)
+        return list(self._live)
 
     @property
     def item_count(self) -> int:
-        return len(self._keys) + self._pending_count
+        """Postings stored, those of removed tracks included until the parts are merged."""
+        return sum(len(part.tracks) for part in self._parts) + self._added_count
 
     def add(self, track_id: str, features: Landmarks) -> int:
-        if track_id in self._track_ids_set:
+        if track_id in self._live:
             raise ValueError(f"track {track_id!r} is already in the index")
         hashes = np.asarray(features.hashes, dtype=np.uint32)
         frames = np.asarray(features.frames, dtype=np.int32)
         if hashes.shape != frames.shape or hashes.ndim != 1:
             raise ValueError(f"track {track_id!r}: hashes and frames must be equal-length 1-D")
-        position = len(self._track_ids)
+        first_added = sum(len(part.live) for part in self._parts)
+        self._added.append(
+            (hashes, np.full(len(hashes), len(self._track_ids) - first_added, np.int32), frames)
+        )
+        self._live[track_id] = len(self._track_ids)
         self._track_ids.append(track_id)
-        self._track_ids_set.add(track_id)
-        self._pending.append((hashes, np.full(len(hashes), position, np.int32), frames))
-        self._pending_count += len(hashes)
+        self._added_count += len(hashes)
+        self._memory = None
         return len(hashes)
 
-    def _merge_pending(self) -> None:
-        """Sort the added tracks' postings into the index (stable: ties stay in track order)."""
-        if not self._pending:
-            return
-        keys, tracks, frames = zip(*self._pending)
-        keys = np.concatenate([self._keys, *keys])
-        order = np.argsort(keys, kind="stable")
-        self._keys = keys[order]
-        self._tracks = np.concatenate([self._tracks, *tracks])[order]
-        self._frames = np.concatenate([self._frames, *frames])[order]
-        self._pending, self._pending_count = [], 0
-        self._first_posting = None
+    def remove(self, track_ids: Collection[str]) -> None:
+        """Stop returning these tracks (their postings stay until the parts are merged)."""
+        unknown = [track_id for track_id in track_ids if track_id not in self._live]
+        if unknown:
+            raise KeyError(f"track {unknown[0]!r} is not in the index")
+        for track_id in track_ids:
+            number = self._live.pop(track_id)
+            for part in self._all_parts():
+                if part.first_track <= number < part.first_track + len(part.live):
+                    part.live[number - part.first_track] = False
 
-    @property
-    def _posting_starts(self) -> np.ndarray:
-        """Where each hash value's postings start in the sorted arrays (a CSR row index), so a
-        lookup is two array reads instead of a binary search through millions of keys."""
-        self._merge_pending()
-        if self._first_posting is None:
-            counts = np.bincount(self._keys, minlength=2**self._extractor.hash_bits)
-            self._first_posting = np.r_[0, np.cumsum(counts)].astype(np.int64)
-        return self._first_posting
+    def _all_parts(self) -> list[Postings]:
+        """The parts read from disk, then the tracks added here as one sorted part."""
+        if self._added and self._memory is None:
+            keys, tracks, frames = (np.concatenate(column) for column in zip(*self._added))
+            first = sum(len(part.live) for part in self._parts)
+            live = np.array([t in self._live for t in self._track_ids[first:]], dtype=bool)
+            self._memory = Postings.from_unsorted(
+                keys, tracks, frames, live=live, first_track=first
+            )
+        return [*self._parts, *([self._memory] if self._added else [])]
 
     @functools.cached_property
     def hypotheses(self) -> list[Hypothesis]:
@@ -213,10 +263,7 @@ class FingerprintEngine(Engine):
 
     def search(self, audio: np.ndarray, top_k: int = 5) -> list[TrackMatch]:
         audio = np.asarray(audio, dtype=np.float32)
-        if (
-            len(audio) < self.settings.min_query_s * self.settings.sample_rate
-            or self.item_count == 0
-        ):
+        if len(audio) < self.settings.min_query_s * self.settings.sample_rate or not self._live:
             return []
         return self._vote(*self._shortlist(*self._query_landmarks(audio)), top_k)
 
@@ -249,19 +296,23 @@ class FingerprintEngine(Engine):
     ) -> tuple[np.ndarray, np.ndarray]:
         """(group, offset) of the votes in the ``candidate_groups`` (track, hypothesis, ~1-s
         offset) cells with the most raw matches, or next to one: a linear-time count (the exact
-        histogram needs a sort). A group is track * hypotheses + hypothesis."""
-        arguments = (
-            hashes,
-            query_frames,
-            query_hypotheses,
-            self._posting_starts,
-            self._tracks,
-            self._frames,
-            self.settings.max_postings_per_hash,
-            len(self.hypotheses),
-            SHORTLIST_OFFSET_FRAMES,
-        )
-        counts, votes = shortlist.count_cells(*arguments, SHORTLIST_TABLE)
+        histogram needs a sort). A group is track * hypotheses + hypothesis. Every part votes
+        into one table, and a hash is too common by its postings in all parts together, so
+        the answer does not depend on how the index is cut into parts."""
+        parts = self._all_parts()
+        ranges = [part.ranges(hashes) for part in parts]
+        postings = sum(end - first for first, end in ranges)
+        usable = postings <= self.settings.max_postings_per_hash
+        fixed = (query_frames, query_hypotheses, usable)
+        counts = np.zeros(SHORTLIST_TABLE, dtype=np.int32)
+        votes = []
+        for part, part_ranges in zip(parts, ranges):
+            part_votes, damaged = shortlist.count_cells(
+                hashes, *fixed, *part_ranges, *self._part_arguments(part), counts
+            )
+            if damaged:
+                raise part.damaged()
+            votes.append(part_votes)
         occupied = counts[counts > 0]
         threshold = 0
         if len(occupied) > self.settings.candidate_groups:
@@ -269,7 +320,24 @@ class FingerprintEngine(Engine):
                 -self.settings.candidate_groups
             ]
             threshold = max(int(best), self.settings.min_votes)
-        return shortlist.collect_votes(*arguments, counts, threshold, votes)
+        keep = shortlist.cells_to_keep(counts, threshold)
+        collected = [
+            shortlist.collect_votes(
+                hashes, *fixed, *part_ranges, *self._part_arguments(part), keep, count
+            )
+            for part, part_ranges, count in zip(parts, ranges, votes)
+        ]
+        return np.concatenate([c[0] for c in collected]), np.concatenate([c[1] for c in collected])
+
+    def _part_arguments(self, part: Postings) -> tuple:
+        return (
+            part.tracks,
+            part.frames,
+            part.live,
+            part.first_track,
+            len(self.hypotheses),
+            SHORTLIST_OFFSET_FRAMES,
+        )
 
     def _vote(self, group: np.ndarray, offsets: np.ndarray, top_k: int) -> list[TrackMatch]:
         """Offset-histogram voting (Wang 2003): per (track, hypothesis), count the matches per
@@ -300,67 +368,180 @@ class FingerprintEngine(Engine):
         return matches
 
     def save(self, directory: Path) -> None:
-        """Write settings and track ids as JSON and the postings as three .npy arrays."""
+        """Write the live tracks as one part: settings and track ids as JSON, the postings as
+        three .npy arrays. Parts are merged a block of hash values at a time, so a compaction
+        of any size holds about MERGE_BLOCK_POSTINGS postings in memory."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._merge_pending()
+        parts = self._all_parts()
         manifest = {"engine": self.name, "settings": asdict(self.settings)}
-        write_json(directory / MANIFEST_FILE, {**manifest, "track_ids": self._track_ids}, indent=1)
-        np.save(directory / "keys.npy", self._keys)
-        np.save(directory / "tracks.npy", self._tracks)
-        np.save(directory / "frames.npy", self._frames)
+        write_json(directory / MANIFEST_FILE, {**manifest, "track_ids": self.track_ids}, indent=1)
+        # A part's track number -> the number in the merged part (-1: removed).
+        renumber = np.cumsum(np.concatenate([part.live for part in parts] or [[]])) - 1
+        renumbered = [
+            np.where(part.live, renumber[part.first_track : part.first_track + len(part.live)], -1)
+            for part in parts
+        ]
+        total = sum(_live_postings(part) for part in parts)
+        out = {
+            name: np.lib.format.open_memmap(directory / f"{name}.npy", "w+", dtype, (total,))
+            for name, dtype in (("tracks", np.int32), ("frames", np.int32))
+        }
+        hash_count = 2**self._extractor.hash_bits
+        stored = sum(len(part.tracks) for part in parts)
+        blocks = max(1, min(hash_count, -(-stored // MERGE_BLOCK_POSTINGS)))
+        bounds = np.linspace(0, hash_count, blocks + 1).astype(np.int64)
+        distinct, counts = [], []
+        written = 0
+        for first, end in zip(bounds[:-1], bounds[1:]):
+            keys, tracks, frames = [], [], []
+            for part, numbers in zip(parts, renumbered):
+                i, j = np.searchsorted(part.keys, [first, end])
+                low, high = int(part.starts[i]), int(part.starts[j])
+                part_tracks = np.asarray(part.tracks[low:high])
+                if len(part_tracks) and (
+                    part_tracks.min() < 0 or part_tracks.max() >= len(numbers)
+                ):
+                    raise part.damaged()
+                new_numbers = numbers[part_tracks]
+                kept = new_numbers >= 0
+                keys.append(np.repeat(part.keys[i:j], np.diff(part.starts[i : j + 1]))[kept])
+                tracks.append(new_numbers[kept].astype(np.int32))
+                frames.append(np.asarray(part.frames[low:high])[kept])
+            block_keys = np.concatenate(keys or [np.zeros(0, np.uint32)])
+            order = np.argsort(block_keys, kind="stable")  # ties: part order, then track order
+            count = len(order)
+            out["tracks"][written : written + count] = np.concatenate(tracks or [[]])[order]
+            out["frames"][written : written + count] = np.concatenate(frames or [[]])[order]
+            block_distinct, block_counts = np.unique(block_keys, return_counts=True)
+            distinct.append(block_distinct.astype(np.uint32))
+            counts.append(block_counts)
+            written += count
+        for array in out.values():
+            array.flush()
+        del out
+        np.save(directory / "keys.npy", np.concatenate(distinct or [np.zeros(0, np.uint32)]))
+        starts = np.r_[0, np.cumsum(np.concatenate(counts or [[]]))].astype(np.int64)
+        np.save(directory / "starts.npy", starts)
 
     @classmethod
-    def load(cls, directory: Path) -> FingerprintEngine:
-        """Read an engine written by :meth:`save`; numeric arrays only, no pickle. The arrays
-        are checked against each other and the track ids (a few vectorised passes), so that a
-        damaged index fails here, naming the file, rather than mid-search.
+    def open(
+        cls, directories: Sequence[Path], removed: Sequence[Collection[str]] = ()
+    ) -> FingerprintEngine:
+        """The parts written by :meth:`save`, searched as one index, without the ``removed``
+        tracks of each. Numeric arrays only, no pickle.
 
         The posting arrays are memory-mapped, not read: their pages live in the page cache,
-        shared by every process that searches the same index, instead of a copy in each."""
-        directory = Path(directory)
-        manifest_path = directory / MANIFEST_FILE
-        manifest = read_index_json(manifest_path, ("engine", "settings", "track_ids"))
-        check_index(
-            manifest["engine"] == cls.name,
-            manifest_path,
-            f"written by engine {manifest['engine']!r}",
-        )
-        track_ids = check_track_ids(manifest["track_ids"], manifest_path)
-        engine = cls(read_settings(FingerprintSettings, manifest["settings"], manifest_path))
-        engine._track_ids = list(track_ids)
-        engine._track_ids_set = set(track_ids)
-        arrays = {}
-        for name, dtype in (("keys", np.uint32), ("tracks", np.int32), ("frames", np.int32)):
-            path = directory / f"{name}.npy"
-            with reading(path):
-                arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+        shared by every process that searches the same index, and a process holds only the
+        pages its queries touch. Checks at load are the ones that cost no pass over the
+        postings (shapes, types, the row index); a track number out of range is caught when a
+        search or a merge meets it, naming the file."""
+        if not directories:
+            raise ValueError("no fingerprint index parts to open")
+        engine: FingerprintEngine | None = None
+        for number, directory in enumerate(directories):
+            directory = Path(directory)
+            manifest_path = directory / MANIFEST_FILE
+            manifest = read_index_json(manifest_path, ("engine", "settings", "track_ids"))
             check_index(
-                arrays[name].dtype == dtype and arrays[name].ndim == 1,
-                path,
-                f"expected a 1-D {np.dtype(dtype)} array, found {arrays[name].dtype}"
-                f" of shape {arrays[name].shape}",
+                manifest["engine"] == cls.name,
+                manifest_path,
+                f"written by engine {manifest['engine']!r}",
             )
-        keys, tracks = arrays["keys"], arrays["tracks"]
-        for name in ("tracks", "frames"):
+            track_ids = check_track_ids(manifest["track_ids"], manifest_path)
+            settings = read_settings(FingerprintSettings, manifest["settings"], manifest_path)
+            if engine is None:
+                engine = cls(settings)
             check_index(
-                len(arrays[name]) == len(keys),
-                directory / f"{name}.npy",
-                f"{len(arrays[name])} entries for {len(keys)} hashes in keys.npy",
+                settings == engine.settings,
+                manifest_path,
+                f"settings differ from those of {directories[0]}",
             )
-        check_index(
-            len(tracks) == 0 or (tracks.min() >= 0 and tracks.max() < len(track_ids)),
-            directory / "tracks.npy",
-            f"track numbers outside the {len(track_ids)} tracks of {MANIFEST_FILE}",
-        )
-        check_index(
-            len(keys) == 0
-            or (keys.max() < 2**engine._extractor.hash_bits and np.all(keys[1:] >= keys[:-1])),
-            directory / "keys.npy",
-            f"hashes not sorted or wider than {engine._extractor.hash_bits} bits",
-        )
-        engine._keys, engine._tracks, engine._frames = keys, tracks, arrays["frames"]
+            gone = set(removed[number]) if number < len(removed) else set()
+            unknown = sorted(gone - set(track_ids))
+            check_index(
+                not unknown, manifest_path, f"removed track {unknown[:1]} is not in this part"
+            )
+            live = np.array([track_id not in gone for track_id in track_ids], dtype=bool)
+            part = _read_part(directory, engine._extractor.hash_bits, live)
+            part.first_track = len(engine._track_ids)
+            for track_id, is_live in zip(track_ids, live):
+                if is_live:
+                    check_index(
+                        track_id not in engine._live,
+                        manifest_path,
+                        f"track {track_id!r} is also in another part",
+                    )
+                    engine._live[track_id] = len(engine._track_ids)
+                engine._track_ids.append(track_id)
+            engine._parts.append(part)
         return engine
+
+
+def _read_part(directory: Path, hash_bits: int, live: np.ndarray) -> Postings:
+    """One part's arrays, memory-mapped and checked against each other: the row index whole
+    (distinct hashes: at most 2^hash_bits), the postings by their lengths. A part written
+    before acr 0.3 has a hash per posting in keys.npy and no starts.npy: its row index is
+    computed."""
+    arrays = {}
+    legacy = not (directory / "starts.npy").is_file()  # or deleted: told apart below
+    for name, dtype in ARRAYS.items():
+        if name == "starts" and legacy:
+            continue
+        path = directory / f"{name}.npy"
+        with reading(path):
+            arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+        check_index(
+            arrays[name].dtype == dtype and arrays[name].ndim == 1,
+            path,
+            f"expected a 1-D {np.dtype(dtype)} array, found {arrays[name].dtype}"
+            f" of shape {arrays[name].shape}",
+        )
+    keys, tracks, frames = arrays["keys"], arrays["tracks"], arrays["frames"]
+    check_index(
+        len(tracks) == len(frames),
+        directory / "tracks.npy",
+        f"{len(tracks)} entries for {len(frames)} in frames.npy",
+    )
+    if legacy:
+        check_index(len(keys) == len(tracks), directory / "starts.npy", "missing")
+        check_index(
+            len(keys) == 0 or (keys.max() < 2**hash_bits and np.all(keys[1:] >= keys[:-1])),
+            directory / "keys.npy",
+            f"hashes not sorted or wider than {hash_bits} bits",
+        )
+        distinct, first = np.unique(np.asarray(keys), return_index=True)
+        return Postings(
+            distinct, np.r_[first, len(keys)].astype(np.int64), tracks, frames, live, 0, directory
+        )
+    starts = arrays["starts"]
+    check_index(
+        len(keys) == 0 or (int(keys[-1]) < 2**hash_bits and bool(np.all(keys[1:] > keys[:-1]))),
+        directory / "keys.npy",
+        f"hashes not increasing or wider than {hash_bits} bits",
+    )
+    check_index(
+        len(starts) == len(keys) + 1
+        and starts[0] == 0
+        and starts[-1] == len(tracks)
+        and bool(np.all(starts[1:] >= starts[:-1])),
+        directory / "starts.npy",
+        f"not a row index of {len(tracks)} postings for the {len(keys)} hashes of keys.npy",
+    )
+    return Postings(keys, starts, tracks, frames, live, 0, directory)
+
+
+def _live_postings(part: Postings) -> int:
+    """Postings of the part's live tracks (a pass over its track numbers, a block at a time)."""
+    if part.live.all():
+        return len(part.tracks)
+    total = 0
+    for first in range(0, len(part.tracks), MERGE_BLOCK_POSTINGS):
+        block = np.asarray(part.tracks[first : first + MERGE_BLOCK_POSTINGS])
+        if len(block) and (block.min() < 0 or block.max() >= len(part.live)):
+            raise part.damaged()
+        total += int(np.count_nonzero(part.live[block]))
+    return total
 
 
 def _windowed_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -144,10 +144,62 @@ def test_save_load_round_trip(engine, tracks, tmp_path: Path) -> None:
         assert loaded.search(clip) == engine.search(clip)
     # The postings are the files' pages (shared by every process that loads the index), not
     # copies: a reader's own memory does not grow with the index.
-    for name in ("keys", "tracks", "frames"):
-        postings = getattr(loaded, f"_{name}")
+    (part,) = loaded._parts
+    for name in ("keys", "starts", "tracks", "frames"):
+        postings = getattr(part, name)
         assert isinstance(postings, np.memmap)
         assert Path(postings.filename) == tmp_path / f"{name}.npy"
+
+
+def test_parts_search_as_one_index_and_removed_tracks_are_never_returned(
+    tracks, tmp_path: Path
+) -> None:
+    """Tracks saved in three parts, two of them removed, then merged into one part: every
+    query gets the answers of one index built from the live tracks (the shortlist, the
+    too-common hashes and the ties count all parts together)."""
+    settings = FingerprintSettings(sample_rate=SAMPLE_RATE, candidate_groups=4)
+    cuts = [(0, 3), (3, 5), (5, TRACK_COUNT)]
+    for part, (first, end) in enumerate(cuts):
+        builder = FingerprintEngine(settings)
+        for number in range(first, end):
+            builder.add_audio(f"song{number}", tracks[number])
+        builder.save(tmp_path / f"part{part}")
+    removed = [{"song1"}, set(), {"song6"}]
+    parts = FingerprintEngine.open([tmp_path / f"part{n}" for n in range(3)], removed)
+    live = [n for n in range(TRACK_COUNT) if n not in (1, 6)]
+    fresh = FingerprintEngine(settings)
+    for number in live:
+        fresh.add_audio(f"song{number}", tracks[number])
+    assert parts.track_ids == fresh.track_ids == [f"song{n}" for n in live]
+    parts.save(tmp_path / "merged")
+    merged = FingerprintEngine.load(tmp_path / "merged")
+    assert merged.item_count == fresh.item_count < parts.item_count
+    for name in ("keys", "starts", "tracks", "frames"):
+        assert np.array_equal(getattr(merged._parts[0], name), getattr(fresh._all_parts()[0], name))
+    answered = 0
+    for number, _, clip in excerpts(tracks, QUERY_S):
+        expected = fresh.search(clip, top_k=8)
+        assert parts.search(clip, top_k=8) == merged.search(clip, top_k=8) == expected
+        assert all(match.track_id not in ("song1", "song6") for match in expected)
+        answered += bool(expected) and expected[0].track_id == f"song{number}"
+    assert answered == len(live)
+    # Removing in a loaded engine and re-adding the id (a replace) answers with the new audio.
+    parts.remove(["song0"])
+    parts.add_audio("song0", tracks[1])
+    assert parts.search(tracks[1][: 3 * SAMPLE_RATE])[0].track_id == "song0"
+    with pytest.raises(KeyError, match="song1"):
+        parts.remove(["song1"])
+
+
+def test_a_part_written_before_the_row_index_is_still_read(engine, tracks, tmp_path) -> None:
+    """acr 0.2 stored every posting's hash (keys.npy) instead of the row index."""
+    engine.save(tmp_path)
+    keys, starts = np.load(tmp_path / "keys.npy"), np.load(tmp_path / "starts.npy")
+    np.save(tmp_path / "keys.npy", np.repeat(keys, np.diff(starts)))
+    (tmp_path / "starts.npy").unlink()
+    loaded = FingerprintEngine.load(tmp_path)
+    clip = tracks[2][8000:32000]
+    assert loaded.search(clip) == engine.search(clip)
 
 
 def test_settings_rebuild_an_empty_engine() -> None:
@@ -191,18 +243,22 @@ def test_duplicate_track_id_is_rejected(tracks) -> None:
     [
         (lambda arrays: arrays.update(tracks=arrays["tracks"][:-1]), "tracks.npy: .* entries"),
         (lambda arrays: arrays.update(tracks=arrays["tracks"] + 8), "tracks.npy: track numbers"),
-        (lambda arrays: arrays.update(keys=arrays["keys"][::-1]), "keys.npy: hashes not sorted"),
+        (lambda arrays: arrays.update(starts=arrays["starts"][::-1]), "starts.npy: not a row"),
+        (lambda arrays: arrays.update(starts=arrays["starts"][:-1]), "starts.npy: not a row"),
+        (lambda arrays: arrays.update(keys=arrays["keys"][::-1]), "keys.npy: hashes not incr"),
         (lambda arrays: arrays.update(frames=arrays["frames"] * 1.0), "frames.npy: expected"),
     ],
-    ids=["short", "beyond-ids", "unsorted", "floats"],
+    ids=["short", "beyond-ids", "unsorted", "narrow", "keys-unsorted", "floats"],
 )
 def test_arrays_inconsistent_with_the_track_ids_are_refused(
-    engine, tmp_path: Path, damage, problem: str
+    engine, tracks, tmp_path: Path, damage, problem: str
 ) -> None:
+    """At load, or (track numbers: a pass over every posting) when a search meets them."""
     engine.save(tmp_path)
-    arrays = {name: np.load(tmp_path / f"{name}.npy") for name in ("keys", "tracks", "frames")}
+    names = ("keys", "starts", "tracks", "frames")
+    arrays = {name: np.load(tmp_path / f"{name}.npy") for name in names}
     damage(arrays)
     for name, array in arrays.items():
         np.save(tmp_path / f"{name}.npy", array)
     with pytest.raises(IndexDirectoryError, match=problem):
-        FingerprintEngine.load(tmp_path)
+        FingerprintEngine.load(tmp_path).search(tracks[0][: 3 * SAMPLE_RATE])

@@ -33,41 +33,46 @@ def test_counts_and_keeps_the_votes_of_the_best_cell_and_its_neighbours() -> Non
         hashes,
         query_frames,
         query_hypotheses,
-        starts,
+        np.ones(240, dtype=bool),
+        starts[:-1],
+        starts[1:],
         tracks,
         frames,
-        10,
+        np.ones(50, dtype=bool),
+        0,
         HYPOTHESES,
         COARSE_FRAMES,
     )
 
-    counts, votes = shortlist.count_cells(*arguments, TABLE)
-    assert votes == 240 and counts.sum() == 240
+    counts = np.zeros(TABLE, dtype=np.int32)
+    votes, damaged = shortlist.count_cells(*arguments, counts)
+    assert votes == 240 and counts.sum() == 240 and damaged == 0
     assert counts.max() == 40  # offset 100 frames is coarse cell 3 for every aligned vote
 
-    groups, offsets = shortlist.collect_votes(*arguments, counts, 40, votes)
+    keep = shortlist.cells_to_keep(counts, 40)
+    groups, offsets = shortlist.collect_votes(*arguments, keep, votes)
     assert (groups == 3 * HYPOTHESES + 1).sum() == 40
     assert np.all(offsets[groups == 3 * HYPOTHESES + 1] == 100)
     assert len(groups) < 60  # the scattered votes fall away, bar a few in neighbouring cells
 
 
-def test_hashes_with_too_many_postings_are_skipped() -> None:
-    starts = np.array([0, 5, 6], dtype=np.int64)  # hash 0: 5 postings, hash 1: one
-    tracks = np.zeros(6, dtype=np.int32)
-    frames = np.arange(6, dtype=np.int32)
-    hashes = np.array([0, 1], dtype=np.uint32)
-    arguments = (
-        hashes,
-        np.zeros(2),
-        np.zeros(2, dtype=np.int64),
-        starts,
-        tracks,
-        frames,
-        4,
-        1,
-        COARSE_FRAMES,
-    )
-    counts, votes = shortlist.count_cells(*arguments, TABLE)
-    assert votes == 1 and counts.sum() == 1
-    groups, offsets = shortlist.collect_votes(*arguments, counts, 0, votes)
-    assert groups.tolist() == [0] and offsets.tolist() == [5.0]
+def test_unusable_hashes_removed_tracks_and_later_parts() -> None:
+    """A hash marked unusable (too common over all parts) is skipped, a removed track's
+    postings are not counted, a part's track numbers start at its first_track, and a track
+    number beyond the part is reported, never followed."""
+    firsts, ends = np.array([0, 5, 6]), np.array([5, 6, 8])  # hash 0: 5 postings, 1: one, 2: two
+    tracks = np.array([0, 0, 0, 0, 0, 0, 1, 2], dtype=np.int32)
+    frames = np.arange(8, dtype=np.int32)
+    hashes = np.array([0, 1, 2], dtype=np.uint32)
+    live = np.array([True, False])
+
+    def arguments(usable):
+        return (hashes, np.zeros(3), np.zeros(3, dtype=np.int64), usable, firsts, ends, tracks,
+                frames, live, 10, 1, COARSE_FRAMES)  # fmt: skip
+
+    counts = np.zeros(TABLE, dtype=np.int32)
+    votes, damaged = shortlist.count_cells(*arguments(np.array([False, True, True])), counts)
+    assert (votes, damaged) == (1, 1) and counts.sum() == 1  # hash 2: track 1 removed, 2 beyond
+    keep = shortlist.cells_to_keep(counts, 0)
+    groups, offsets = shortlist.collect_votes(*arguments(np.array([False, True, True])), keep, 1)
+    assert groups.tolist() == [10] and offsets.tolist() == [5.0]
