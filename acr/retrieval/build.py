@@ -156,6 +156,7 @@ def _index_tracks(
     """Extract and add the catalog tracks not yet in the index, a segment every save_every."""
     state = writer.state
     started, audio_s = time.perf_counter(), 0.0
+    audio_before_s = state.audio_s  # what a resumed build found indexed
     already_done = total - len(jobs)  # a resumed build counts from there
     heartbeat.update(stage=EXTRACTING, done=already_done, total=total, unit="tracks", force=True)
     progress = tqdm(
@@ -179,7 +180,7 @@ def _index_tracks(
         heartbeat.update(
             stage=EXTRACTING,
             done=already_done + count,
-            audio_hours=(state.audio_s + audio_s) / 3600,
+            audio_hours=(audio_before_s + audio_s) / 3600,
             audio_hours_per_s=audio_s / 3600 / elapsed_s,
         )
         if count % save_every == 0:

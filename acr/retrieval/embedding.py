@@ -32,6 +32,7 @@ from acr.retrieval.engine import (
     read_settings,
     reading,
 )
+from acr.retrieval.neighbors import Backend, SearchSettings
 from acr.retrieval.windows import WindowIndex
 
 MODEL_FILE = "model.ckpt"
@@ -55,6 +56,14 @@ class EmbeddingSettings:
             measured, and a quarter of 256's memory) and 512 on a GPU.
         device: where this process runs the model: cpu, cuda or auto (not recorded in the
             index).
+        backend: the window search: hnsw (hnswlib, the default), flat (FAISS, exact) or ivfpq
+            (FAISS inverted lists of product-quantised codes, pq_m bytes per window).
+        nlist: IVF-PQ coarse cells (fewer when there are fewer than 39 training windows per
+            cell).
+        pq_m: IVF-PQ bytes per window (sub-quantisers); must divide the embedding size.
+        nbits: IVF-PQ bits per sub-quantiser code.
+        nprobe: IVF-PQ cells visited per query window.
+        train_windows: IVF-PQ training sample, in windows of the first segment written.
     """
 
     window_s: float | None = None
@@ -63,6 +72,23 @@ class EmbeddingSettings:
     neighbors: int = 20
     batch_size: int | None = None
     device: str = "auto"
+    backend: Backend = "hnsw"
+    nlist: int = 1024
+    pq_m: int = 32
+    nbits: int = 8
+    nprobe: int = 32
+    train_windows: int = 65536
+
+    @property
+    def search(self) -> SearchSettings:
+        return SearchSettings(
+            backend=self.backend,
+            nlist=self.nlist,
+            pq_m=self.pq_m,
+            nbits=self.nbits,
+            nprobe=self.nprobe,
+            train_windows=self.train_windows,
+        )
 
 
 @dataclass(frozen=True)
@@ -121,7 +147,7 @@ class EmbeddingEngine(Engine):
         self.window_samples = int(round(self.settings.window_s * self.sample_rate))
         silence = np.zeros((1, self.window_samples), np.float32)
         self.embed_dim = self.embed(silence).shape[1]
-        self.index = WindowIndex(self.embed_dim)
+        self.index = WindowIndex(self.embed_dim, self.settings.search)
 
     @property
     def sample_rate(self) -> int:
@@ -197,7 +223,7 @@ class EmbeddingEngine(Engine):
     def empty(self) -> EmbeddingEngine:
         """No track, the same model (shared, not loaded again)."""
         engine = copy.copy(self)
-        engine.index = WindowIndex(self.embed_dim)
+        engine.index = self.index.empty()
         return engine
 
     def save(self, directory: Path) -> None:
@@ -260,6 +286,12 @@ class EmbeddingEngine(Engine):
         engine.checkpoint = recorded["checkpoint"]
         engine._model_copy = first / MODEL_FILE
         engine.index = WindowIndex.open([Path(d) / "hnsw" for d in directories], removed)
+        check_index(
+            engine.index.search_settings.backend == settings.backend,
+            first / "hnsw",
+            f"windows searched by {engine.index.search_settings.backend}, where"
+            f" {SETTINGS_FILE} records {settings.backend}",
+        )
         check_index(
             engine.index.dim == engine.embed_dim,
             first / "hnsw",

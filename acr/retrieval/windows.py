@@ -1,19 +1,20 @@
-"""HNSW index of sliding-window embeddings and track ranking by offset-consistent voting.
+"""A searchable index of sliding-window embeddings and track ranking by offset-consistent voting.
 
 Each vector is one window of a catalog track, tagged with (track, start_s). A query is cut into
 windows too; every query window votes for the tracks of its nearest catalog windows at the
 time offset ``reference_start - query_start``. The right track collects votes from many query
 windows at one offset, a wrong track's votes scatter over offsets (the same principle as
 landmark offset histograms, Wang 2003; applied to embeddings as in Chang et al. 2021).
+The neighbours come from hnswlib or FAISS (acr.retrieval.neighbors).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-import hnswlib
 import numpy as np
 
 from acr.files import write_json
@@ -22,8 +23,10 @@ from acr.retrieval.engine import (
     check_index,
     check_track_ids,
     read_index_json,
+    read_settings,
     reading,
 )
+from acr.retrieval.neighbors import FaissPart, HnswPart, SearchSettings, merge_ivfpq
 
 # Not index.json: that name belongs to the index directory's manifest (acr.retrieval.store).
 SETTINGS_FILE = "windows.json"
@@ -31,46 +34,55 @@ SETTINGS_KEYS = ("dim", "m", "ef_construction", "ef_search", "track_ids")
 
 
 @dataclass
-class _Graph:
-    """One part's HNSW graph; its labels are the index's labels from ``first_label`` on."""
+class _Part:
+    """One part's neighbour search; its labels are the index's labels from ``first_label`` on."""
 
-    hnsw: hnswlib.Index
+    vectors: HnswPart | FaissPart
     first_label: int
-    size: int  # vectors in the graph
-    removed: int = 0  # of them marked deleted (their tracks were removed)
 
 
 class WindowIndex:
-    """Approximate nearest-neighbour search (hnswlib, inner product on unit vectors) over windows.
+    """Nearest-neighbour search (inner product on unit vectors) over windows.
 
-    An index directory holds it in parts (segments, acr.retrieval.store), one graph each: a
-    search asks every graph for its nearest windows and keeps the best over all of them, so
-    the neighbours are those of one graph over every part (as far as HNSW is exact). A removed
-    track's windows are marked deleted in their graph (hnswlib still walks through them but
-    never returns them) until the parts are merged.
+    An index directory holds it in parts (segments, acr.retrieval.store), one neighbour index
+    each: a search asks every part for its nearest windows and keeps the best over all of them,
+    so the neighbours are those of one index over every part (as far as the search is exact).
+    A removed track's windows are excluded from its part's answers until the parts are merged.
 
     Args:
         dim: embedding size.
-        m: HNSW graph degree; 16-32 is the usual recall/memory balance.
-        ef_construction: build-time beam width (higher: better graph, slower build).
-        ef_search: query-time beam width (higher: better recall, slower search).
+        search: the neighbour search (hnswlib by default, or FAISS Flat / IVF-PQ).
+        template: for IVF-PQ, the trained empty index every part of this index uses.
     """
 
     def __init__(
-        self, dim: int, m: int = 16, ef_construction: int = 200, ef_search: int = 128
+        self, dim: int, search: SearchSettings | None = None, template: Any = None
     ) -> None:
         self.dim = dim
-        self.m = m
-        self.ef_construction = ef_construction
-        self.ef_search = ef_search
+        self.search_settings = search or SearchSettings()
+        self._template = template
         self._all_ids: list[str] = []  # every track of every part, removed ones too
         self._live: dict[str, int] = {}  # live track id -> its number, in adding order
-        self._graphs: list[_Graph] = []
-        self._writable: _Graph | None = None  # the graph tracks added here go to
-        self._capacity = 0
+        self._parts: list[_Part] = []
+        self._writable: _Part | None = None  # the part tracks added here go to
         # Per-track parts, concatenated on first use: repeated np.concatenate would be quadratic.
         self._track_parts: list[np.ndarray] = []
         self._start_parts: list[np.ndarray] = []
+
+    def empty(self) -> WindowIndex:
+        """No windows, the same settings and (IVF-PQ) training."""
+        return WindowIndex(self.dim, self.search_settings, self._trained_template())
+
+    def _trained_template(self) -> Any:
+        for part in self._parts:
+            if isinstance(part.vectors, FaissPart) and part.vectors.template is not None:
+                return part.vectors.template
+        return self._template
+
+    def _new_part(self) -> HnswPart | FaissPart:
+        if self.search_settings.backend == "hnsw":
+            return HnswPart(self.dim, self.search_settings)
+        return FaissPart(self.dim, self.search_settings, template=self._trained_template())
 
     @property
     def track_ids(self) -> list[str]:
@@ -79,7 +91,7 @@ class WindowIndex:
 
     def __len__(self) -> int:
         """Searchable windows (those of removed tracks not counted)."""
-        return sum(graph.size - graph.removed for graph in self._graphs)
+        return sum(part.vectors.size - part.vectors.removed for part in self._parts)
 
     @property
     def _vector_track(self) -> np.ndarray:
@@ -108,59 +120,43 @@ class WindowIndex:
             )
         if track_id in self._live:
             raise ValueError(f"track {track_id!r} is already in the index")
-        graph = self._writable
-        if graph is None:
-            first_label = sum(graph.size for graph in self._graphs)
-            graph = self._writable = _Graph(hnswlib.Index(space="ip", dim=self.dim), first_label, 0)
-            self._graphs.append(graph)
-        needed = graph.size + len(embeddings)
-        if not self._capacity:
-            self._capacity = max(needed, 1024)
-            graph.hnsw.init_index(self._capacity, ef_construction=self.ef_construction, M=self.m)
-        elif needed > self._capacity:
-            self._capacity = max(needed, 2 * self._capacity)
-            graph.hnsw.resize_index(self._capacity)
-        # One thread: hnswlib's parallel insertion links windows in whatever order the threads
-        # reach them, so two builds of the same vectors differed byte for byte. The cost (30,000
-        # windows: 12 s instead of 6 s alone) is mostly hidden, as decoding workers share the
-        # cores during a build.
-        graph.hnsw.add_items(embeddings, np.arange(graph.size, needed), num_threads=1)
-        graph.size = needed
+        if self._writable is None:
+            first_label = sum(part.vectors.size for part in self._parts)
+            self._writable = _Part(self._new_part(), first_label)
+            self._parts.append(self._writable)
+        self._writable.vectors.add(embeddings)
         self._live[track_id] = len(self._all_ids)
         self._track_parts.append(np.full(len(embeddings), len(self._all_ids), dtype=np.int32))
         self._all_ids.append(track_id)
         self._start_parts.append(start_s)
 
     def remove(self, track_ids: Collection[str]) -> None:
-        """Stop returning these tracks' windows (marked deleted in their graphs)."""
+        """Stop returning these tracks' windows."""
         unknown = [track_id for track_id in track_ids if track_id not in self._live]
         if unknown:
             raise KeyError(f"track {unknown[0]!r} is not in the index")
         numbers = [self._live.pop(track_id) for track_id in track_ids]
         labels = np.flatnonzero(np.isin(self._vector_track, numbers))
-        for graph in self._graphs:
-            local = labels[
-                (labels >= graph.first_label) & (labels < graph.first_label + graph.size)
-            ]
-            for label in local - graph.first_label:
-                graph.hnsw.mark_deleted(int(label))
-            graph.removed += len(local)
+        for part in self._parts:
+            first, size = part.first_label, part.vectors.size
+            local = labels[(labels >= first) & (labels < first + size)] - first
+            if len(local):
+                part.vectors.delete(local)
 
     def search(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest windows: (labels [q, k], cosine similarities [q, k]), best first."""
         k = min(k, len(self))
         if k == 0:
             raise ValueError("the index is empty")
-        embeddings = np.asarray(embeddings, np.float32)
+        embeddings = np.ascontiguousarray(embeddings, np.float32)
         labels, similarities = [], []
-        for graph in self._graphs:
-            graph_k = min(k, graph.size - graph.removed)
-            if graph_k == 0:
+        for part in self._parts:
+            part_k = min(k, part.vectors.size - part.vectors.removed)
+            if part_k == 0:
                 continue
-            graph.hnsw.set_ef(max(self.ef_search, graph_k))
-            found, distances = graph.hnsw.knn_query(embeddings, k=graph_k)
-            labels.append(found.astype(np.int64) + graph.first_label)
-            similarities.append(1.0 - distances)
+            found, part_similarities = part.vectors.search(embeddings, part_k)
+            labels.append(found + part.first_label)
+            similarities.append(part_similarities)
         if len(labels) == 1:
             return labels[0], similarities[0]
         labels, similarities = np.concatenate(labels, axis=1), np.concatenate(similarities, axis=1)
@@ -255,46 +251,71 @@ class WindowIndex:
         ]
 
     def save(self, directory: str | Path) -> None:
-        """Write the live windows as one part: the graph, the window table and the settings.
-        Parts, or a part with removed tracks, are merged into a new graph (each live track's
-        vectors re-inserted, in adding order)."""
+        """Write the live windows as one part: the neighbour index, the window table and the
+        settings. Parts, or a part with removed tracks, are merged: IVF-PQ codes are moved as
+        they are (every part shares one training), other vectors are added again, each live
+        track's in adding order."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         merged = self
-        if len(self._graphs) > 1 or any(graph.removed for graph in self._graphs):
-            merged = WindowIndex(self.dim, self.m, self.ef_construction, self.ef_search)
-            tracks = self._vector_track
-            for track_id, number in self._live.items():
-                labels = np.flatnonzero(tracks == number)
-                merged.add(track_id, self._vectors(labels), self._vector_start_s[labels])
-        if merged._graphs:
-            merged._graphs[0].hnsw.save_index(str(directory / "hnsw.bin"))
-        else:
-            empty = hnswlib.Index(space="ip", dim=self.dim)
-            empty.init_index(1, ef_construction=self.ef_construction, M=self.m)
-            empty.save_index(str(directory / "hnsw.bin"))
+        removed = any(part.vectors.removed for part in self._parts)
+        if len(self._parts) > 1 or removed:
+            merged = self._merged()
+        vectors = merged._parts[0].vectors if merged._parts else self._new_part()
+        vectors.save(directory)
         np.savez(
             directory / "windows.npz", track=merged._vector_track, start_s=merged._vector_start_s
         )
+        search = self.search_settings
         settings = {
             "dim": self.dim,
-            "m": self.m,
-            "ef_construction": self.ef_construction,
-            "ef_search": self.ef_search,
+            "m": search.m,
+            "ef_construction": search.ef_construction,
+            "ef_search": search.ef_search,
+            "search": asdict(search),
             "track_ids": merged.track_ids,
         }
         write_json(directory / SETTINGS_FILE, settings, indent=None)
 
+    def _merged(self) -> WindowIndex:
+        """One part holding the live tracks' windows, in adding order."""
+        merged = WindowIndex(self.dim, self.search_settings, self._trained_template())
+        tracks = self._vector_track
+        live_numbers = np.array(list(self._live.values()), dtype=np.int64)
+        keep = np.isin(tracks, live_numbers)
+        new_label = np.where(keep, np.cumsum(keep) - 1, -1)
+        if self.search_settings.backend == "ivfpq":
+            moved = merge_ivfpq(
+                [part.vectors for part in self._parts],
+                [
+                    new_label[part.first_label : part.first_label + part.vectors.size]
+                    for part in self._parts
+                ],
+            )
+            if moved is not None:
+                renumber = {number: i for i, number in enumerate(live_numbers)}
+                merged._parts = [_Part(moved, 0)]
+                merged._all_ids = list(self._live)
+                merged._live = {track_id: i for i, track_id in enumerate(self._live)}
+                merged._track_parts = [
+                    np.array([renumber[n] for n in tracks[keep]], dtype=np.int32)
+                ]
+                merged._start_parts = [self._vector_start_s[keep]]
+                return merged
+        for track_id, number in self._live.items():
+            labels = np.flatnonzero(tracks == number)
+            merged.add(track_id, self._vectors(labels), self._vector_start_s[labels])
+        return merged
+
     def _vectors(self, labels: np.ndarray) -> np.ndarray:
-        """The stored vectors of the given labels (in one graph or across several)."""
+        """The stored vectors of the given labels (in one part or across several)."""
         rows = []
-        for graph in self._graphs:
-            inside = labels[
-                (labels >= graph.first_label) & (labels < graph.first_label + graph.size)
-            ]
+        for part in self._parts:
+            first, size = part.first_label, part.vectors.size
+            inside = labels[(labels >= first) & (labels < first + size)]
             if len(inside):
-                rows.append(graph.hnsw.get_items(inside - graph.first_label, return_type="numpy"))
-        return np.concatenate(rows or [np.zeros((0, self.dim), np.float32)]).astype(np.float32)
+                rows.append(part.vectors.vectors(inside - first))
+        return np.concatenate(rows or [np.zeros((0, self.dim), np.float32)])
 
     @classmethod
     def load(cls, directory: str | Path) -> WindowIndex:
@@ -310,15 +331,17 @@ class WindowIndex:
         for number, directory in enumerate(directories):
             part = _read_part(Path(directory))
             if index is None:
-                index = cls(part.dim, part.m, part.ef_construction, part.ef_search)
+                index = cls(part.dim, part.search_settings)
             check_index(
-                part.dim == index.dim,
+                part.dim == index.dim and part.search_settings == index.search_settings,
                 Path(directory) / SETTINGS_FILE,
-                f"{part.dim}-d windows; the first part has {index.dim}",
+                f"{part.dim}-d windows searched by {part.search_settings}; the first part has"
+                f" {index.dim} by {index.search_settings}",
             )
             # A track may have no windows (a melody without voiced ones): not in any part.
             gone = set(removed[number]) & set(part._live) if number < len(removed) else set()
-            first_track, first_label = len(index._all_ids), sum(g.size for g in index._graphs)
+            first_track = len(index._all_ids)
+            first_label = sum(p.vectors.size for p in index._parts)
             for track_id, track_number in part._live.items():
                 check_index(
                     track_id not in index._live,
@@ -329,9 +352,9 @@ class WindowIndex:
             index._all_ids.extend(part._all_ids)
             index._track_parts.append(part._vector_track + first_track)
             index._start_parts.append(part._vector_start_s)
-            (graph,) = part._graphs
-            graph.first_label = first_label
-            index._graphs.append(graph)
+            (vectors,) = part._parts
+            vectors.first_label = first_label
+            index._parts.append(vectors)
             if gone:
                 index.remove(sorted(gone))
         if index is None:
@@ -352,7 +375,9 @@ def _read_part(directory: Path) -> WindowIndex:
         f"{', '.join(SETTINGS_KEYS[:4])} must be positive integers",
     )
     track_ids = check_track_ids(settings["track_ids"], settings_path)
-    index = WindowIndex(*(settings[key] for key in SETTINGS_KEYS[:4]))
+    hnsw = {key: settings[key] for key in SETTINGS_KEYS[1:4]}
+    search = read_settings(SearchSettings, {**hnsw, **settings.get("search", {})}, settings_path)
+    index = WindowIndex(settings["dim"], search)
     windows_path = directory / "windows.npz"
     with reading(windows_path), np.load(windows_path, allow_pickle=False) as windows:
         check_index({"track", "start_s"} <= set(windows.files), windows_path, "not a window table")
@@ -375,18 +400,6 @@ def _read_part(directory: Path) -> WindowIndex:
     index._live = {track_id: i for i, track_id in enumerate(track_ids)}
     index._track_parts = [track.astype(np.int32, copy=False)]
     index._start_parts = [start_s.astype(np.float32, copy=False)]
-    graph_path = directory / "hnsw.bin"
-    check_index(graph_path.is_file(), graph_path, "missing")  # hnswlib: "Cannot open file"
-    hnsw = hnswlib.Index(space="ip", dim=index.dim)
-    with reading(graph_path):
-        hnsw.load_index(str(graph_path), max_elements=max(len(track), 1))
-    count = len(track)
-    check_index(
-        (hnsw.get_current_count() == count or (count == 0 and hnsw.get_current_count() == 0))
-        and hnsw.dim == index.dim,
-        graph_path,
-        f"{hnsw.get_current_count()} vectors of {hnsw.dim} dimensions; the"
-        f" window table has {count} of {index.dim}",
-    )
-    index._graphs = [_Graph(hnsw, 0, count)]
+    backend = HnswPart if search.backend == "hnsw" else FaissPart
+    index._parts = [_Part(backend.load(directory, index.dim, search, len(track)), 0)]
     return index
