@@ -29,10 +29,8 @@ def show_index(summary: BuildSummary) -> None:
         f"  items {summary.items}; {summary.index_bytes / 1e6:.1f} MB, "
         f"{summary.index_bytes / hours / 1e6:.1f} MB per hour"
     )
-    print(
-        f"  this run: {summary.seconds:.1f} s, {summary.real_time_factor:.0f}x real time, "
-        f"peak memory {summary.peak_rss_mb:.0f} MB"
-    )
+    speed = f"{summary.real_time_factor:.0f}x real time, " if summary.run_audio_s else ""
+    print(f"  this run: {summary.seconds:.1f} s, {speed}peak memory {summary.peak_rss_mb:.0f} MB")
 
 
 def recognize(
@@ -174,8 +172,10 @@ class IndexCommands:
 def replace_tracks(
     index: str, catalog: str, workers: int | None = None, save_every: int = 200
 ) -> BuildSummary:
-    """Replace tracks of an index by those of a folder or table with the same ids (each must
-    be in the index): the old ones are removed, the new ones added, in one change.
+    """Replace tracks of an index with new audio under the same ids.
+
+    Each id must be in the index: the old track is removed and the new one added, in one
+    change.
 
     Args:
         index: the index directory (acr index).

@@ -38,8 +38,10 @@ def add_tracks(
     workers: int | None = None,
     save_every: int = 200,
 ) -> BuildSummary:
-    """Add the tracks of a folder or table to an index, with the engines and settings it was
-    built with. A track id already in the index is an error, unless ``replace``.
+    """Add tracks from a folder or table to an index.
+
+    The tracks are indexed with the engines and settings the index was built with. A track id
+    already in the index is an error, unless ``replace``.
 
     Args:
         index: the index directory (acr index).
@@ -116,8 +118,10 @@ def _add(
 
 
 def remove_tracks(index: str, track_ids: list[str]) -> int:
-    """Remove tracks from an index by id: they are never returned again, and their data goes
-    at the next compaction. Returns how many were removed.
+    """Remove tracks from an index by id.
+
+    They are never returned again; their data goes at the next compaction. Returns how many
+    were removed.
 
     Args:
         index: the index directory (acr index).
@@ -141,8 +145,9 @@ def remove_tracks(index: str, track_ids: list[str]) -> int:
 
 
 def compact_index(index: str) -> BuildSummary:
-    """Merge every segment of an index into one, leaving out removed tracks: the index then
-    holds only live data and is searched as one part.
+    """Merge every segment of an index into one, without the removed tracks.
+
+    The index then holds only live data and is searched as one part.
 
     Args:
         index: the index directory (acr index).
@@ -166,8 +171,9 @@ class Listing:
 
 
 def list_index(index: str) -> Listing:
-    """The live tracks of an index (id, segment, seconds of audio, the file it came from) and
-    its segments.
+    """List the live tracks of an index, or its segments.
+
+    A track's row: id, segment, seconds of audio, the file it came from.
 
     Args:
         index: the index directory (acr index).

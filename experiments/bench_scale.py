@@ -1,0 +1,390 @@
+"""How each cost grows with the catalog: 10^3, 10^4, 10^5 tracks of 3 minutes.
+
+    python experiments/bench_scale.py --fingerprint PART --embedding PART --queries QUERIES.csv \
+        --work DIR [--sizes 1000 10000 100000] [--query_count 300] [--plot scale.png]
+
+PART is an engine folder of a real index's segment (``INDEX/segment-NNNNNN/fingerprint``,
+``.../embedding``): the real catalog (the soundtrack corpus), whose 3-s test queries
+(``acr data make-queries``) must find their tracks at every size. The rest of each catalog is
+drawn to match the real one's statistics, with no audio:
+- fingerprint: per synthetic track, as many postings per second as the real catalog has, their
+  hashes drawn from the real catalog's hash frequencies (common hashes stay common), anchor
+  frames uniform over the track;
+- embedding: per synthetic track, 1-s windows every 0.5 s, each the normalised sum of two
+  random real windows of different tracks and a little Gaussian noise (points among the real
+  ones, not in an empty corner of the sphere).
+
+Each size is written as segments of at most --segment_tracks tracks, then compacted (``acr
+index compact``'s code): that time, bytes on disk per hour of audio, resident memory after
+load (a fresh process), 3-s query latency p50/p95 (warm page cache, one thread of search per
+query) and top-1 of the real queries, with Wilson 95 % intervals. The embedding is searched
+with FAISS IVF-PQ at every size, and at the smaller sizes also with HNSW and exact search
+(window recall@1 against exact, track top-1 against HNSW). Prints the machine and a table;
+--plot writes the log-log curves and --json the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from acr.audio import load_audio
+from acr.data.manifests import read_queries
+from acr.retrieval.embedding import EmbeddingEngine
+from acr.retrieval.fingerprint.engine import FingerprintEngine
+from acr.retrieval.fingerprint.landmarks import Landmarks
+from acr.retrieval.neighbors import SearchSettings
+from acr.retrieval.windows import WindowIndex
+from acr.runs.environment import machine
+
+TRACK_S = 180.0
+SEED = 0
+
+
+def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (never zero-width)."""
+    if total == 0:
+        return 0.0, 1.0
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def resident_mb_after_load(kind: str, part: Path) -> float:
+    """VmRSS of a fresh process that opened the part (an interpreter, numpy, the engine)."""
+    module, name = {
+        "fingerprint": ("acr.retrieval.fingerprint.engine", "FingerprintEngine"),
+        "embedding": ("acr.retrieval.windows", "WindowIndex"),
+    }[kind]
+    code = (
+        f"import sys\nfrom {module} import {name}\n"
+        f"engine = {name}.load(sys.argv[1])\n"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(part)], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr)
+    return int(out.stdout.strip()) / 1024
+
+
+def percentiles_ms(seconds: list[float]) -> tuple[float, float]:
+    p50, p95 = np.percentile(np.asarray(seconds) * 1000, [50, 95])
+    return float(p50), float(p95)
+
+
+class Queries:
+    """The real 3-s queries, decoded once at each engine's rate."""
+
+    def __init__(self, table: str, count: int) -> None:
+        queries = read_queries(table, require_truth=True)
+        queries = queries[queries["length_s"] == 3.0]
+        rng = np.random.default_rng(SEED)
+        picked = rng.choice(len(queries), min(count, len(queries)), replace=False)
+        self.table = queries.iloc[np.sort(picked)].reset_index(drop=True)
+
+    def audio(self, rate: int) -> list[np.ndarray]:
+        return [load_audio(path, rate) for path in self.table["path"]]
+
+    @property
+    def truth(self) -> list[str]:
+        return list(self.table["track_id"])
+
+
+def fingerprint_curve(options, queries: Queries) -> list[dict]:
+    real = FingerprintEngine.load(options.fingerprint)
+    (part,) = real._all_parts()
+    frequencies = np.diff(np.asarray(part.starts)).astype(np.float64)
+    keys = np.asarray(part.keys)
+    cumulative = np.cumsum(frequencies / frequencies.sum())
+    real_tracks = len(real.track_ids)
+    postings_per_track = int(round(len(part.tracks) / real_tracks))  # the corpus: ~2.4 min
+    real_s = float(options.real_audio_s) if options.real_audio_s else real_tracks * TRACK_S
+    per_second = len(part.tracks) / real_s
+    per_track = int(round(per_second * TRACK_S))
+    frames = int(TRACK_S * real.settings.sample_rate / real.settings.hop_size)
+    print(f"fingerprint: real catalog {real_tracks} tracks, {len(part.tracks):,} postings"
+          f" ({per_second:.0f}/s, {postings_per_track:,} per track); synthetic tracks of"
+          f" {TRACK_S:.0f} s get {per_track:,}")  # fmt: skip
+    clips = queries.audio(real.settings.sample_rate)
+    work = Path(options.work) / "fingerprint"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copytree(options.fingerprint, work / "part-real")
+    parts, made, rows = [work / "part-real"], real_tracks, []
+    rng = np.random.default_rng(SEED)
+    for size in options.sizes:
+        started = time.perf_counter()
+        while made < size:
+            count = min(options.segment_tracks, size - made)
+            engine = FingerprintEngine(real.settings)
+            for number in range(made, made + count):
+                drawn = np.searchsorted(cumulative, rng.random(per_track))
+                hashes = keys[np.minimum(drawn, len(keys) - 1)]
+                anchor = rng.integers(0, frames, per_track).astype(np.int32)
+                engine.add(f"synthetic{number:07d}", Landmarks(hashes.astype(np.uint32), anchor))
+            engine.save(work / f"part-{made:07d}")
+            parts.append(work / f"part-{made:07d}")
+            made += count
+        generated_s = time.perf_counter() - started
+        started = time.perf_counter()
+        merged = work / f"merged-{size}"
+        shutil.rmtree(merged, ignore_errors=True)
+        FingerprintEngine.open(parts).save(merged)
+        compact_s = time.perf_counter() - started
+        for settings_name, max_postings in options.max_postings:
+            rows.append(
+                measure_fingerprint(
+                    merged,
+                    size,
+                    real_tracks,
+                    real_s,
+                    clips,
+                    queries.truth,
+                    compact_s,
+                    generated_s,
+                    settings_name,
+                    max_postings,
+                )  # fmt: skip
+            )
+            print(json.dumps(rows[-1]))
+        if size != options.sizes[-1]:
+            shutil.rmtree(merged)
+    return rows
+
+
+def measure_fingerprint(
+    merged, size, real_tracks, real_s, clips, truth, compact_s, generated_s, name, max_postings
+) -> dict:
+    engine = FingerprintEngine.load(merged)
+    if max_postings:
+        from dataclasses import replace
+
+        engine.settings = replace(engine.settings, max_postings_per_hash=max_postings)
+    engine.search(clips[0])  # compiles numba, maps the first pages
+    latencies, right = [], 0
+    for clip, track_id in zip(clips, truth):
+        started = time.perf_counter()
+        matches = engine.search(clip, 5)
+        latencies.append(time.perf_counter() - started)
+        right += bool(matches) and matches[0].track_id == track_id
+    hours = (real_s + (size - real_tracks) * TRACK_S) / 3600
+    p50, p95 = percentiles_ms(latencies)
+    low, high = wilson(right, len(clips))
+    return {
+        "engine": "fingerprint",
+        "search": f"max_postings_per_hash={engine.settings.max_postings_per_hash} ({name})",
+        "tracks": size,
+        "hours": round(hours, 1),
+        "compact_s": round(compact_s, 1),
+        "generate_s": round(generated_s, 1),
+        "disk_gb": round(folder_bytes(merged) / 1e9, 3),
+        "mb_per_hour": round(folder_bytes(merged) / 1e6 / hours, 2),
+        "rss_after_load_mb": round(resident_mb_after_load("fingerprint", merged), 0),
+        "p50_ms": round(p50, 1),
+        "p95_ms": round(p95, 1),
+        "top1": round(right / len(clips), 4),
+        "top1_wilson95": [round(low, 4), round(high, 4)],
+        "queries": len(clips),
+    }
+
+
+def embedding_curve(options, queries: Queries) -> list[dict]:
+    engine = EmbeddingEngine.load(Path(options.embedding))
+    real = engine.index
+    labels = np.arange(sum(p.vectors.size for p in real._parts))
+    vectors = real._vectors(labels)
+    tracks, starts = real.window_metadata(labels)
+    real_tracks = len(real.track_ids)
+    print(f"embedding: real catalog {real_tracks} tracks, {len(vectors):,} windows of"
+          f" {vectors.shape[1]} dimensions")  # fmt: skip
+    started = time.perf_counter()
+    query_windows = []
+    for clip in queries.audio(engine.sample_rate):
+        windows, starts_s = engine.windows(clip, engine.settings.query_hop_s)
+        query_windows.append((engine.embed(windows), starts_s))
+    model_ms = (time.perf_counter() - started) * 1000 / len(query_windows)
+    per_track = int(TRACK_S / engine.settings.hop_s)
+    rows = []
+    backends = {
+        "ivfpq": SearchSettings(
+            "ivfpq", nlist=options.nlist, pq_m=options.pq_m, nprobe=options.nprobe
+        ),  # fmt: skip
+        "flat": SearchSettings("flat"),
+        "hnsw": SearchSettings("hnsw"),
+    }
+    for size in options.sizes:
+        results = {}
+        for name, search in backends.items():
+            if name not in options.backends:
+                continue
+            limit = {"flat": options.exact_up_to, "hnsw": options.hnsw_up_to}.get(name, size)
+            if size > limit:
+                continue  # one-thread HNSW builds and exact search in RAM do not scale here
+            # IVF-PQ trained once, on real and synthetic windows alike, before any is added.
+            index = WindowIndex(vectors.shape[1], search, template(vectors, search, size))
+            started = time.perf_counter()
+            for number, track_id in enumerate(real._all_ids):
+                rows_of = np.flatnonzero(tracks == number)
+                index.add(track_id, vectors[rows_of], starts[rows_of])
+            synthetic = np.random.default_rng(SEED)  # the same windows for every backend
+            for number in range(real_tracks, size):
+                mixed = synthetic_windows(vectors, per_track, synthetic)
+                index.add(f"synthetic{number:07d}", mixed, np.arange(per_track) * 0.5)
+            build_s = time.perf_counter() - started
+            folder = Path(options.work) / f"embedding-{name}-{size}"
+            shutil.rmtree(folder, ignore_errors=True)
+            index.save(folder)
+            loaded = WindowIndex.load(folder)
+            latencies, right, first_labels = [], 0, []
+            loaded.rank_tracks(*query_windows[0], 5, engine.settings.neighbors)
+            for (embeddings, starts_s), track_id in zip(query_windows, queries.truth):
+                began = time.perf_counter()
+                matches = loaded.rank_tracks(
+                    embeddings, starts_s, 5, engine.settings.neighbors, engine.settings.hop_s
+                )
+                latencies.append(time.perf_counter() - began)
+                right += bool(matches) and matches[0].track_id == track_id
+                first_labels.append(loaded.search(embeddings, 1)[0][:, 0])
+            windows = len(loaded)
+            graph = folder / ("hnsw.bin" if name == "hnsw" else "faiss.index")
+            p50, p95 = percentiles_ms(latencies)
+            low, high = wilson(right, len(query_windows))
+            results[name] = {
+                "engine": "embedding",
+                "search": name
+                if name != "ivfpq"
+                else f"ivfpq nlist={search.nlist} pq_m={search.pq_m} nprobe={search.nprobe}",
+                "tracks": size,
+                "windows": windows,
+                "build_s": round(build_s, 1),
+                "bytes_per_window": round(graph.stat().st_size / windows, 1),
+                "disk_gb": round(folder_bytes(folder) / 1e9, 3),
+                "rss_after_load_mb": round(resident_mb_after_load("embedding", folder), 0),
+                "search_p50_ms": round(p50, 2),
+                "search_p95_ms": round(p95, 2),
+                "model_ms_per_query": round(model_ms, 1),
+                "top1": round(right / len(query_windows), 4),
+                "top1_wilson95": [round(low, 4), round(high, 4)],
+                "queries": len(query_windows),
+                "_first": np.concatenate(first_labels),
+            }
+            shutil.rmtree(folder)
+        exact = results.get("flat", {}).get("_first")
+        for name, row in results.items():
+            first = row.pop("_first")
+            if exact is not None:
+                row["window_recall1_vs_exact"] = round(float(np.mean(first == exact)), 4)
+            if "hnsw" in results and name != "hnsw":
+                row["top1_minus_hnsw"] = round(row["top1"] - results["hnsw"]["top1"], 4)
+            rows.append(row)
+            print(json.dumps(row))
+    return rows
+
+
+def synthetic_windows(vectors: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Each the normalised sum of two random real windows and a little noise."""
+    mixed = (
+        vectors[rng.integers(0, len(vectors), count)]
+        + vectors[rng.integers(0, len(vectors), count)]
+    )
+    mixed += 0.05 * rng.standard_normal(mixed.shape).astype(np.float32)
+    return mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
+
+
+def template(vectors: np.ndarray, search: SearchSettings, size: int):
+    """An IVF-PQ index trained on real windows and as many synthetic ones as the catalog's
+    share (None for the other backends)."""
+    if search.backend != "ivfpq":
+        return None
+    from acr.retrieval.neighbors import train_ivfpq
+
+    rng = np.random.default_rng(SEED + 1)
+    real_share = min(1.0, len(vectors) / (len(vectors) + size * TRACK_S * 2))
+    real = vectors[rng.choice(len(vectors), int(search.train_windows * real_share) + 1)]
+    synthetic = synthetic_windows(vectors, search.train_windows - len(real), rng)
+    return train_ivfpq(np.concatenate([real, synthetic]), search)
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    series = {}
+    for row in rows:
+        series.setdefault(f"{row['engine']} {row['search']}", []).append(row)
+    for label, points in series.items():
+        sizes = [p["tracks"] for p in points]
+        latency = [p.get("p50_ms", p.get("search_p50_ms")) for p in points]
+        axes[0].loglog(sizes, latency, "o-", label=label)
+        axes[1].loglog(sizes, [p["disk_gb"] for p in points], "o-", label=label)
+        axes[2].loglog(sizes, [p["rss_after_load_mb"] for p in points], "o-", label=label)
+        axes[3].semilogx(sizes, [p["top1"] for p in points], "o-", label=label)
+    titles = [
+        "3-s query p50, ms (embedding: search only)",
+        "index on disk, GB",
+        "RSS after load, MB",
+        "top-1 of the real 3-s queries",
+    ]
+    for axis, title in zip(axes, titles):
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel("catalog tracks (3 min each)")
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fingerprint", help="a fingerprint part of the real catalog")
+    parser.add_argument("--embedding", help="an embedding part of the real catalog")
+    parser.add_argument("--real_audio_s", type=float, help="hours of the real catalog, in s")
+    parser.add_argument("--queries", required=True, help="3-s test queries of the real catalog")
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    parser.add_argument("--query_count", type=int, default=300)
+    parser.add_argument("--segment_tracks", type=int, default=2000)
+    parser.add_argument("--exact_up_to", type=int, default=10000, help="flat search up to")
+    parser.add_argument("--hnsw_up_to", type=int, default=1000, help="HNSW builds up to")
+    parser.add_argument("--nlist", type=int, default=1024)
+    parser.add_argument("--pq_m", type=int, default=32)
+    parser.add_argument("--nprobe", type=int, default=32)
+    parser.add_argument("--train_windows", type=int, default=65536)
+    parser.add_argument(
+        "--backends", nargs="+", default=["ivfpq", "flat", "hnsw"], help="embedding searches"
+    )
+    parser.add_argument("--plot")
+    parser.add_argument("--json")
+    options = parser.parse_args()
+    options.max_postings = [("default", 0)]
+    print("machine:", machine("faiss", "numba"))
+    queries = Queries(options.queries, options.query_count)
+    rows = []
+    if options.embedding:
+        rows += embedding_curve(options, queries)
+    if options.fingerprint:
+        rows += fingerprint_curve(options, queries)
+    if options.json:
+        Path(options.json).write_text(json.dumps(rows, indent=1))
+    if options.plot:
+        plot(rows, options.plot)
+
+
+if __name__ == "__main__":
+    main()
