@@ -37,7 +37,8 @@ Training (LightningCLI):
   predict     run the predict loop
 
 Retrieval:
-  index       index a catalog with fingerprint, embedding, melody or hybrid engines
+  index       index a catalog with fingerprint, embedding, melody or hybrid engines;
+              index add|replace|remove|list|compact change or show an index
   recognize   identify clips: ranked tracks, scores and offsets
   evaluate    top-1/top-5/MRR per bucket with bootstrap confidence intervals
   fuse        fit the hybrid fusion on validation queries
