@@ -76,6 +76,23 @@ class BuildSummary:
         """Audio indexed by this run per second of this run (a resume counts only its part)."""
         return self.run_audio_s / max(self.seconds, 1e-9)
 
+    @classmethod
+    def of(cls, writer: IndexWriter, run_audio_s: float, seconds: float) -> BuildSummary:
+        """The index as ``writer`` last committed it, and what this run did."""
+        state = writer.state
+        return cls(
+            directory=str(writer.directory),
+            engines=list(state.engines),
+            tracks=state.tracks,
+            skipped=state.skipped,
+            items=state.items,
+            audio_hours=state.audio_s / 3600,
+            run_audio_s=run_audio_s,
+            seconds=seconds,
+            index_bytes=sum(_bytes(writer.directory / s.name) for s in state.segments),
+            peak_rss_mb=_peak_rss_mb(),
+        )
+
 
 def build_index(
     catalog: str,
@@ -193,18 +210,7 @@ def _index_tracks(
         pending = _write_pending(writer, pending)
     else:
         writer.commit()
-    return BuildSummary(
-        directory=str(writer.directory),
-        engines=list(state.engines),
-        tracks=state.tracks,
-        skipped=state.skipped,
-        items=state.items,
-        audio_hours=state.audio_s / 3600,
-        run_audio_s=audio_s,
-        seconds=time.perf_counter() - started,
-        index_bytes=sum(_bytes(writer.directory / s.name) for s in state.segments),
-        peak_rss_mb=_peak_rss_mb(),
-    )
+    return BuildSummary.of(writer, audio_s, time.perf_counter() - started)
 
 
 def _write_pending(writer: IndexWriter, pending: Pending) -> Pending:

@@ -17,15 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from acr.data.catalogs import read_catalog
-from acr.retrieval.build import (
-    BuildSummary,
-    IndexWriter,
-    Pending,
-    _bytes,
-    _peak_rss_mb,
-    index_lock,
-    source_of,
-)
+from acr.retrieval.build import BuildSummary, IndexWriter, Pending, index_lock, source_of
 from acr.retrieval.engine import IndexDirectoryError
 from acr.retrieval.extraction import extract_in_workers
 from acr.retrieval.store import INDEX_FILE, IndexState, load_engines, read_segment
@@ -78,12 +70,12 @@ def add_tracks(
                 )
             jobs.append((track_id, path))
         with writer.change():
-            summary = _add(writer, jobs, workers, save_every)
+            run = _add(writer, jobs, workers, save_every)
             for track_id in replaced:
                 live[track_id][0].removed.append(track_id)
             writer.merge_tiers()
             writer.commit()
-    return _summary(writer, summary)
+    return BuildSummary.of(writer, *run)
 
 
 def _add(
@@ -161,7 +153,7 @@ def compact_index(index: str) -> BuildSummary:
             with writer.change():
                 segments[:] = [writer.merge(list(segments))]
                 writer.commit()
-    return _summary(writer, (0.0, time.perf_counter() - started))
+    return BuildSummary.of(writer, 0.0, time.perf_counter() - started)
 
 
 @dataclass
@@ -200,19 +192,3 @@ def _index_directory(index: str) -> Path:
     if not (directory / INDEX_FILE).is_file():
         raise IndexDirectoryError(f"{directory}: not an acr index (no {INDEX_FILE})")
     return directory
-
-
-def _summary(writer: IndexWriter, run: tuple[float, float]) -> BuildSummary:
-    state = writer.state
-    return BuildSummary(
-        directory=str(writer.directory),
-        engines=list(state.engines),
-        tracks=state.tracks,
-        skipped=state.skipped,
-        items=state.items,
-        audio_hours=state.audio_s / 3600,
-        run_audio_s=run[0],
-        seconds=run[1],
-        index_bytes=sum(_bytes(writer.directory / s.name) for s in state.segments),
-        peak_rss_mb=_peak_rss_mb(),
-    )
