@@ -40,6 +40,11 @@ class _Part:
     vectors: HnswPart | FaissPart
     first_label: int
 
+    def local(self, labels: np.ndarray) -> np.ndarray:
+        """Those of the index's ``labels`` that are this part's, as its own labels."""
+        end = self.first_label + self.vectors.size
+        return labels[(labels >= self.first_label) & (labels < end)] - self.first_label
+
 
 class WindowIndex:
     """Nearest-neighbour search (inner product on unit vectors) over windows.
@@ -89,6 +94,11 @@ class WindowIndex:
         """Live tracks, in the order they were added."""
         return list(self._live)
 
+    @property
+    def _labels(self) -> int:
+        """Labels given so far, removed windows included: the next part starts there."""
+        return sum(part.vectors.size for part in self._parts)
+
     def __len__(self) -> int:
         """Searchable windows (those of removed tracks not counted)."""
         return sum(part.vectors.size - part.vectors.removed for part in self._parts)
@@ -121,8 +131,7 @@ class WindowIndex:
         if track_id in self._live:
             raise ValueError(f"track {track_id!r} is already in the index")
         if self._writable is None:
-            first_label = sum(part.vectors.size for part in self._parts)
-            self._writable = _Part(self._new_part(), first_label)
+            self._writable = _Part(self._new_part(), self._labels)
             self._parts.append(self._writable)
         self._writable.vectors.add(embeddings)
         self._live[track_id] = len(self._all_ids)
@@ -138,8 +147,7 @@ class WindowIndex:
         numbers = [self._live.pop(track_id) for track_id in track_ids]
         labels = np.flatnonzero(np.isin(self._vector_track, numbers))
         for part in self._parts:
-            first, size = part.first_label, part.vectors.size
-            local = labels[(labels >= first) & (labels < first + size)] - first
+            local = part.local(labels)
             if len(local):
                 part.vectors.delete(local)
 
@@ -311,10 +319,9 @@ class WindowIndex:
         """The stored vectors of the given labels (in one part or across several)."""
         rows = []
         for part in self._parts:
-            first, size = part.first_label, part.vectors.size
-            inside = labels[(labels >= first) & (labels < first + size)]
-            if len(inside):
-                rows.append(part.vectors.vectors(inside - first))
+            local = part.local(labels)
+            if len(local):
+                rows.append(part.vectors.vectors(local))
         return np.concatenate(rows or [np.zeros((0, self.dim), np.float32)])
 
     @classmethod
@@ -341,7 +348,7 @@ class WindowIndex:
             # A track may have no windows (a melody without voiced ones): not in any part.
             gone = set(removed[number]) & set(part._live) if number < len(removed) else set()
             first_track = len(index._all_ids)
-            first_label = sum(p.vectors.size for p in index._parts)
+            first_label = index._labels
             for track_id, track_number in part._live.items():
                 check_index(
                     track_id not in index._live,
