@@ -7,9 +7,12 @@ PART is an engine folder of a real index's segment (``INDEX/segment-NNNNNN/finge
 ``.../embedding``): the real catalog (the soundtrack corpus), whose 3-s test queries
 (``acr data make-queries``) must find their tracks at every size. The rest of each catalog is
 drawn to match the real one's statistics, with no audio:
-- fingerprint: per synthetic track, as many postings per second as the real catalog has, their
-  hashes drawn from the real catalog's hash frequencies (common hashes stay common), anchor
-  frames uniform over the track;
+- fingerprint: per synthetic track, a collage of 5-s chunks of the real tracks' peak maps
+  (``--catalog``: their audio), each transposed beyond the search's pitch hypotheses and
+  time-stretched, then hashed like a catalog track (see ``collage``). Above --full_up_to
+  tracks only the postings of hashes some query looks up are written: top-1 and the postings a
+  query visits are exact, the index's size is counted (8 bytes a posting, 12 a distinct hash),
+  and latency is a lower bound (fewer distinct hashes to search among, a smaller page cache);
 - embedding: per synthetic track, 1-s windows every 0.5 s, each the normalised sum of two
   random real windows of different tracks and a little Gaussian noise (points among the real
   ones, not in an empty corner of the sphere).
@@ -26,8 +29,10 @@ with FAISS IVF-PQ at every size, and at the smaller sizes also with HNSW and exa
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import multiprocessing
 import shutil
 import subprocess
 import sys
@@ -35,17 +40,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import tqdm
 
 from acr.audio import load_audio
 from acr.data.manifests import read_queries
 from acr.retrieval.embedding import EmbeddingEngine
 from acr.retrieval.fingerprint.engine import FingerprintEngine
-from acr.retrieval.fingerprint.landmarks import Landmarks
+from acr.retrieval.fingerprint.landmarks import Landmarks, Peaks
 from acr.retrieval.neighbors import SearchSettings
 from acr.retrieval.windows import WindowIndex
 from acr.runs.environment import machine
 
 TRACK_S = 180.0
+CHUNK_S = 5.0  # a synthetic fingerprint track is a collage of real peak maps this long
+ARRAYS = ("frames", "bins")  # of the cached real peaks
 SEED = 0
 
 
@@ -103,38 +112,98 @@ class Queries:
         return list(self.table["track_id"])
 
 
+def real_peaks(catalog: str, settings, work: Path) -> list[Peaks]:
+    """The spectral peaks of every real catalog track (decoded at the engine's rate), cached."""
+    cache = work / "real-peaks.npz"
+    if cache.is_file():
+        saved = np.load(cache)
+        cuts = saved["ends"][:-1]
+        return [Peaks(*arrays) for arrays in zip(*(np.split(saved[k], cuts) for k in ARRAYS))]
+    table = pd.read_csv(catalog)
+    paths = [str(Path(catalog).parent / path) for path in table["path"]]
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        found = list(pool.imap(functools.partial(_peaks_of, settings.extractor()), paths))
+    np.savez(cache, frames=np.concatenate([p.frames for p in found]),
+             bins=np.concatenate([p.bins for p in found]),
+             ends=np.cumsum([len(p.frames) for p in found]))  # fmt: skip
+    return found
+
+
+def _peaks_of(extractor, path: str) -> Peaks:
+    return extractor.peaks(load_audio(path, extractor.sample_rate), extractor.peaks_per_second)
+
+
+def collage(peaks: list[Peaks], settings, rng: np.random.Generator) -> Landmarks:
+    """A synthetic 3-min track's landmarks: 5-s chunks of real tracks' peak maps, each from a
+    random track and moment, transposed by 9-24 log bins up or down (3-8 semitones: beyond
+    every pitch and speed hypothesis of the search, so no chunk is a findable copy of the real
+    track) and time-stretched by 0.9-1.1, hashed like a catalog track. Real music's structure
+    (which peaks follow which) stays, so common landmarks stay common, and the catalog's
+    variety grows with its size as a real catalog's does."""
+    chunk = int(round(CHUNK_S * settings.sample_rate / settings.hop_size))
+    frames, bins = [], []
+    for number in range(int(TRACK_S / CHUNK_S)):
+        source = peaks[rng.integers(len(peaks))]
+        stretch = rng.uniform(0.9, 1.1)
+        length = chunk / stretch
+        last = int(source.frames[-1]) if len(source.frames) else 0
+        begin = rng.uniform(0, max(last - length, 0))
+        first, stop = np.searchsorted(source.frames, [begin, begin + length])
+        shift = rng.integers(9, 25) * rng.choice([-1, 1])
+        chunk_bins = source.bins[first:stop] + shift
+        inside = (chunk_bins >= 0) & (chunk_bins <= settings.bin_count - 1)
+        moved = np.rint((source.frames[first:stop][inside] - begin) * stretch)
+        frames.append(moved.astype(np.int32) + number * chunk)
+        bins.append(chunk_bins[inside].astype(np.float32))
+    frames, bins = np.concatenate(frames), np.concatenate(bins)
+    order = np.lexsort((bins, frames))
+    track = Peaks(frames[order], bins[order])
+    extractor = settings.extractor()
+    anchors, targets = extractor.landmarks(track, settings.fanout)
+    hashes, valid, anchor_frames = extractor.hash_landmarks(track, anchors, targets, 0.0, 1.0)
+    return Landmarks(hashes[valid], anchor_frames[valid].astype(np.int32))
+
+
 def fingerprint_curve(options, queries: Queries) -> list[dict]:
     real = FingerprintEngine.load(options.fingerprint)
     (part,) = real._all_parts()
-    frequencies = np.diff(np.asarray(part.starts)).astype(np.float64)
-    keys = np.asarray(part.keys)
-    cumulative = np.cumsum(frequencies / frequencies.sum())
     real_tracks = len(real.track_ids)
-    postings_per_track = int(round(len(part.tracks) / real_tracks))  # the corpus: ~2.4 min
     real_s = float(options.real_audio_s) if options.real_audio_s else real_tracks * TRACK_S
-    per_second = len(part.tracks) / real_s
-    per_track = int(round(per_second * TRACK_S))
-    frames = int(TRACK_S * real.settings.sample_rate / real.settings.hop_size)
-    print(f"fingerprint: real catalog {real_tracks} tracks, {len(part.tracks):,} postings"
-          f" ({per_second:.0f}/s, {postings_per_track:,} per track); synthetic tracks of"
-          f" {TRACK_S:.0f} s get {per_track:,}")  # fmt: skip
     clips = queries.audio(real.settings.sample_rate)
     work = Path(options.work) / "fingerprint"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    started = time.perf_counter()
+    peaks = real_peaks(options.catalog, real.settings, Path(options.work))
+    print(f"fingerprint: real catalog {real_tracks} tracks, {len(part.tracks):,} postings"
+          f" ({len(part.tracks) / real_s:.0f}/s); peaks of its audio in"
+          f" {time.perf_counter() - started:.0f} s")  # fmt: skip
+    # Every hash a query looks up, under every hypothesis: above --full_up_to tracks only the
+    # postings of these hashes are written (the search reads no others, so top-1 and the
+    # postings a query visits are exact), and the full index's size is counted, not written.
+    looked_up = np.unique(np.concatenate([real._query_landmarks(clip)[0] for clip in clips]))
+    seen = np.zeros(2**real.settings.hash_bits, dtype=np.bool_)
+    seen[np.asarray(part.keys)] = True
     shutil.copytree(options.fingerprint, work / "part-real")
     parts, made, rows = [work / "part-real"], real_tracks, []
+    postings = len(part.tracks)
     rng = np.random.default_rng(SEED)
     for size in options.sizes:
         started = time.perf_counter()
+        restricted = size > options.full_up_to
         while made < size:
             count = min(options.segment_tracks, size - made)
             engine = FingerprintEngine(real.settings)
-            for number in range(made, made + count):
-                drawn = np.searchsorted(cumulative, rng.random(per_track))
-                hashes = keys[np.minimum(drawn, len(keys) - 1)]
-                anchor = rng.integers(0, frames, per_track).astype(np.int32)
-                engine.add(f"synthetic{number:07d}", Landmarks(hashes.astype(np.uint32), anchor))
+            for number in tqdm.trange(made, made + count, desc=f"synthetic tracks to {size}"):
+                landmarks = collage(peaks, real.settings, rng)
+                postings += len(landmarks.hashes)
+                seen[landmarks.hashes] = True
+                if restricted:
+                    position = np.minimum(np.searchsorted(looked_up, landmarks.hashes),
+                                          len(looked_up) - 1)  # fmt: skip
+                    kept = looked_up[position] == landmarks.hashes
+                    landmarks = Landmarks(landmarks.hashes[kept], landmarks.frames[kept])
+                engine.add(f"synthetic{number:07d}", landmarks)
             engine.save(work / f"part-{made:07d}")
             parts.append(work / f"part-{made:07d}")
             made += count
@@ -144,6 +213,8 @@ def fingerprint_curve(options, queries: Queries) -> list[dict]:
         shutil.rmtree(merged, ignore_errors=True)
         FingerprintEngine.open(parts).save(merged)
         compact_s = time.perf_counter() - started
+        # What the full index holds: postings 8 bytes each, a distinct hash 12 (keys, starts).
+        full_bytes = postings * 8 + int(np.count_nonzero(seen)) * 12
         for settings_name, max_postings in options.max_postings:
             rows.append(
                 measure_fingerprint(
@@ -157,6 +228,7 @@ def fingerprint_curve(options, queries: Queries) -> list[dict]:
                     generated_s,
                     settings_name,
                     max_postings,
+                    None if not restricted else full_bytes,
                 )  # fmt: skip
             )
             print(json.dumps(rows[-1]))
@@ -166,7 +238,17 @@ def fingerprint_curve(options, queries: Queries) -> list[dict]:
 
 
 def measure_fingerprint(
-    merged, size, real_tracks, real_s, clips, truth, compact_s, generated_s, name, max_postings
+    merged,
+    size,
+    real_tracks,
+    real_s,
+    clips,
+    truth,
+    compact_s,
+    generated_s,
+    name,
+    max_postings,
+    counted_bytes=None,
 ) -> dict:
     engine = FingerprintEngine.load(merged)
     if max_postings:
@@ -174,13 +256,17 @@ def measure_fingerprint(
 
         engine.settings = replace(engine.settings, max_postings_per_hash=max_postings)
     engine.search(clips[0])  # compiles numba, maps the first pages
-    latencies, right = [], 0
+    latencies, right, visited = [], 0, []
     for clip, track_id in zip(clips, truth):
         started = time.perf_counter()
         matches = engine.search(clip, 5)
         latencies.append(time.perf_counter() - started)
         right += bool(matches) and matches[0].track_id == track_id
+        hashes = engine._query_landmarks(clip)[0]
+        found = sum(end - first for first, end in (p.ranges(hashes) for p in engine._all_parts()))
+        visited.append(int(found[found <= engine.settings.max_postings_per_hash].sum()))
     hours = (real_s + (size - real_tracks) * TRACK_S) / 3600
+    disk = counted_bytes if counted_bytes is not None else folder_bytes(merged)
     p50, p95 = percentiles_ms(latencies)
     low, high = wilson(right, len(clips))
     return {
@@ -190,9 +276,13 @@ def measure_fingerprint(
         "hours": round(hours, 1),
         "compact_s": round(compact_s, 1),
         "generate_s": round(generated_s, 1),
-        "disk_gb": round(folder_bytes(merged) / 1e9, 3),
-        "mb_per_hour": round(folder_bytes(merged) / 1e6 / hours, 2),
-        "rss_after_load_mb": round(resident_mb_after_load("fingerprint", merged), 0),
+        "index": "query hashes only, size counted" if counted_bytes is not None else "whole",
+        "disk_gb": round(disk / 1e9, 3),
+        "mb_per_hour": round(disk / 1e6 / hours, 2),
+        "rss_after_load_mb": None
+        if counted_bytes is not None
+        else round(resident_mb_after_load("fingerprint", merged), 0),
+        "postings_per_query": int(np.median(visited)),
         "p50_ms": round(p50, 1),
         "p95_ms": round(p95, 1),
         "top1": round(right / len(clips), 4),
@@ -360,6 +450,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--query_count", type=int, default=300)
     parser.add_argument("--segment_tracks", type=int, default=2000)
+    parser.add_argument("--catalog", help="the real catalog's tracks.csv (fingerprint curve)")
+    parser.add_argument(
+        "--full_up_to", type=int, default=10000, help="whole fingerprint indexes up to"
+    )
     parser.add_argument("--exact_up_to", type=int, default=10000, help="flat search up to")
     parser.add_argument("--hnsw_up_to", type=int, default=1000, help="HNSW builds up to")
     parser.add_argument("--nlist", type=int, default=1024)

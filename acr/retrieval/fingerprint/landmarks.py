@@ -1,12 +1,22 @@
-"""Landmarks: peak pairs on a log-frequency peak map, hashed into 32 bits (Wang 2003, the Shazam
-scheme; audfprint).
+"""Landmarks: spectral peaks hashed with their neighbours into 32 bits (Wang 2003, the Shazam
+scheme; audfprint, Olaf).
 
-A track's fingerprint is one 32-bit hash per pair of nearby spectral peaks, (anchor frequency,
-frequency difference, time difference), stored with the anchor's time. The peak map is on a
-log-frequency axis (36 bins per octave, 120-3840 Hz, peaks refined between bins), where a
-transposition, and the pitch half of a turntable speed change, moves every peak by the same
-number of bins instead of scaling their spacing: the engine (acr.retrieval.fingerprint.engine)
-re-hashes a query under speed and pitch hypotheses with :meth:`LandmarkExtractor.hash_pairs`.
+A track's fingerprint is one 32-bit hash per landmark and the anchor's time. A landmark is an
+anchor peak and one target (a pair: anchor frequency, frequency difference, time difference) or
+two targets (a triplet: the same for each target). The peak map is on a log-frequency axis (36
+bins per octave, 120-3840 Hz, peaks refined between bins), where a transposition, and the pitch
+half of a turntable speed change, moves every peak by the same number of bins instead of
+scaling their spacing: the engine (acr.retrieval.fingerprint.engine) re-hashes a query under
+speed and pitch hypotheses with :meth:`LandmarkExtractor.hash_landmarks`.
+
+Why triplets by default. On the log axis a pair hash has 21 bits, and music uses few of them:
+on the soundtrack corpus the postings spread as if over ~62,000 equally likely values (the
+inverse of the sum of squared hash frequencies), because most targets lie a few frames after
+their anchor. At 10^5 tracks (2.6 billion postings) a pair hash would name ~40,000 postings,
+so a 3-s query would visit hundreds of millions. A triplet multiplies in a second frequency
+difference and time difference (32 bits; Olaf and Panako hash three peaks for the same
+reason). It needs three surviving peaks instead of two, which the query side pays back by
+forming more of them (a larger ``query_fanout`` costs query time only).
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ class Peaks(NamedTuple):
 
 
 class Landmarks(NamedTuple):
-    """A track's features: one 32-bit hash per peak pair and the frame of its anchor peak."""
+    """A track's features: one 32-bit hash per landmark and the frame of its anchor peak."""
 
     hashes: np.ndarray  # uint32
     frames: np.ndarray  # int32
@@ -68,7 +78,7 @@ def log_filterbank(
 
 @dataclass(frozen=True)
 class LandmarkExtractor:
-    """Audio -> peak-pair hashes (Wang 2003) on a log-frequency axis, so a pitch shift or a
+    """Audio -> landmark hashes (Wang 2003) on a log-frequency axis, so a pitch shift or a
     speed change moves peaks by a constant number of bins instead of scaling their spacing.
 
     Picklable and stateless: it runs in indexing worker processes.
@@ -82,13 +92,16 @@ class LandmarkExtractor:
     bins_per_octave: int = 36
     peak_radius_bins: int = 6
     peak_radius_frames: int = 4
-    peaks_per_second: float = 30.0
-    fanout: int = 5
-    max_pair_frames: int = 63
+    peaks_per_second: float = 22.0
+    fanout: int = 4
+    max_pair_frames: int = 31
     max_pair_bins: int = 63
+    hash_peaks: int = 3
 
     def __post_init__(self) -> None:
         """Reject settings whose hash fields would not fit in 32 bits."""
+        if self.hash_peaks not in (2, 3):
+            raise ValueError(f"hash_peaks must be 2 (pairs) or 3 (triplets), got {self.hash_peaks}")
         if self.hash_bits > 32:
             raise ValueError(f"hash fields need {self.hash_bits} bits; at most 32 fit")
         top_hz = self.min_frequency_hz * 2.0 ** (self.bin_count / self.bins_per_octave)
@@ -106,14 +119,16 @@ class LandmarkExtractor:
 
     @property
     def hash_bits(self) -> int:
-        """Hash width: anchor bin, then bin difference + max_pair_bins, then frame difference."""
-        return sum(self._field_bits)
+        """Hash width: anchor bin, then per target its bin difference + max_pair_bins and its
+        frame difference."""
+        anchor_bits, gap_bits, frame_bits = self._field_bits
+        return anchor_bits + (self.hash_peaks - 1) * (gap_bits + frame_bits)
 
     def __call__(self, audio: np.ndarray) -> Landmarks:
         """The landmarks of one catalog track (mono float32 at ``sample_rate``)."""
         peaks = self.peaks(audio, self.peaks_per_second)
-        anchors, targets = self.pairs(peaks, self.fanout)
-        hashes, valid, frames = self.hash_pairs(peaks, anchors, targets, 0.0, 1.0)
+        anchors, targets = self.landmarks(peaks, self.fanout)
+        hashes, valid, frames = self.hash_landmarks(peaks, anchors, targets, 0.0, 1.0)
         return Landmarks(hashes[valid], frames[valid].astype(np.int32))
 
     def spectrogram(self, audio: np.ndarray) -> np.ndarray:
@@ -196,8 +211,10 @@ class LandmarkExtractor:
                 end = first + spectrum.shape[1]
             stop = min(start + span, end)
             peaks = self._peaks(spectrum, self.peaks_per_second, first, (start, stop + margin))
-            anchors, targets = self.pairs(peaks, self.fanout)
-            span_hashes, valid, anchor_frames = self.hash_pairs(peaks, anchors, targets, 0.0, 1.0)
+            anchors, targets = self.landmarks(peaks, self.fanout)
+            span_hashes, valid, anchor_frames = self.hash_landmarks(
+                peaks, anchors, targets, 0.0, 1.0
+            )
             valid &= anchor_frames < stop
             hashes.append(span_hashes[valid])
             frames.append(anchor_frames[valid].astype(np.int32))
@@ -217,12 +234,15 @@ class LandmarkExtractor:
         shift = np.where(curvature < 0, 0.5 * (below - above) / safe, 0.0)
         return (bins + np.clip(shift, -0.5, 0.5)).astype(np.float32)
 
-    def pairs(self, peaks: Peaks, fanout: int) -> tuple[np.ndarray, np.ndarray]:
-        """Anchor and target peak indices: each anchor pairs with its next ``fanout`` peaks
-        within ``max_pair_frames`` and ``max_pair_bins`` (the target zone, Wang 2003)."""
+    def landmarks(self, peaks: Peaks, fanout: int) -> tuple[np.ndarray, np.ndarray]:
+        """Anchor peak indices [n] and their targets' [n, hash_peaks - 1]: each anchor's next
+        ``fanout`` peaks within ``max_pair_frames`` and ``max_pair_bins`` (the target zone, Wang
+        2003), taken one at a time (pairs) or two at a time in time order (triplets: every two
+        of them, so a target missing from a query's peaks spoils fewer of its triplets)."""
         count = len(peaks.frames)
+        width = self.hash_peaks - 1
         if count < 2:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=np.int64)
         lookahead = np.arange(1, 4 * fanout + 1)
         anchors = np.arange(count)[:, None]
         targets = anchors + lookahead[None, :]
@@ -232,10 +252,19 @@ class LandmarkExtractor:
         bin_gap = np.abs(peaks.bins[targets] - peaks.bins[anchors])
         inside &= (frame_gap > 0) & (frame_gap <= self.max_pair_frames)
         inside &= bin_gap <= self.max_pair_bins - 1
-        inside &= np.cumsum(inside, axis=1) <= fanout
-        return np.broadcast_to(anchors, targets.shape)[inside], targets[inside]
+        rank = np.cumsum(inside, axis=1)
+        inside &= rank <= fanout
+        if width == 1:
+            return np.broadcast_to(anchors, targets.shape)[inside], targets[inside][:, None]
+        chosen = np.full((count, fanout), -1, dtype=np.int64)  # each anchor's targets, in order
+        rows, columns = np.nonzero(inside)
+        chosen[rows, rank[rows, columns] - 1] = targets[rows, columns]
+        first, second = np.triu_indices(fanout, 1)
+        present = chosen[:, second] >= 0  # the ranks fill from the left: first is there too
+        anchor_of = np.broadcast_to(anchors, present.shape)[present]
+        return anchor_of, np.stack([chosen[:, first][present], chosen[:, second][present]], 1)
 
-    def hash_pairs(
+    def hash_landmarks(
         self,
         peaks: Peaks,
         anchors: np.ndarray,
@@ -243,22 +272,23 @@ class LandmarkExtractor:
         shift_bins: float,
         time_scale: float,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Hashes of pairs as they would sound ``shift_bins`` lower and ``time_scale`` slower.
+        """Hashes of landmarks as they would sound ``shift_bins`` lower and ``time_scale``
+        slower: the anchor bin, then per target its bin difference and frame difference.
 
         Returns (hashes, valid, anchor frames on the scaled time axis).
         """
         anchor_bin = np.rint(peaks.bins[anchors] - shift_bins).astype(np.int64)
-        target_bin = np.rint(peaks.bins[targets] - shift_bins).astype(np.int64)
-        bin_gap = target_bin - anchor_bin
-        frame_gap = peaks.frames[targets] - peaks.frames[anchors]
-        frame_gap = np.rint(frame_gap * time_scale).astype(np.int64)
         valid = (anchor_bin >= 0) & (anchor_bin < self.bin_count)
-        valid &= (np.abs(bin_gap) <= self.max_pair_bins) & (frame_gap <= self.max_pair_frames)
         _, gap_bits, frame_bits = self._field_bits
-        hashes = (anchor_bin << (gap_bits + frame_bits)) | (
-            (bin_gap + self.max_pair_bins) << frame_bits
-        )
-        hashes |= frame_gap
+        hashes = anchor_bin
+        for column in range(targets.shape[1]):
+            target = targets[:, column]
+            bin_gap = np.rint(peaks.bins[target] - shift_bins).astype(np.int64) - anchor_bin
+            frame_gap = peaks.frames[target] - peaks.frames[anchors]
+            frame_gap = np.rint(frame_gap * time_scale).astype(np.int64)
+            valid &= (np.abs(bin_gap) <= self.max_pair_bins) & (frame_gap <= self.max_pair_frames)
+            hashes = (hashes << gap_bits) | (bin_gap + self.max_pair_bins)
+            hashes = (hashes << frame_bits) | frame_gap
         frames = peaks.frames[anchors] * time_scale
         # Invalid rows may hold negative fields; masking keeps the cast well defined.
         return (hashes & 0xFFFFFFFF).astype(np.uint32), valid, frames

@@ -10,7 +10,7 @@ import pytest
 import soundfile
 
 from acr.audio import audio_info, read_audio, read_resampled, resample
-from acr.retrieval.fingerprint.landmarks import LandmarkExtractor
+from acr.retrieval.fingerprint.landmarks import LandmarkExtractor, Peaks
 from acr.synth import synthesize_track
 
 
@@ -40,3 +40,54 @@ def test_a_span_read_equals_that_span_of_the_whole_file_resampled(tmp_path):
     end = read_resampled(info, 8000, len(whole) - 500, len(whole) + 800)
     np.testing.assert_allclose(end, whole[-500:], rtol=0, atol=1e-6)
     assert len(read_resampled(info, 8000, len(whole) + 10, len(whole) + 20)) == 0
+
+
+PAIRS = {"hash_peaks": 2, "fanout": 5, "max_pair_frames": 63}  # the landmarks of acr 0.2
+
+
+def test_hash_fields_of_a_pair_and_a_triplet() -> None:
+    """Three peaks: an anchor (frame 10, bin 50) and targets (12, 55) and (15, 40). A pair
+    hash is anchor | bin gap + 63 | frame gap in 8 + 7 + 6 bits (acr 0.2's layout); a triplet
+    adds the second target's gaps, in 8 + 7 + 5 + 7 + 5 = 32 bits."""
+    peaks = Peaks(np.array([10, 12, 15], np.int32), np.array([50.0, 55.0, 40.0], np.float32))
+    pairs = LandmarkExtractor(**PAIRS)
+    anchors, targets = pairs.landmarks(peaks, 5)
+    hashes, valid, frames = pairs.hash_landmarks(peaks, anchors, targets, 0.0, 1.0)
+    assert pairs.hash_bits == 21 and valid.all()
+    assert hashes.tolist() == [
+        (50 << 13) | (68 << 6) | 2,
+        (50 << 13) | (53 << 6) | 5,
+        (55 << 13) | (48 << 6) | 3,
+    ]
+    triplets = LandmarkExtractor()
+    anchors, targets = triplets.landmarks(peaks, 4)
+    hashes, valid, frames = triplets.hash_landmarks(peaks, anchors, targets, 0.0, 1.0)
+    assert triplets.hash_bits == 32 and valid.all() and frames.tolist() == [10]
+    assert hashes.tolist() == [(((((50 << 7) | 68) << 5 | 2) << 7 | 53) << 5) | 5]
+    # Two bins lower and 6 % slower: the anchor and targets move, the gaps stretch.
+    hashes, valid, frames = triplets.hash_landmarks(peaks, anchors, targets, 2.0, 1.06)
+    assert hashes.tolist() == [(((((48 << 7) | 68) << 5 | 2) << 7 | 53) << 5) | 5]
+    assert frames.tolist() == [pytest.approx(10.6)]
+
+
+def test_landmark_settings_that_do_not_fit_32_bits_are_refused() -> None:
+    with pytest.raises(ValueError, match="hash_peaks must be 2"):
+        LandmarkExtractor(hash_peaks=4)
+    with pytest.raises(ValueError, match="34 bits"):
+        LandmarkExtractor(max_pair_frames=63)  # two 6-bit frame gaps
+    assert LandmarkExtractor(**PAIRS).hash_bits == 21
+
+
+def test_triplets_spread_a_catalog_over_far_more_hash_values_than_pairs() -> None:
+    """What lets a catalog grow: the chance that two postings share a hash (the sum of squared
+    hash frequencies) falls from pairs to triplets: 4.7x on these looped synthetic tracks, 74x
+    on the soundtrack corpus (1 in 62,000 to 1 in 4.6 million)."""
+    audio = [synthesize_track(seed, 30.0, 8000) for seed in range(6)]
+
+    def collision(extractor: LandmarkExtractor) -> float:
+        hashes = np.concatenate([extractor(track).hashes for track in audio])
+        _, counts = np.unique(hashes, return_counts=True)
+        return float(np.sum(counts * (counts - 1.0)) / (len(hashes) * (len(hashes) - 1.0)))
+
+    pairs, triplets = collision(LandmarkExtractor(**PAIRS)), collision(LandmarkExtractor())
+    assert triplets < pairs / 4
