@@ -62,6 +62,13 @@ MANIFEST_FILE = "fingerprint.json"
 # The .npy files of a part: distinct hashes, where their postings start, the postings.
 ARRAYS = {"keys": np.uint32, "starts": np.int64, "tracks": np.int32, "frames": np.int32}
 MERGE_BLOCK_POSTINGS = 1 << 22  # postings sorted at a time when parts are merged (~64 MB)
+# What a None search setting becomes, per hash_peaks (as LandmarkExtractor.PRESETS): a triplet
+# needs three peaks to match, so a query forms more of them (6 targets: 15 an anchor) and its
+# pitch hypotheses are twice as fine (on the corpus, pitch-shifted 3-s queries: 0.82 -> 0.97).
+QUERY_PRESETS = {
+    2: {"query_fanout": 5, "pitch_step_semitones": 1.0 / 3.0},
+    3: {"query_fanout": 6, "pitch_step_semitones": 1.0 / 6.0},
+}
 
 
 @dataclass(frozen=True)
@@ -80,24 +87,27 @@ class FingerprintSettings(LandmarkExtractor):
         bins_per_octave: log-frequency bins per octave (36: a third of a semitone each).
         peak_radius_bins: a peak is the maximum of this many bins either side.
         peak_radius_frames: and of this many frames either side.
-        peaks_per_second: strongest peaks kept per second of catalog audio (index density).
+        peaks_per_second: strongest peaks kept per second of catalog audio (index density;
+            default 22 for triplets, 30 for pairs).
         fanout: targets considered per anchor peak of a catalog track (a triplet takes two of
-            them: 3 targets make 3 triplets per anchor, 5 make 10).
-        max_pair_frames: the target zone's length in frames (also a hash field's range; 31
-            leaves room in 32 bits for two targets).
+            them: 4 targets make 6 triplets an anchor; default 4 for triplets, 5 for pairs).
+        max_pair_frames: the target zone's length in frames (also a hash field's range; default
+            31 for triplets, which leaves room in 32 bits for two targets, 63 for pairs).
         max_pair_bins: the target zone's height in bins either way (also a hash field's range).
-        hash_peaks: peaks per hash: 3 (an anchor and two targets, 32-bit hashes, for catalogs
-            beyond about 10^4 tracks) or 2 (pairs, 21 bits: with ``fanout`` 5 and
-            ``max_pair_frames`` 63 the landmarks of acr 0.2, a little more robust to noise).
+        hash_peaks: peaks per hash: 3 (an anchor and two targets, 32 bits: a catalog of 10^5
+            tracks stays searchable) or 2 (pairs, 21 bits, acr 0.2's landmarks: more robust,
+            top-1 0.83 against 0.73 on the corpus's test queries, but a hash names ~1/62,000
+            of the postings, too many beyond ~5,000 tracks; README "Scaling").
         query_peaks_per_second: strongest peaks kept per second of a query.
         query_fanout: targets considered per anchor peak of a query (more than ``fanout``, so
             a peak lost or added by noise still leaves the catalog's landmarks among the
-            query's).
+            query's; default 6 for triplets, 5 for pairs).
         query_shifts: frame grids per query, offset by fractions of a hop.
         min_query_s: shorter queries, in seconds, return no match (too few peaks to mean
             anything).
         max_pitch_shift_semitones: largest pure pitch-shift hypothesis, in semitones.
-        pitch_step_semitones: step between pitch-shift hypotheses, in semitones.
+        pitch_step_semitones: step between pitch-shift hypotheses, in semitones (default 1/6
+            for triplets, 1/3 for pairs).
         speed_factors: turntable speed hypotheses (pitch and tempo together), as playback-rate
             factors.
         offset_bin_frames: width of an offset histogram bin, in frames.
@@ -110,11 +120,11 @@ class FingerprintSettings(LandmarkExtractor):
     """
 
     query_peaks_per_second: float = 30.0
-    query_fanout: int = 6
+    query_fanout: int | None = None
     query_shifts: int = 2
     min_query_s: float = 0.5
     max_pitch_shift_semitones: float = 2.0
-    pitch_step_semitones: float = 1.0 / 6.0
+    pitch_step_semitones: float | None = None
     speed_factors: tuple[float, ...] = (0.94, 0.97, 1.03, 1.06)
     offset_bin_frames: int = 1
     max_postings_per_hash: int = 1000
@@ -123,7 +133,10 @@ class FingerprintSettings(LandmarkExtractor):
 
     def __post_init__(self) -> None:
         """Settings that cannot work fail here, when a command line or an index is read."""
-        super().__post_init__()  # the hash width and the top filter
+        super().__post_init__()  # the landmark presets, the hash width and the top filter
+        for name, value in QUERY_PRESETS[self.hash_peaks].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         object.__setattr__(self, "speed_factors", tuple(float(f) for f in self.speed_factors))
         if self.pitch_step_semitones <= 0:
             raise ValueError(f"pitch_step_semitones must be > 0, got {self.pitch_step_semitones}")

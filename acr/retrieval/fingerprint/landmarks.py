@@ -25,7 +25,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import scipy.fft
@@ -92,16 +92,28 @@ class LandmarkExtractor:
     bins_per_octave: int = 36
     peak_radius_bins: int = 6
     peak_radius_frames: int = 4
-    peaks_per_second: float = 22.0
-    fanout: int = 4
-    max_pair_frames: int = 31
+    peaks_per_second: float | None = None  # None: the preset of hash_peaks (PRESETS)
+    fanout: int | None = None
+    max_pair_frames: int | None = None
     max_pair_bins: int = 63
     hash_peaks: int = 3
 
+    # What a None setting becomes, per hash_peaks. Pairs: acr 0.2's landmarks. Triplets:
+    # 4 targets (6 triplets an anchor) from 22 peaks a second, 128 postings a second of audio,
+    # chosen on the soundtrack corpus among 3-5 targets and 22-40 peaks (experiments/README).
+    PRESETS: ClassVar[dict[int, dict[str, float]]] = {
+        2: {"peaks_per_second": 30.0, "fanout": 5, "max_pair_frames": 63},
+        3: {"peaks_per_second": 22.0, "fanout": 4, "max_pair_frames": 31},
+    }
+
     def __post_init__(self) -> None:
-        """Reject settings whose hash fields would not fit in 32 bits."""
-        if self.hash_peaks not in (2, 3):
+        """Fill the settings left to the preset; reject hash fields that would not fit in 32
+        bits."""
+        if self.hash_peaks not in self.PRESETS:
             raise ValueError(f"hash_peaks must be 2 (pairs) or 3 (triplets), got {self.hash_peaks}")
+        for name, value in self.PRESETS[self.hash_peaks].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, type(value)(value))
         if self.hash_bits > 32:
             raise ValueError(f"hash fields need {self.hash_bits} bits; at most 32 fit")
         top_hz = self.min_frequency_hz * 2.0 ** (self.bin_count / self.bins_per_octave)

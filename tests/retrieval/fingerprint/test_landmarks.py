@@ -4,12 +4,14 @@ landmarks of the whole track."""
 from __future__ import annotations
 
 import functools
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import soundfile
 
 from acr.audio import audio_info, read_audio, read_resampled, resample
+from acr.retrieval.fingerprint.engine import FingerprintSettings
 from acr.retrieval.fingerprint.landmarks import LandmarkExtractor, Peaks
 from acr.synth import synthesize_track
 
@@ -76,6 +78,17 @@ def test_landmark_settings_that_do_not_fit_32_bits_are_refused() -> None:
     with pytest.raises(ValueError, match="34 bits"):
         LandmarkExtractor(max_pair_frames=63)  # two 6-bit frame gaps
     assert LandmarkExtractor(**PAIRS).hash_bits == 21
+
+
+def test_settings_left_unset_take_the_preset_of_their_hash() -> None:
+    """Pairs: acr 0.2's landmarks and search; triplets: fewer peaks, more targets."""
+    pairs, triplets = FingerprintSettings(hash_peaks=2), FingerprintSettings()
+    assert (pairs.peaks_per_second, pairs.fanout, pairs.max_pair_frames) == (30.0, 5, 63)
+    assert (pairs.query_fanout, pairs.pitch_step_semitones) == (5, 1 / 3)
+    assert (triplets.peaks_per_second, triplets.fanout, triplets.max_pair_frames) == (22.0, 4, 31)
+    assert (triplets.query_fanout, triplets.pitch_step_semitones) == (6, 1 / 6)
+    assert FingerprintSettings(hash_peaks=2, fanout=3).fanout == 3  # a setting given stays
+    assert pairs == FingerprintSettings(**asdict(pairs))  # as an index records them
 
 
 def test_triplets_spread_a_catalog_over_far_more_hash_values_than_pairs() -> None:
