@@ -22,6 +22,7 @@ import os
 import resource
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -139,6 +140,7 @@ def build_index(
         for contents in writer.contents.values():
             done |= set(contents.skipped["track_id"])
             known |= set(contents.skipped[SKIPPED_COLUMNS].itertuples(index=False, name=None))
+        warn_of_catalog_size(engines, len(tracks))
         pending = Pending(writer.empty_engines(engines))
         for entry in tracks.attrs["rejected"]:  # catalog rows and entries that are no track
             if (row := tuple(entry[column] for column in SKIPPED_COLUMNS)) not in known:
@@ -220,6 +222,13 @@ def _write_pending(writer: IndexWriter, pending: Pending) -> Pending:
     writer.merge_tiers()
     writer.commit()
     return Pending(writer.empty_engines(pending.engines))
+
+
+def warn_of_catalog_size(engines: dict[str, Engine], tracks: int) -> None:
+    """Warn, before the work, of engine settings unfit for a catalog of ``tracks`` tracks."""
+    fingerprint = engines.get("fingerprint")
+    if fingerprint is not None and (message := fingerprint.settings.catalog_warning(tracks)):
+        warnings.warn(message, stacklevel=2)
 
 
 def create_engines(

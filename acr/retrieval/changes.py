@@ -17,7 +17,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from acr.data.catalogs import read_catalog
-from acr.retrieval.build import BuildSummary, IndexWriter, Pending, index_lock, source_of
+from acr.retrieval.build import (
+    BuildSummary,
+    IndexWriter,
+    Pending,
+    index_lock,
+    source_of,
+    warn_of_catalog_size,
+)
 from acr.retrieval.engine import IndexDirectoryError
 from acr.retrieval.extraction import extract_in_workers
 from acr.retrieval.store import INDEX_FILE, IndexState, load_engines, read_segment
@@ -85,6 +92,7 @@ def _add(
     that cannot be indexed stops the change. Returns (audio seconds, seconds taken)."""
     started, audio_s = time.perf_counter(), 0.0
     engines = writer.empty_engines(load_engines(writer.directory))
+    warn_of_catalog_size(engines, len(writer.live()) + len(jobs))
     pending = Pending(engines)
     extractors = [(name, e.sample_rate, e.extractor()) for name, e in engines.items()]
     results = extract_in_workers(jobs, extractors, workers or os.cpu_count() or 1)

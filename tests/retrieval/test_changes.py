@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,52 @@ def test_add_remove_replace_compact_answer_as_a_fresh_build(songs: Path, tmp_pat
         assert np.array_equal(compacted, fresh_array), name
     names = sorted(path.name for path in index.iterdir() if "segment" in path.name)
     assert names == [segment.name]  # the merged segments are gone
+
+
+def test_pair_hashes_warn_past_their_catalog_size_and_triplets_change_like_pairs(
+    songs: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A build or an add that takes a pair-hash index past PAIR_HASH_TRACKS (here 3) warns,
+    naming the setting; a triplet index does not, and its add/remove/compact answer as a fresh
+    build of the final catalog does."""
+    from acr.retrieval.fingerprint import engine as fingerprint_engine
+    from acr.retrieval.fingerprint.engine import FingerprintSettings
+
+    monkeypatch.setattr(fingerprint_engine, "PAIR_HASH_TRACKS", 3)
+    first, added = (
+        table(songs, tmp_path / "first.csv", FIRST[:3]),
+        table(songs, tmp_path / "added.csv", ADDED),
+    )
+    pairs = tmp_path / "pairs"
+    build_index(str(first), str(pairs), workers=1)  # 3 tracks: no warning
+    with pytest.warns(UserWarning, match="5 tracks with pair hashes.*--fingerprint.hash_peaks 3"):
+        add_tracks(str(pairs), str(added), workers=1)
+    with pytest.warns(UserWarning, match="4 tracks with pair hashes"):
+        build_index(
+            str(table(songs, tmp_path / "four.csv", FIRST)), str(tmp_path / "four"), workers=1
+        )
+
+    triplets = FingerprintSettings(hash_peaks=3)
+    index, fresh = tmp_path / "triplets", tmp_path / "fresh"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_index(str(first), str(index), workers=1, save_every=2, fingerprint=triplets)
+        add_tracks(str(index), str(added), workers=1)
+    remove_tracks(str(index), ["song1"])
+    final = [("song0", 0), ("song2", 2), ("song4", 4), ("song5", 5)]
+    build_index(
+        str(table(songs, tmp_path / "final.csv", final)),
+        str(fresh),
+        workers=1,
+        fingerprint=triplets,
+    )
+    queries = clips(songs)
+    expected = answers(fresh, queries)
+    assert answers(index, queries) == expected
+    compact_index(str(index))
+    assert answers(index, queries) == expected
+    assert [expected[n][0][0] for n in (0, 2, 4, 5)] == ["song0", "song2", "song4", "song5"]
+    assert all(match[0] != "song1" for matches in expected for match in matches)
 
 
 def test_segments_merge_in_tiers_during_a_build(songs: Path, tmp_path: Path, monkeypatch) -> None:

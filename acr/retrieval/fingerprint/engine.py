@@ -65,6 +65,9 @@ MERGE_BLOCK_POSTINGS = 1 << 22  # postings sorted at a time when parts are merge
 # What a None search setting becomes, per hash_peaks (as LandmarkExtractor.PRESETS): a triplet
 # needs three peaks to match, so a query forms more of them (6 targets: 15 an anchor) and its
 # pitch hypotheses are twice as fine (on the corpus, pitch-shifted 3-s queries: 0.82 -> 0.97).
+# Pair hashes beyond this many tracks lose top-1 to triplets (bench_scale: 0.59 against 0.71
+# at 10^4 tracks, 0.06 at 10^5): a build or an add that reaches it says so.
+PAIR_HASH_TRACKS = 5_000
 QUERY_PRESETS = {
     2: {"query_fanout": 5, "pitch_step_semitones": 1.0 / 3.0},
     3: {"query_fanout": 6, "pitch_step_semitones": 1.0 / 6.0},
@@ -94,10 +97,10 @@ class FingerprintSettings(LandmarkExtractor):
         max_pair_frames: the target zone's length in frames (also a hash field's range; default
             31 for triplets, which leaves room in 32 bits for two targets, 63 for pairs).
         max_pair_bins: the target zone's height in bins either way (also a hash field's range).
-        hash_peaks: peaks per hash: 3 (an anchor and two targets, 32 bits: a catalog of 10^5
-            tracks stays searchable) or 2 (pairs, 21 bits, acr 0.2's landmarks: more robust,
+        hash_peaks: peaks per hash: 2 (pairs, 21 bits, acr 0.2's landmarks: the more robust,
             top-1 0.83 against 0.73 on the corpus's test queries, but a hash names ~1/62,000
-            of the postings, too many beyond ~5,000 tracks; README "Scaling").
+            of the postings, too many beyond ~5,000 tracks) or 3 (an anchor and two targets,
+            32 bits, 1/4.6 million: for catalogs of 10^4-10^5 tracks; README "Scaling").
         query_peaks_per_second: strongest peaks kept per second of a query.
         query_fanout: targets considered per anchor peak of a query (more than ``fanout``, so
             a peak lost or added by noise still leaves the catalog's landmarks among the
@@ -140,6 +143,16 @@ class FingerprintSettings(LandmarkExtractor):
         object.__setattr__(self, "speed_factors", tuple(float(f) for f in self.speed_factors))
         if self.pitch_step_semitones <= 0:
             raise ValueError(f"pitch_step_semitones must be > 0, got {self.pitch_step_semitones}")
+
+    def catalog_warning(self, tracks: int) -> str | None:
+        """What to tell someone indexing ``tracks`` tracks with these settings, if anything."""
+        if self.hash_peaks == 2 and tracks > PAIR_HASH_TRACKS:
+            return (
+                f"fingerprint: {tracks:,} tracks with pair hashes (hash_peaks 2): beyond"
+                f" {PAIR_HASH_TRACKS:,} tracks a pair hash is too common to search well"
+                ' (README "Scaling"); build the index with --fingerprint.hash_peaks 3'
+            )
+        return None
 
     def extractor(self) -> LandmarkExtractor:
         """The catalog side of these settings alone: what indexing workers run (and pickle)."""

@@ -45,6 +45,7 @@ def test_a_span_read_equals_that_span_of_the_whole_file_resampled(tmp_path):
 
 
 PAIRS = {"hash_peaks": 2, "fanout": 5, "max_pair_frames": 63}  # the landmarks of acr 0.2
+TRIPLETS = {"hash_peaks": 3}
 
 
 def test_hash_fields_of_a_pair_and_a_triplet() -> None:
@@ -61,7 +62,7 @@ def test_hash_fields_of_a_pair_and_a_triplet() -> None:
         (50 << 13) | (53 << 6) | 5,
         (55 << 13) | (48 << 6) | 3,
     ]
-    triplets = LandmarkExtractor()
+    triplets = LandmarkExtractor(**TRIPLETS)
     anchors, targets = triplets.landmarks(peaks, 4)
     hashes, valid, frames = triplets.hash_landmarks(peaks, anchors, targets, 0.0, 1.0)
     assert triplets.hash_bits == 32 and valid.all() and frames.tolist() == [10]
@@ -76,13 +77,14 @@ def test_landmark_settings_that_do_not_fit_32_bits_are_refused() -> None:
     with pytest.raises(ValueError, match="hash_peaks must be 2"):
         LandmarkExtractor(hash_peaks=4)
     with pytest.raises(ValueError, match="34 bits"):
-        LandmarkExtractor(max_pair_frames=63)  # two 6-bit frame gaps
+        LandmarkExtractor(hash_peaks=3, max_pair_frames=63)  # two 6-bit frame gaps
     assert LandmarkExtractor(**PAIRS).hash_bits == 21
 
 
 def test_settings_left_unset_take_the_preset_of_their_hash() -> None:
-    """Pairs: acr 0.2's landmarks and search; triplets: fewer peaks, more targets."""
-    pairs, triplets = FingerprintSettings(hash_peaks=2), FingerprintSettings()
+    """Pairs (the default): acr 0.2's landmarks and search; triplets: fewer peaks, more
+    targets."""
+    pairs, triplets = FingerprintSettings(), FingerprintSettings(hash_peaks=3)
     assert (pairs.peaks_per_second, pairs.fanout, pairs.max_pair_frames) == (30.0, 5, 63)
     assert (pairs.query_fanout, pairs.pitch_step_semitones) == (5, 1 / 3)
     assert (triplets.peaks_per_second, triplets.fanout, triplets.max_pair_frames) == (22.0, 4, 31)
@@ -102,5 +104,5 @@ def test_triplets_spread_a_catalog_over_far_more_hash_values_than_pairs() -> Non
         _, counts = np.unique(hashes, return_counts=True)
         return float(np.sum(counts * (counts - 1.0)) / (len(hashes) * (len(hashes) - 1.0)))
 
-    pairs, triplets = collision(LandmarkExtractor(**PAIRS)), collision(LandmarkExtractor())
+    pairs, triplets = collision(LandmarkExtractor()), collision(LandmarkExtractor(**TRIPLETS))
     assert triplets < pairs / 4
