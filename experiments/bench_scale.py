@@ -452,6 +452,13 @@ def main() -> None:
     parser.add_argument("--segment_tracks", type=int, default=2000)
     parser.add_argument("--catalog", help="the real catalog's tracks.csv (fingerprint curve)")
     parser.add_argument(
+        "--max_postings_per_hash",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="fingerprint searches to measure at every size (0: the index's setting)",
+    )
+    parser.add_argument(
         "--full_up_to", type=int, default=10000, help="whole fingerprint indexes up to"
     )
     parser.add_argument("--exact_up_to", type=int, default=10000, help="flat search up to")
@@ -466,7 +473,9 @@ def main() -> None:
     parser.add_argument("--plot")
     parser.add_argument("--json")
     options = parser.parse_args()
-    options.max_postings = [("default", 0)]
+    options.max_postings = [
+        ("default" if cap == 0 else "set", cap) for cap in options.max_postings_per_hash
+    ]
     print("machine:", machine("faiss", "numba"))
     queries = Queries(options.queries, options.query_count)
     rows = []

@@ -12,7 +12,7 @@ Speed and pitch changes. Fixed-grid pair hashes fail once a query is played a fe
 faster or slower or transposed: every peak frequency is scaled, and on a linear STFT axis so is
 every frequency difference. On the log-frequency peak map (acr.retrieval.fingerprint.landmarks)
 a transposition moves every peak by the same number of bins. Indexing hashes one grid; search
-re-hashes the query's pairs under a few hypotheses, each voting in its own histogram: no change,
+re-hashes the query's landmarks under a few hypotheses, each voting in its own histogram: no change,
 pitch shifts of +-1/3 to +-2 semitones in 1-bin steps, and speed factors 0.94, 0.97, 1.03 and
 1.06 (frequency shift plus time scale; the votes use the scaled query time). Each query is also
 analysed on two frame grids half a hop apart, as audfprint does (measured: pitch 97 -> 99 %,
@@ -27,9 +27,11 @@ queries per degradation, 2 shared cores), top-1 for clean / noise 0-10 dB / reve
 (Latencies before the first pass was compiled (acr.retrieval.fingerprint.shortlist), which
 halved them: 3-s queries on the 393-track, 16-h corpus went from 59 to 27 ms p50 with identical
 answers.) More hypotheses cost only query time (the index is unchanged) and a little noise
-robustness (more random matches to outvote). Panako-style invariant triplets (Six & Leman 2014)
-were not built: each hash needs three surviving peaks instead of two, which costs noise
-robustness, and the pair hypotheses already met the speed and pitch targets.
+robustness (more random matches to outvote). The figures above are for pair hashes; triplets
+(``hash_peaks`` 3, for large catalogs) are searched under the same hypotheses with pitch steps
+of half a bin. Panako's speed-invariant triplets (Six & Leman 2014, ratios of time
+differences) were not built: the hypotheses already meet the speed and pitch targets, and a
+ratio field would spend hash bits the catalog's size needs.
 """
 
 from __future__ import annotations
