@@ -55,6 +55,7 @@ from acr.runs.environment import machine
 TRACK_S = 180.0
 CHUNK_S = 5.0  # a synthetic fingerprint track is a collage of real peak maps this long
 ARRAYS = ("frames", "bins")  # of the cached real peaks
+HASHES = {2: "pairs", 3: "triplets"}  # FingerprintSettings.hash_peaks
 SEED = 0
 
 
@@ -271,7 +272,8 @@ def measure_fingerprint(
     low, high = wilson(right, len(clips))
     return {
         "engine": "fingerprint",
-        "search": f"max_postings_per_hash={engine.settings.max_postings_per_hash} ({name})",
+        "search": f"{HASHES[engine.settings.hash_peaks]}, max_postings_per_hash"
+        f"={engine.settings.max_postings_per_hash} ({name})",
         "tracks": size,
         "hours": round(hours, 1),
         "compact_s": round(compact_s, 1),
@@ -423,7 +425,8 @@ def plot(rows: list[dict], path: str) -> None:
         latency = [p.get("p50_ms", p.get("search_p50_ms")) for p in points]
         axes[0].loglog(sizes, latency, "o-", label=label)
         axes[1].loglog(sizes, [p["disk_gb"] for p in points], "o-", label=label)
-        axes[2].loglog(sizes, [p["rss_after_load_mb"] for p in points], "o-", label=label)
+        resident = [p["rss_after_load_mb"] or np.nan for p in points]  # None: not measured
+        axes[2].loglog(sizes, resident, "o-", label=label)
         axes[3].semilogx(sizes, [p["top1"] for p in points], "o-", label=label)
     titles = [
         "3-s query p50, ms (embedding: search only)",
