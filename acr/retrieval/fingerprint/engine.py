@@ -67,9 +67,9 @@ MERGE_BLOCK_POSTINGS = 1 << 22  # postings sorted at a time when parts are merge
 # What a None search setting becomes, per hash_peaks (as LandmarkExtractor.PRESETS): a triplet
 # needs three peaks to match, so a query forms more of them (6 targets: 15 an anchor) and its
 # pitch hypotheses are twice as fine (on the corpus, pitch-shifted 3-s queries: 0.82 -> 0.97).
-# Pair hashes beyond this many tracks lose top-1 to triplets (bench_scale: 0.59 against 0.71
-# at 10^4 tracks, 0.06 at 10^5): a build or an add that reaches it says so.
-PAIR_HASH_TRACKS = 5_000
+# Pair hashes hold up to here (bench_scale: top-1 0.743 at 10^4 tracks, triplets 0.710) and
+# collapse beyond (0.133 at 10^5, triplets 0.687): a build or an add past it says so.
+PAIR_HASH_TRACKS = 10_000
 # A triplet hash with more than 100 postings is common enough to skip: at 10^5 tracks that
 # raised top-1 from 0.657 to 0.687 and halved the search time (bench_scale), at 10^3 and 10^4
 # top-1 stayed the same.
@@ -104,7 +104,7 @@ class FingerprintSettings(LandmarkExtractor):
         max_pair_bins: the target zone's height in bins either way (also a hash field's range).
         hash_peaks: peaks per hash: 2 (pairs, 21 bits, acr 0.2's landmarks: the more robust,
             top-1 0.83 against 0.73 on the corpus's test queries, but a hash names ~1/62,000
-            of the postings, too many beyond ~5,000 tracks) or 3 (an anchor and two targets,
+            of the postings, too many beyond ~10^4 tracks) or 3 (an anchor and two targets,
             32 bits, 1/4.6 million: for catalogs of 10^4-10^5 tracks; README "Scaling").
         query_peaks_per_second: strongest peaks kept per second of a query.
         query_fanout: targets considered per anchor peak of a query (more than ``fanout``, so

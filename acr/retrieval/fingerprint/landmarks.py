@@ -17,7 +17,7 @@ so a 3-s query would visit hundreds of millions. A triplet multiplies in a secon
 difference and time difference (32 bits; Olaf and Panako hash three peaks for the same
 reason): 1 in 4.6 million on the corpus. It needs three surviving peaks instead of two, so it
 is less robust (top-1 of the corpus's test queries 0.73 against 0.83 with pairs); pairs stay
-the default, triplets are for catalogs beyond ~5,000 tracks (README "Scaling").
+the default, triplets are for catalogs beyond ~10^4 tracks (README "Scaling").
 """
 
 from __future__ import annotations
