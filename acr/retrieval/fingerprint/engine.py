@@ -56,7 +56,7 @@ from acr.retrieval.engine import (
     reading,
 )
 from acr.retrieval.fingerprint import shortlist
-from acr.retrieval.fingerprint.landmarks import LandmarkExtractor, Landmarks
+from acr.retrieval.fingerprint.landmarks import LandmarkExtractor, Landmarks, fill_unset
 
 SHORTLIST_OFFSET_FRAMES = 32  # ~1 s at 8 kHz and a 256-sample hop
 SHORTLIST_TABLE = 1 << 20  # hashed (track, hypothesis, offset) cells counted per query
@@ -64,14 +64,14 @@ MANIFEST_FILE = "fingerprint.json"
 # The .npy files of a part: distinct hashes, where their postings start, the postings.
 ARRAYS = {"keys": np.uint32, "starts": np.int64, "tracks": np.int32, "frames": np.int32}
 MERGE_BLOCK_POSTINGS = 1 << 22  # postings sorted at a time when parts are merged (~64 MB)
-# What a None search setting becomes, per hash_peaks (as LandmarkExtractor.PRESETS): a triplet
-# needs three peaks to match, so a query forms more of them (6 targets: 15 an anchor) and its
-# pitch hypotheses are twice as fine (on the corpus, pitch-shifted 3-s queries: 0.82 -> 0.97).
 # Pair hashes hold up to here (bench_scale: top-1 0.743 at 10^4 tracks, triplets 0.710) and
 # collapse beyond (0.133 at 10^5, triplets 0.687): a build or an add past it says so.
 PAIR_HASH_TRACKS = 10_000
+# What a None search setting becomes, per hash_peaks (as LandmarkExtractor.PRESETS). A triplet
+# needs three peaks to match, so a query forms more of them (6 targets: 15 an anchor) and its
+# pitch hypotheses are twice as fine (on the corpus, pitch-shifted 3-s queries: 0.82 -> 0.97).
 # A triplet hash with more than 100 postings is common enough to skip: at 10^5 tracks that
-# raised top-1 from 0.657 to 0.687 and halved the search time (bench_scale), at 10^3 and 10^4
+# raised top-1 from 0.657 to 0.687 and halved the search time (bench_scale); at 10^3 and 10^4
 # top-1 stayed the same.
 QUERY_PRESETS = {
     2: {"query_fanout": 5, "pitch_step_semitones": 1.0 / 3.0, "max_postings_per_hash": 1000},
@@ -143,9 +143,7 @@ class FingerprintSettings(LandmarkExtractor):
     def __post_init__(self) -> None:
         """Settings that cannot work fail here, when a command line or an index is read."""
         super().__post_init__()  # the landmark presets, the hash width and the top filter
-        for name, value in QUERY_PRESETS[self.hash_peaks].items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
+        fill_unset(self, QUERY_PRESETS[self.hash_peaks])
         object.__setattr__(self, "speed_factors", tuple(float(f) for f in self.speed_factors))
         if self.pitch_step_semitones <= 0:
             raise ValueError(f"pitch_step_semitones must be > 0, got {self.pitch_step_semitones}")

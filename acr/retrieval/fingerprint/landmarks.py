@@ -52,6 +52,13 @@ class Landmarks(NamedTuple):
     frames: np.ndarray  # int32
 
 
+def fill_unset(settings: object, presets: dict[str, float]) -> None:
+    """Give a frozen settings dataclass the preset value of each field left None."""
+    for name, value in presets.items():
+        if getattr(settings, name) is None:
+            object.__setattr__(settings, name, value)
+
+
 @functools.lru_cache(maxsize=8)
 def log_filterbank(
     sample_rate: int, fft_size: int, min_frequency_hz: float, bin_count: int, bins_per_octave: int
@@ -112,9 +119,7 @@ class LandmarkExtractor:
         bits."""
         if self.hash_peaks not in self.PRESETS:
             raise ValueError(f"hash_peaks must be 2 (pairs) or 3 (triplets), got {self.hash_peaks}")
-        for name, value in self.PRESETS[self.hash_peaks].items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, type(value)(value))
+        fill_unset(self, self.PRESETS[self.hash_peaks])
         if self.hash_bits > 32:
             raise ValueError(f"hash fields need {self.hash_bits} bits; at most 32 fit")
         top_hz = self.min_frequency_hz * 2.0 ** (self.bin_count / self.bins_per_octave)
