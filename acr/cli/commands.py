@@ -106,7 +106,11 @@ class Command:
     def run(self, prog: str, argv: Sequence[str]) -> int:
         """Parse ``argv``, call the function and show its result; 1 on a user error."""
         parser = self.parser(prog, argv)
-        values = dict(vars(parser.instantiate(parser.parse_args(list(argv)))))
+        try:
+            values = dict(vars(parser.instantiate(parser.parse_args(list(argv)))))
+        except (TypeError, ValueError) as error:  # a settings dataclass refused its values
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return 1
         values.pop(self.config_flag.lstrip("-"), None)
         shown = {name: values.pop(name) for name in self._show_options}
         parameters = inspect.signature(self.function).parameters

@@ -165,6 +165,28 @@ def test_failures_exit_non_zero_with_one_line(workspace: Path, capsys) -> None:
     assert "not an acr index" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "option, problem",
+    [
+        (["--fingerprint.hash_peaks", "4"], "hash_peaks must be 2 (pairs) or 3 (triplets), got 4"),
+        (
+            ["--fingerprint.hash_peaks", "3", "--fingerprint.max_pair_frames", "63"],
+            "hash fields need 34 bits; at most 32 fit",
+        ),
+        (["--fingerprint.pitch_step_semitones", "-1"], "pitch_step_semitones must be > 0"),
+    ],
+)
+def test_settings_that_cannot_work_are_a_one_line_error(
+    workspace: Path, capsys, option: list[str], problem: str
+) -> None:
+    output = workspace / "refused"
+    arguments = ["index", "--catalog", str(workspace / "catalog"), "--output", str(output)]
+    assert main([*arguments, *option]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith(f"acr index: error: {problem}")
+    assert not output.exists()
+
+
 def _no_nan(constant: str) -> None:
     raise AssertionError(f"{constant} is not JSON")
 
