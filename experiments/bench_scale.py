@@ -113,9 +113,10 @@ class Queries:
         return list(self.table["track_id"])
 
 
-def real_peaks(catalog: str, settings, work: Path) -> list[Peaks]:
-    """The spectral peaks of every real catalog track (decoded at the engine's rate), cached."""
-    cache = work / "real-peaks.npz"
+def real_peaks(catalog: str, extractor, work: Path) -> list[Peaks]:
+    """The spectral peaks of every real catalog track (decoded at the engine's rate), cached
+    per peak density (a pair and a triplet index keep different numbers of peaks)."""
+    cache = work / f"real-peaks-{extractor.peaks_per_second:g}.npz"
     if cache.is_file():
         saved = np.load(cache)
         cuts = saved["ends"][:-1]
@@ -123,7 +124,7 @@ def real_peaks(catalog: str, settings, work: Path) -> list[Peaks]:
     table = pd.read_csv(catalog)
     paths = [str(Path(catalog).parent / path) for path in table["path"]]
     with multiprocessing.get_context("spawn").Pool(2) as pool:
-        found = list(pool.imap(functools.partial(_peaks_of, settings.extractor()), paths))
+        found = list(pool.imap(functools.partial(_peaks_of, extractor), paths))
     np.savez(cache, frames=np.concatenate([p.frames for p in found]),
              bins=np.concatenate([p.bins for p in found]),
              ends=np.cumsum([len(p.frames) for p in found]))  # fmt: skip
@@ -134,14 +135,14 @@ def _peaks_of(extractor, path: str) -> Peaks:
     return extractor.peaks(load_audio(path, extractor.sample_rate), extractor.peaks_per_second)
 
 
-def collage(peaks: list[Peaks], settings, rng: np.random.Generator) -> Landmarks:
+def collage(peaks: list[Peaks], extractor, rng: np.random.Generator) -> Landmarks:
     """A synthetic 3-min track's landmarks: 5-s chunks of real tracks' peak maps, each from a
     random track and moment, transposed by 9-24 log bins up or down (3-8 semitones: beyond
     every pitch and speed hypothesis of the search, so no chunk is a findable copy of the real
     track) and time-stretched by 0.9-1.1, hashed like a catalog track. Real music's structure
     (which peaks follow which) stays, so common landmarks stay common, and the catalog's
     variety grows with its size as a real catalog's does."""
-    chunk = int(round(CHUNK_S * settings.sample_rate / settings.hop_size))
+    chunk = int(round(CHUNK_S * extractor.sample_rate / extractor.hop_size))
     frames, bins = [], []
     for number in range(int(TRACK_S / CHUNK_S)):
         source = peaks[rng.integers(len(peaks))]
@@ -152,17 +153,13 @@ def collage(peaks: list[Peaks], settings, rng: np.random.Generator) -> Landmarks
         first, stop = np.searchsorted(source.frames, [begin, begin + length])
         shift = rng.integers(9, 25) * rng.choice([-1, 1])
         chunk_bins = source.bins[first:stop] + shift
-        inside = (chunk_bins >= 0) & (chunk_bins <= settings.bin_count - 1)
+        inside = (chunk_bins >= 0) & (chunk_bins <= extractor.bin_count - 1)
         moved = np.rint((source.frames[first:stop][inside] - begin) * stretch)
         frames.append(moved.astype(np.int32) + number * chunk)
         bins.append(chunk_bins[inside].astype(np.float32))
     frames, bins = np.concatenate(frames), np.concatenate(bins)
     order = np.lexsort((bins, frames))
-    track = Peaks(frames[order], bins[order])
-    extractor = settings.extractor()
-    anchors, targets = extractor.landmarks(track, settings.fanout)
-    hashes, valid, anchor_frames = extractor.hash_landmarks(track, anchors, targets, 0.0, 1.0)
-    return Landmarks(hashes[valid], anchor_frames[valid].astype(np.int32))
+    return extractor.of_peaks(Peaks(frames[order], bins[order]))
 
 
 def fingerprint_curve(options, queries: Queries) -> list[dict]:
@@ -175,7 +172,8 @@ def fingerprint_curve(options, queries: Queries) -> list[dict]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     started = time.perf_counter()
-    peaks = real_peaks(options.catalog, real.settings, Path(options.work))
+    extractor = real.settings.extractor()
+    peaks = real_peaks(options.catalog, extractor, Path(options.work))
     print(f"fingerprint: real catalog {real_tracks} tracks, {len(part.tracks):,} postings"
           f" ({len(part.tracks) / real_s:.0f}/s); peaks of its audio in"
           f" {time.perf_counter() - started:.0f} s")  # fmt: skip
@@ -196,7 +194,7 @@ def fingerprint_curve(options, queries: Queries) -> list[dict]:
             count = min(options.segment_tracks, size - made)
             engine = FingerprintEngine(real.settings)
             for number in tqdm.trange(made, made + count, desc=f"synthetic tracks to {size}"):
-                landmarks = collage(peaks, real.settings, rng)
+                landmarks = collage(peaks, extractor, rng)
                 postings += len(landmarks.hashes)
                 seen[landmarks.hashes] = True
                 if restricted:

@@ -31,7 +31,7 @@ import tqdm
 from acr.audio import load_audio
 from acr.data.manifests import read_queries
 from acr.retrieval.fingerprint.engine import FingerprintEngine, FingerprintSettings
-from acr.retrieval.fingerprint.landmarks import Landmarks, Peaks
+from acr.retrieval.fingerprint.landmarks import Peaks
 from acr.runs.environment import machine
 
 
@@ -75,11 +75,10 @@ def main() -> None:
         postings, seconds, hashes = 0, 0.0, []
         for track_id in track_ids:
             track = peaks[track_id]
-            anchors, targets = extractor.landmarks(track, settings.fanout)
-            found, valid, frames = extractor.hash_landmarks(track, anchors, targets, 0.0, 1.0)
-            engine.add(track_id, Landmarks(found[valid], frames[valid].astype(np.int32)))
-            hashes.append(found[valid])
-            postings += int(valid.sum())
+            landmarks = extractor.of_peaks(track)
+            engine.add(track_id, landmarks)
+            hashes.append(landmarks.hashes)
+            postings += len(landmarks.hashes)
             seconds += (int(track.frames.max()) + 1) * settings.hop_size / settings.sample_rate
         _, counts = np.unique(np.concatenate(hashes), return_counts=True)
         shared = np.sum(counts * (counts - 1.0)) / (postings * (postings - 1.0))

@@ -144,7 +144,10 @@ class LandmarkExtractor:
 
     def __call__(self, audio: np.ndarray) -> Landmarks:
         """The landmarks of one catalog track (mono float32 at ``sample_rate``)."""
-        peaks = self.peaks(audio, self.peaks_per_second)
+        return self.of_peaks(self.peaks(audio, self.peaks_per_second))
+
+    def of_peaks(self, peaks: Peaks) -> Landmarks:
+        """The landmarks of a catalog track's peaks (as :meth:`peaks` finds them)."""
         anchors, targets = self.landmarks(peaks, self.fanout)
         hashes, valid, frames = self.hash_landmarks(peaks, anchors, targets, 0.0, 1.0)
         return Landmarks(hashes[valid], frames[valid].astype(np.int32))
