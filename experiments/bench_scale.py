@@ -6,7 +6,9 @@
 PART is an engine folder of a real index's segment (``INDEX/segment-NNNNNN/fingerprint``,
 ``.../embedding``): the real catalog (the soundtrack corpus), whose 3-s test queries
 (``acr data make-queries``) must find their tracks at every size. The rest of each catalog is
-drawn to match the real one's statistics, with no audio:
+drawn to match the real one's statistics, with no audio, from the real tracks no query comes
+from (``--distractors_from others``; ``all`` also uses the queries' own recordings, which makes
+every synthetic track a possible cover version of a query's answer):
 - fingerprint: per synthetic track, a collage of 5-s chunks of the real tracks' peak maps
   (``--catalog``: their audio), each transposed beyond the search's pitch hypotheses and
   time-stretched, then hashed like a catalog track (see ``collage``). Above --full_up_to
@@ -100,6 +102,8 @@ class Queries:
 
     def __init__(self, table: str, count: int) -> None:
         queries = read_queries(table, require_truth=True)
+        # Tracks any query (of any length) comes from: no synthetic track is made of them.
+        self.tracks = set(queries["track_id"])
         queries = queries[queries["length_s"] == 3.0]
         rng = np.random.default_rng(SEED)
         picked = rng.choice(len(queries), min(count, len(queries)), replace=False)
@@ -135,13 +139,24 @@ def _peaks_of(extractor, path: str) -> Peaks:
     return extractor.peaks(load_audio(path, extractor.sample_rate), extractor.peaks_per_second)
 
 
+def distractor_sources(track_ids: list[str], queries: Queries, options) -> list[int]:
+    """The real tracks (numbers in ``track_ids``) whose audio synthetic tracks are made of:
+    those no query comes from, unless --distractors_from all. A synthetic track cut from a
+    query's own recording holds that recording's motifs and rhythms (transposed, stretched):
+    a cover version of the answer, which a catalog of other music does not hold (at 10^5
+    tracks it would hold ~250 such covers of every query track)."""
+    if options.distractors_from == "all":
+        return list(range(len(track_ids)))
+    return [number for number, track_id in enumerate(track_ids) if track_id not in queries.tracks]
+
+
 def collage(peaks: list[Peaks], extractor, rng: np.random.Generator) -> Landmarks:
     """A synthetic 3-min track's landmarks: 5-s chunks of real tracks' peak maps, each from a
-    random track and moment, transposed by 9-24 log bins up or down (3-8 semitones: beyond
-    every pitch and speed hypothesis of the search, so no chunk is a findable copy of the real
-    track) and time-stretched by 0.9-1.1, hashed like a catalog track. Real music's structure
-    (which peaks follow which) stays, so common landmarks stay common, and the catalog's
-    variety grows with its size as a real catalog's does."""
+    random track (of ``distractor_sources``) and moment, transposed by 9-24 log bins up or
+    down (3-8 semitones: beyond every pitch and speed hypothesis of the search, so no chunk is
+    a findable copy of the real track) and time-stretched by 0.9-1.1, hashed like a catalog
+    track. Real music's structure (which peaks follow which) stays, so common landmarks stay
+    common, and the catalog's variety grows with its size as a real catalog's does."""
     chunk = int(round(CHUNK_S * extractor.sample_rate / extractor.hop_size))
     frames, bins = [], []
     for number in range(int(TRACK_S / CHUNK_S)):
@@ -174,13 +189,15 @@ def fingerprint_curve(options, queries: Queries) -> list[dict]:
     started = time.perf_counter()
     extractor = real.settings.extractor()
     peaks = real_peaks(options.catalog, extractor, Path(options.work))
+    sources = distractor_sources(list(pd.read_csv(options.catalog)["track_id"]), queries, options)
+    peaks = [peaks[number] for number in sources]
     print(f"fingerprint: real catalog {real_tracks} tracks, {len(part.tracks):,} postings"
           f" ({len(part.tracks) / real_s:.0f}/s); peaks of its audio in"
           f" {time.perf_counter() - started:.0f} s")  # fmt: skip
     # Every hash a query looks up, under every hypothesis: above --full_up_to tracks only the
     # postings of these hashes are written (the search reads no others, so top-1 and the
     # postings a query visits are exact), and the full index's size is counted, not written.
-    looked_up = np.unique(np.concatenate([real._query_landmarks(clip)[0] for clip in clips]))
+    looked_up = np.unique(np.concatenate([real.query_hashes(clip) for clip in clips]))
     seen = np.zeros(2**real.settings.hash_bits, dtype=np.bool_)
     seen[np.asarray(part.keys)] = True
     shutil.copytree(options.fingerprint, work / "part-real")
@@ -261,7 +278,7 @@ def measure_fingerprint(
         matches = engine.search(clip, 5)
         latencies.append(time.perf_counter() - started)
         right += bool(matches) and matches[0].track_id == track_id
-        hashes = engine._query_landmarks(clip)[0]
+        hashes = engine.query_hashes(clip)
         found = sum(end - first for first, end in (p.ranges(hashes) for p in engine._all_parts()))
         visited.append(int(found[found <= engine.settings.max_postings_per_hash].sum()))
     hours = (real_s + (size - real_tracks) * TRACK_S) / 3600
@@ -298,6 +315,7 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
     vectors = real._vectors(labels)
     tracks, starts = real.window_metadata(labels)
     real_tracks = len(real.track_ids)
+    sources = np.isin(tracks, distractor_sources(real._all_ids, queries, options))
     print(f"embedding: real catalog {real_tracks} tracks, {len(vectors):,} windows of"
           f" {vectors.shape[1]} dimensions")  # fmt: skip
     started = time.perf_counter()
@@ -331,7 +349,7 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
                 index.add(track_id, vectors[rows_of], starts[rows_of])
             synthetic = np.random.default_rng(SEED)  # the same windows for every backend
             for number in range(real_tracks, size):
-                mixed = synthetic_windows(vectors, per_track, synthetic)
+                mixed = synthetic_windows(vectors[sources], per_track, synthetic)
                 index.add(f"synthetic{number:07d}", mixed, np.arange(per_track) * 0.5)
             build_s = time.perf_counter() - started
             folder = Path(options.work) / f"embedding-{name}-{size}"
@@ -470,6 +488,12 @@ def main() -> None:
     parser.add_argument("--train_windows", type=int, default=65536)
     parser.add_argument(
         "--backends", nargs="+", default=["ivfpq", "flat", "hnsw"], help="embedding searches"
+    )
+    parser.add_argument(
+        "--distractors_from",
+        choices=["others", "all"],
+        default="others",
+        help="real tracks synthetic ones are made of: those no query comes from, or all",
     )
     parser.add_argument("--plot")
     parser.add_argument("--json")

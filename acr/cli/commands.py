@@ -93,6 +93,16 @@ class Command:
             parser.add_function_arguments(self.show, skip=others, fail_untyped=True)
         for name, hint in hints.items():
             if dataclasses.is_dataclass(hint) and name not in skipped | {"return"}:
+                # A field declared None takes a preset chosen by other fields (the hash width's
+                # landmark settings) when the dataclass is made; the default instance holds the
+                # presets of its own defaults, which would override those of the user's choice.
+                parser.set_defaults(
+                    {
+                        f"{name}.{field.name}": None
+                        for field in dataclasses.fields(hint)
+                        if field.default is None
+                    }
+                )
                 parser.add_argument(
                     f"--{name}.help",
                     action=_GroupHelp,

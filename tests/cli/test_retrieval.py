@@ -187,6 +187,23 @@ def test_settings_that_cannot_work_are_a_one_line_error(
     assert not output.exists()
 
 
+def test_hash_peaks_alone_takes_the_presets_of_its_width(workspace: Path, capsys) -> None:
+    """``--fingerprint.hash_peaks 3`` (the README's triplet index) fills the fields left unset
+    with the triplet presets, not with the pair presets of the default settings."""
+    output = workspace / "triplets"
+    arguments = ["index", "--catalog", str(workspace / "catalog"), "--output", str(output)]
+    assert main([*arguments, "--workers", "1", "--fingerprint.hash_peaks", "3"]) == 0
+    settings = json.loads((output / "index.json").read_text())["engines"]["fingerprint"]
+    assert settings["hash_peaks"] == 3
+    assert settings["max_pair_frames"] == 31 and settings["max_postings_per_hash"] == 100
+    clip = workspace / "clip-triplets.wav"
+    save_audio(clip, synthesize_track(3, 15.0, RATE)[6 * RATE : 9 * RATE], RATE)
+    capsys.readouterr()
+    assert main(["recognize", "--index", str(output), str(clip)]) == 0
+    best = json.loads(capsys.readouterr().out)["matches"][0]
+    assert best["track_id"] == "song3" and best["offset_s"] == pytest.approx(6.0, abs=0.1)
+
+
 def _no_nan(constant: str) -> None:
     raise AssertionError(f"{constant} is not JSON")
 
