@@ -116,6 +116,11 @@ class Queries:
     def truth(self) -> list[str]:
         return list(self.table["track_id"])
 
+    def top1_by_degradation(self, hits: list[bool]) -> dict[str, float]:
+        """Top-1 per degradation (where a larger catalog costs answers)."""
+        found = pd.Series(hits, dtype=float).groupby(self.table["degradation"].to_numpy())
+        return {name: round(share, 3) for name, share in found.mean().items()}
+
 
 def real_peaks(catalog: str, extractor, work: Path) -> list[Peaks]:
     """The spectral peaks of every real catalog track (decoded at the engine's rate), cached
@@ -239,7 +244,7 @@ def fingerprint_curve(options, queries: Queries) -> list[dict]:
                     real_tracks,
                     real_s,
                     clips,
-                    queries.truth,
+                    queries,
                     compact_s,
                     generated_s,
                     settings_name,
@@ -259,7 +264,7 @@ def measure_fingerprint(
     real_tracks,
     real_s,
     clips,
-    truth,
+    queries: Queries,
     compact_s,
     generated_s,
     name,
@@ -272,18 +277,19 @@ def measure_fingerprint(
 
         engine.settings = replace(engine.settings, max_postings_per_hash=max_postings)
     engine.search(clips[0])  # compiles numba, maps the first pages
-    latencies, right, visited = [], 0, []
-    for clip, track_id in zip(clips, truth):
+    latencies, hits, visited = [], [], []
+    for clip, track_id in zip(clips, queries.truth):
         started = time.perf_counter()
         matches = engine.search(clip, 5)
         latencies.append(time.perf_counter() - started)
-        right += bool(matches) and matches[0].track_id == track_id
+        hits.append(bool(matches) and matches[0].track_id == track_id)
         hashes = engine.query_hashes(clip)
         found = sum(end - first for first, end in (p.ranges(hashes) for p in engine._all_parts()))
         visited.append(int(found[found <= engine.settings.max_postings_per_hash].sum()))
     hours = (real_s + (size - real_tracks) * TRACK_S) / 3600
     disk = counted_bytes if counted_bytes is not None else folder_bytes(merged)
     p50, p95 = percentiles_ms(latencies)
+    right = sum(hits)
     low, high = wilson(right, len(clips))
     return {
         "engine": "fingerprint",
@@ -304,6 +310,7 @@ def measure_fingerprint(
         "p95_ms": round(p95, 1),
         "top1": round(right / len(clips), 4),
         "top1_wilson95": [round(low, 4), round(high, 4)],
+        "top1_by_degradation": queries.top1_by_degradation(hits),
         "queries": len(clips),
     }
 
@@ -356,7 +363,7 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
             shutil.rmtree(folder, ignore_errors=True)
             index.save(folder)
             loaded = WindowIndex.load(folder)
-            latencies, right, first_labels = [], 0, []
+            latencies, hits, first_labels = [], [], []
             loaded.rank_tracks(*query_windows[0], 5, engine.settings.neighbors)
             for (embeddings, starts_s), track_id in zip(query_windows, queries.truth):
                 began = time.perf_counter()
@@ -364,11 +371,12 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
                     embeddings, starts_s, 5, engine.settings.neighbors, engine.settings.hop_s
                 )
                 latencies.append(time.perf_counter() - began)
-                right += bool(matches) and matches[0].track_id == track_id
+                hits.append(bool(matches) and matches[0].track_id == track_id)
                 first_labels.append(loaded.search(embeddings, 1)[0][:, 0])
             windows = len(loaded)
             graph = folder / ("hnsw.bin" if name == "hnsw" else "faiss.index")
             p50, p95 = percentiles_ms(latencies)
+            right = sum(hits)
             low, high = wilson(right, len(query_windows))
             results[name] = {
                 "engine": "embedding",
@@ -386,6 +394,7 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
                 "model_ms_per_query": round(model_ms, 1),
                 "top1": round(right / len(query_windows), 4),
                 "top1_wilson95": [round(low, 4), round(high, 4)],
+                "top1_by_degradation": queries.top1_by_degradation(hits),
                 "queries": len(query_windows),
                 "_first": np.concatenate(first_labels),
             }
