@@ -322,7 +322,8 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
     vectors = real._vectors(labels)
     tracks, starts = real.window_metadata(labels)
     real_tracks = len(real.track_ids)
-    sources = np.isin(tracks, distractor_sources(real._all_ids, queries, options))
+    # The windows synthetic ones are mixed from, selected once (not per synthetic track).
+    pool = vectors[np.isin(tracks, distractor_sources(real._all_ids, queries, options))]
     print(f"embedding: real catalog {real_tracks} tracks, {len(vectors):,} windows of"
           f" {vectors.shape[1]} dimensions")  # fmt: skip
     started = time.perf_counter()
@@ -356,7 +357,7 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
                 index.add(track_id, vectors[rows_of], starts[rows_of])
             synthetic = np.random.default_rng(SEED)  # the same windows for every backend
             for number in range(real_tracks, size):
-                mixed = synthetic_windows(vectors[sources], per_track, synthetic)
+                mixed = synthetic_windows(pool, per_track, synthetic)
                 index.add(f"synthetic{number:07d}", mixed, np.arange(per_track) * 0.5)
             build_s = time.perf_counter() - started
             folder = Path(options.work) / f"embedding-{name}-{size}"

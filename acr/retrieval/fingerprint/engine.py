@@ -344,16 +344,18 @@ class FingerprintEngine(Engine):
             return []
         grids = self._query_grids(audio)
         sure, ratio = self.settings.sure_votes, self.settings.changed_vote_ratio
+        as_it_sounds: list[TrackMatch] = []
         if sure or ratio > 1:
             as_it_sounds = self._vote(*self._shortlist(*self._query_landmarks(grids, [0])), top_k)
-            votes = as_it_sounds[0].score if as_it_sounds else 0.0
-            if sure and votes >= sure:
+            if as_it_sounds and sure and as_it_sounds[0].score >= sure:
                 return as_it_sounds
         everything = range(len(self.hypotheses))
         matches = self._vote(*self._shortlist(*self._query_landmarks(grids, everything)), top_k)
         if ratio > 1 and as_it_sounds:
-            changed = not matches or matches[0].track_id != as_it_sounds[0].track_id
-            if changed and (not matches or matches[0].score < ratio * votes):
+            best = as_it_sounds[0]
+            if not matches or (
+                matches[0].track_id != best.track_id and matches[0].score < ratio * best.score
+            ):
                 return as_it_sounds
         return matches
 
