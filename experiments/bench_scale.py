@@ -2,6 +2,7 @@
 
     python experiments/bench_scale.py --fingerprint PART --embedding PART --queries QUERIES.csv \
         --work DIR [--sizes 1000 10000 100000] [--query_count 300] [--plot scale.png]
+        [--nlist 4096 --pq_m 64 --nbits 4 --nprobe 16]
 
 PART is an engine folder of a real index's segment (``INDEX/segment-NNNNNN/fingerprint``,
 ``.../embedding``): the real catalog (the soundtrack corpus), whose 3-s test queries
@@ -336,7 +337,11 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
     rows = []
     backends = {
         "ivfpq": SearchSettings(
-            "ivfpq", nlist=options.nlist, pq_m=options.pq_m, nprobe=options.nprobe
+            "ivfpq",
+            nlist=options.nlist,
+            pq_m=options.pq_m,
+            nbits=options.nbits,
+            nprobe=options.nprobe,
         ),  # fmt: skip
         "flat": SearchSettings("flat"),
         "hnsw": SearchSettings("hnsw"),
@@ -383,7 +388,8 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
                 "engine": "embedding",
                 "search": name
                 if name != "ivfpq"
-                else f"ivfpq nlist={search.nlist} pq_m={search.pq_m} nprobe={search.nprobe}",
+                else f"ivfpq nlist={search.nlist} pq_m={search.pq_m} nbits={search.nbits}"
+                f" nprobe={search.nprobe}",
                 "tracks": size,
                 "windows": windows,
                 "build_s": round(build_s, 1),
@@ -494,6 +500,7 @@ def main() -> None:
     parser.add_argument("--hnsw_up_to", type=int, default=1000, help="HNSW builds up to")
     parser.add_argument("--nlist", type=int, default=1024)
     parser.add_argument("--pq_m", type=int, default=32)
+    parser.add_argument("--nbits", type=int, default=8, help="4: FAISS fast-scan codes")
     parser.add_argument("--nprobe", type=int, default=32)
     parser.add_argument("--train_windows", type=int, default=65536)
     parser.add_argument(

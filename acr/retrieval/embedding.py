@@ -61,7 +61,8 @@ class EmbeddingSettings:
         nlist: IVF-PQ coarse cells (fewer when there are fewer than 39 training windows per
             cell).
         pq_m: IVF-PQ bytes per window (sub-quantisers); must divide the embedding size.
-        nbits: IVF-PQ bits per sub-quantiser code.
+        nbits: IVF-PQ bits per sub-quantiser code; 4 scans them with FAISS's fast-scan
+            kernels (pq_m 64 at 4 bits: the bytes of 32 at 8, scanned ~8x faster).
         nprobe: IVF-PQ cells visited per query window.
         train_windows: IVF-PQ training sample, in windows of the first segment written.
     """
