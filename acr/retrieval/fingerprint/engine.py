@@ -27,7 +27,7 @@ queries per degradation, 2 shared cores), top-1 for clean / noise 0-10 dB / reve
 (Latencies before the first pass was compiled (acr.retrieval.fingerprint.shortlist), which
 halved them: 3-s queries on the 393-track, 16-h corpus went from 59 to 27 ms p50 with identical
 answers. Galloping lookups, votes written once and arrays reused per thread then took triplet
-3-s queries from 22 to 18 ms on the corpus and from 72 to 47 ms at 10^5 tracks (bench_scale),
+3-s queries from 22 to 18 ms on the corpus and from 72 to 48 ms at 10^5 tracks (bench_scale),
 again with identical answers.) More hypotheses cost only query time (the index is unchanged)
 and a little noise robustness (more random matches to outvote). The figures above are for pair
 hashes; triplets (``hash_peaks`` 3, for large catalogs) are searched under the same
