@@ -342,7 +342,7 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
             pq_m=options.pq_m,
             nbits=options.nbits,
             nprobe=options.nprobe,
-        ),  # fmt: skip
+        ),
         "flat": SearchSettings("flat"),
         "hnsw": SearchSettings("hnsw"),
     }

@@ -205,8 +205,9 @@ class FaissPart:
         import faiss
 
         index = self._ready()
-        if self.settings.backend != "flat":
-            # (make_direct_map fails on a fast-scan index in faiss 1.15; this does not.)
+        if self.settings.backend != "flat" and index.direct_map.type != faiss.DirectMap.Array:
+            # Built once per part (a merge asks track by track; each build walks every list).
+            # make_direct_map fails on a fast-scan index in faiss 1.15; this does not.
             index.set_direct_map_type(faiss.DirectMap.Array)
         return np.stack([index.reconstruct(int(label)) for label in labels]).astype(np.float32)
 
