@@ -2,7 +2,7 @@
 
     python experiments/bench_scale.py --fingerprint PART --embedding PART --queries QUERIES.csv \
         --work DIR [--sizes 1000 10000 100000] [--query_count 300] [--plot scale.png]
-        [--nlist 4096 --pq_m 64 --nbits 4 --nprobe 16]
+        [--nlist 4096 --pq_m 64 --nbits 4 --nprobe 16] [--rescore 0 32]
 
 PART is an engine folder of a real index's segment (``INDEX/segment-NNNNNN/fingerprint``,
 ``.../embedding``): the real catalog (the soundtrack corpus), whose 3-s test queries
@@ -16,9 +16,11 @@ every synthetic track a possible cover version of a query's answer):
   tracks only the postings of hashes some query looks up are written: top-1 and the postings a
   query visits are exact, the index's size is counted (8 bytes a posting, 12 a distinct hash),
   and latency is a lower bound (fewer distinct hashes to search among, a smaller page cache);
-- embedding: per synthetic track, 1-s windows every 0.5 s, each the normalised sum of two
-  random real windows of different tracks and a little Gaussian noise (points among the real
-  ones, not in an empty corner of the sphere).
+- embedding: per synthetic track, 1-s windows every 0.5 s in 5-s runs, each run the
+  normalised sum of two runs of consecutive real windows (random tracks and moments) and a
+  little Gaussian noise: points among the real ones, not in an empty corner of the sphere,
+  and coherent in time as music is (see ``synthetic_windows``). Each query is ranked with
+  every --rescore value (0: the neighbours' votes alone).
 
 Each size is written as segments of at most --segment_tracks tracks, then compacted (``acr
 index compact``'s code): that time, bytes on disk per hour of audio, resident memory after
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import math
 import multiprocessing
@@ -48,7 +51,7 @@ import tqdm
 
 from acr.audio import load_audio
 from acr.data.manifests import read_queries
-from acr.retrieval.embedding import EmbeddingEngine
+from acr.retrieval.embedding import EmbeddingEngine, EmbeddingSettings
 from acr.retrieval.fingerprint.engine import FingerprintEngine
 from acr.retrieval.fingerprint.landmarks import Landmarks, Peaks
 from acr.retrieval.neighbors import SearchSettings
@@ -324,7 +327,8 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
     tracks, starts = real.window_metadata(labels)
     real_tracks = len(real.track_ids)
     # The windows synthetic ones are mixed from, selected once (not per synthetic track).
-    pool = vectors[np.isin(tracks, distractor_sources(real._all_ids, queries, options))]
+    sources = np.isin(tracks, distractor_sources(real._all_ids, queries, options))
+    pool = Pool(vectors[sources], tracks[sources], int(round(CHUNK_S / engine.settings.hop_s)))
     print(f"embedding: real catalog {real_tracks} tracks, {len(vectors):,} windows of"
           f" {vectors.shape[1]} dimensions")  # fmt: skip
     started = time.perf_counter()
@@ -355,7 +359,7 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
             if size > limit:
                 continue  # one-thread HNSW builds and exact search in RAM do not scale here
             # IVF-PQ trained once, on real and synthetic windows alike, before any is added.
-            index = WindowIndex(vectors.shape[1], search, template(vectors, search, size))
+            index = WindowIndex(vectors.shape[1], search, template(vectors, pool, search, size))
             started = time.perf_counter()
             for number, track_id in enumerate(real._all_ids):
                 rows_of = np.flatnonzero(tracks == number)
@@ -369,22 +373,12 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
             shutil.rmtree(folder, ignore_errors=True)
             index.save(folder)
             loaded = WindowIndex.load(folder)
-            latencies, hits, first_labels = [], [], []
-            loaded.rank_tracks(*query_windows[0], 5, engine.settings.neighbors)
-            for (embeddings, starts_s), track_id in zip(query_windows, queries.truth):
-                began = time.perf_counter()
-                matches = loaded.rank_tracks(
-                    embeddings, starts_s, 5, engine.settings.neighbors, engine.settings.hop_s
-                )
-                latencies.append(time.perf_counter() - began)
-                hits.append(bool(matches) and matches[0].track_id == track_id)
-                first_labels.append(loaded.search(embeddings, 1)[0][:, 0])
+            first_labels = np.concatenate(
+                [loaded.search(embeddings, 1)[0][:, 0] for embeddings, _ in query_windows]
+            )
             windows = len(loaded)
             graph = folder / ("hnsw.bin" if name == "hnsw" else "faiss.index")
-            p50, p95 = percentiles_ms(latencies)
-            right = sum(hits)
-            low, high = wilson(right, len(query_windows))
-            results[name] = {
+            built = {
                 "engine": "embedding",
                 "search": name
                 if name != "ivfpq"
@@ -396,39 +390,81 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
                 "bytes_per_window": round(graph.stat().st_size / windows, 1),
                 "disk_gb": round(folder_bytes(folder) / 1e9, 3),
                 "rss_after_load_mb": round(resident_mb_after_load("embedding", folder), 0),
-                "search_p50_ms": round(p50, 2),
-                "search_p95_ms": round(p95, 2),
                 "model_ms_per_query": round(model_ms, 1),
-                "top1": round(right / len(query_windows), 4),
-                "top1_wilson95": [round(low, 4), round(high, 4)],
-                "top1_by_degradation": queries.top1_by_degradation(hits),
                 "queries": len(query_windows),
-                "_first": np.concatenate(first_labels),
+                "_first": first_labels,
             }
+            for neighbors, rescore in itertools.product(
+                options.neighbors or [engine.settings.neighbors], options.rescore
+            ):
+                rank = functools.partial(
+                    loaded.rank_tracks,
+                    top_k=5,
+                    neighbors=neighbors,
+                    offset_bin_s=engine.settings.hop_s,
+                    rescore=rescore,
+                )
+                rank(*query_windows[0])  # warm: IVF-PQ builds its direct map for rescoring
+                latencies, hits = [], []
+                for (embeddings, starts_s), track_id in zip(query_windows, queries.truth):
+                    began = time.perf_counter()
+                    matches = rank(embeddings, starts_s)
+                    latencies.append(time.perf_counter() - began)
+                    hits.append(bool(matches) and matches[0].track_id == track_id)
+                p50, p95 = percentiles_ms(latencies)
+                right = sum(hits)
+                low, high = wilson(right, len(query_windows))
+                results[name, neighbors, rescore] = {
+                    **built,
+                    "neighbors": neighbors,
+                    "rescore": rescore,
+                    "search_p50_ms": round(p50, 2),
+                    "search_p95_ms": round(p95, 2),
+                    "top1": round(right / len(query_windows), 4),
+                    "top1_wilson95": [round(low, 4), round(high, 4)],
+                    "top1_by_degradation": queries.top1_by_degradation(hits),
+                }
             shutil.rmtree(folder)
-        exact = results.get("flat", {}).get("_first")
-        for name, row in results.items():
+        exact = next((r["_first"] for (n, *_), r in results.items() if n == "flat"), None)
+        for (name, *search), row in results.items():
             first = row.pop("_first")
             if exact is not None:
                 row["window_recall1_vs_exact"] = round(float(np.mean(first == exact)), 4)
-            if "hnsw" in results and name != "hnsw":
-                row["top1_minus_hnsw"] = round(row["top1"] - results["hnsw"]["top1"], 4)
+            if ("hnsw", *search) in results and name != "hnsw":
+                hnsw = results[("hnsw", *search)]["top1"]
+                row["top1_minus_hnsw"] = round(row["top1"] - hnsw, 4)
             rows.append(row)
             print(json.dumps(row))
     return rows
 
 
-def synthetic_windows(vectors: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """Each the normalised sum of two random real windows and a little noise."""
-    mixed = (
-        vectors[rng.integers(0, len(vectors), count)]
-        + vectors[rng.integers(0, len(vectors), count)]
-    )
+def synthetic_windows(pool: Pool, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` windows of synthetic music: runs of CHUNK_S seconds, each the normalised sum of
+    two runs of consecutive real windows (two random tracks, random moments) and a little
+    noise. Points among the real ones, not in an empty corner of the sphere, and as coherent
+    in time as music (a window resembles its neighbours), so that a wrong track can line up
+    with a query over several windows as a real one can."""
+    run = pool.run
+    chunks = -(-count // run)
+    steps = np.arange(run)
+    first = pool.starts[rng.integers(0, len(pool.starts), chunks)][:, None] + steps
+    second = pool.starts[rng.integers(0, len(pool.starts), chunks)][:, None] + steps
+    mixed = pool.vectors[first.ravel()[:count]] + pool.vectors[second.ravel()[:count]]
     mixed += 0.05 * rng.standard_normal(mixed.shape).astype(np.float32)
     return mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
 
 
-def template(vectors: np.ndarray, search: SearchSettings, size: int):
+class Pool:
+    """The real windows synthetic ones are mixed from, and where a run of ``run`` consecutive
+    windows of one track may start."""
+
+    def __init__(self, vectors: np.ndarray, tracks: np.ndarray, run: int) -> None:
+        self.vectors, self.run = vectors, run
+        whole = tracks[: len(tracks) - run + 1] == tracks[run - 1 :]
+        self.starts = np.flatnonzero(whole)
+
+
+def template(vectors: np.ndarray, pool: Pool, search: SearchSettings, size: int):
     """An IVF-PQ index trained on real windows and as many synthetic ones as the catalog's
     share (None for the other backends)."""
     if search.backend != "ivfpq":
@@ -438,7 +474,7 @@ def template(vectors: np.ndarray, search: SearchSettings, size: int):
     rng = np.random.default_rng(SEED + 1)
     real_share = min(1.0, len(vectors) / (len(vectors) + size * TRACK_S * 2))
     real = vectors[rng.choice(len(vectors), int(search.train_windows * real_share) + 1)]
-    synthetic = synthetic_windows(vectors, search.train_windows - len(real), rng)
+    synthetic = synthetic_windows(pool, search.train_windows - len(real), rng)
     return train_ivfpq(np.concatenate([real, synthetic]), search)
 
 
@@ -451,7 +487,11 @@ def plot(rows: list[dict], path: str) -> None:
     figure, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     series = {}
     for row in rows:
-        series.setdefault(f"{row['engine']} {row['search']}", []).append(row)
+        # The search's kind only (its settings are in the table), and what re-ranks it.
+        label = f"{row['engine']} {row['search'].split()[0]}"
+        if "rescore" in row:
+            label += f", {row['neighbors']} neighbours, rescore {row['rescore']}"
+        series.setdefault(label, []).append(row)
     for label, points in series.items():
         sizes = [p["tracks"] for p in points]
         latency = [p.get("p50_ms", p.get("search_p50_ms")) for p in points]
@@ -503,6 +543,14 @@ def main() -> None:
     parser.add_argument("--nbits", type=int, default=8, help="4: FAISS fast-scan codes")
     parser.add_argument("--nprobe", type=int, default=32)
     parser.add_argument("--train_windows", type=int, default=65536)
+    parser.add_argument(
+        "--neighbors", type=int, nargs="+",
+        help="catalog windows per query window (default: the index's); rows per value",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rescore", type=int, nargs="+", default=[EmbeddingSettings.rescore],
+        help="cells re-scored with every query window (0: votes alone); one row per value",
+    )  # fmt: skip
     parser.add_argument(
         "--backends", nargs="+", default=["ivfpq", "flat", "hnsw"], help="embedding searches"
     )

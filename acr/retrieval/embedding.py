@@ -52,6 +52,9 @@ class EmbeddingSettings:
         query_hop_s: query window hop in seconds, denser than the catalog's so that some query
             window lines up; by default the checkpoint's, else a quarter of the window.
         neighbors: catalog windows retrieved per query window before voting.
+        rescore: the (track, offset) cells with the most votes that are scored again with
+            every query window against the track's windows at that offset (Chang et al.'s
+            sequence search); 0 keeps the votes of the neighbours alone.
         batch_size: windows per forward pass; by default 64 on a CPU (the fastest on 2 cores,
             measured, and a quarter of 256's memory) and 512 on a GPU.
         device: where this process runs the model: cpu, cuda or auto (not recorded in the
@@ -71,6 +74,7 @@ class EmbeddingSettings:
     hop_s: float | None = None
     query_hop_s: float | None = None
     neighbors: int = 20
+    rescore: int = 32
     batch_size: int | None = None
     device: str = "auto"
     backend: Backend = "hnsw"
@@ -79,6 +83,13 @@ class EmbeddingSettings:
     nbits: int = 8
     nprobe: int = 32
     train_windows: int = 65536
+
+    def __post_init__(self) -> None:
+        """Settings that cannot work fail here, when a command line or an index is read."""
+        if self.neighbors < 1:
+            raise ValueError(f"neighbors must be >= 1, got {self.neighbors}")
+        if self.rescore < 0:
+            raise ValueError(f"rescore must be >= 0 (0: off), got {self.rescore}")
 
     @property
     def search(self) -> SearchSettings:
@@ -208,6 +219,7 @@ class EmbeddingEngine(Engine):
             top_k,
             self.settings.neighbors,
             offset_bin_s=self.settings.hop_s,
+            rescore=self.settings.rescore,
         )
 
     @property

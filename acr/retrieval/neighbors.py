@@ -148,7 +148,8 @@ class FaissPart:
         import faiss  # imported with the backend: an hnsw index never loads it
 
         self.dim, self.settings = dim, settings
-        self.template = template  # an empty, trained IVF-PQ index shared by every part
+        self._template = template  # an empty, trained IVF-PQ index shared by every part
+        self._file: Path | None = None  # a loaded part's index file (its lists are mapped)
         if index is None and settings.backend == "flat":
             index = faiss.IndexFlatIP(dim)
         elif index is None and template is not None:
@@ -161,6 +162,21 @@ class FaissPart:
     @property
     def removed(self) -> int:
         return len(self.removed_labels)
+
+    @property
+    def template(self) -> Any:
+        """The empty, trained IVF-PQ index (None before training, and for Flat). A loaded
+        part reads it from its file when first asked, which only a writer does (to add a
+        part or merge): emptying a copy costs a pass over the codes that a reader never pays."""
+        if self._template is None and self._file is not None and self.settings.backend == "ivfpq":
+            template = _read_faiss(self._file, self.settings.backend, mapped=False)
+            template.reset()  # mapped lists are read-only
+            self._template = template
+        return self._template
+
+    @template.setter
+    def template(self, template: Any) -> None:
+        self._template = template
 
     def add(self, vectors: np.ndarray) -> None:
         labels = np.arange(self.size, self.size + len(vectors), dtype=np.int64)
@@ -209,7 +225,7 @@ class FaissPart:
             # Built once per part (a merge asks track by track; each build walks every list).
             # make_direct_map fails on a fast-scan index in faiss 1.15; this does not.
             index.set_direct_map_type(faiss.DirectMap.Array)
-        return np.stack([index.reconstruct(int(label)) for label in labels]).astype(np.float32)
+        return index.reconstruct_batch(np.asarray(labels, np.int64)).astype(np.float32)
 
     def save(self, directory: Path) -> None:
         import faiss
@@ -218,24 +234,25 @@ class FaissPart:
 
     @classmethod
     def load(cls, directory: Path, dim: int, settings: SearchSettings, count: int) -> FaissPart:
-        import faiss
-
         path = directory / FAISS_FILE
         check_index(path.is_file(), path, "missing")
         with reading(path):
-            index = faiss.read_index(str(path))
+            index = _read_faiss(path, settings.backend)
         check_index(
             index.ntotal == count and index.d == dim,
             path,
             f"{index.ntotal} vectors of {index.d} dimensions; the window table has {count}"
             f" of {dim}",
         )
-        template = None
-        if settings.backend == "ivfpq":
-            template = _clone(index)
-            template.reset()
-        part = cls(dim, settings, index, template)
+        part = cls(dim, settings, index)
+        part._file = path
         return part
+
+    def owned_copy(self) -> Any:
+        """A copy of the index to change (mapped lists can be neither changed nor cloned)."""
+        if self._file is not None:
+            return _read_faiss(self._file, self.settings.backend, mapped=False)
+        return _clone(self._ready())
 
 
 def train_ivfpq(vectors: np.ndarray, settings: SearchSettings) -> faiss.Index:
@@ -281,7 +298,7 @@ def merge_ivfpq(parts: list[FaissPart], new_labels: list[np.ndarray]) -> FaissPa
     for part, labels in zip(parts, new_labels):
         if part.index is None or part.index.ntotal == 0:
             continue
-        copy = _clone(part.index)
+        copy = part.owned_copy()
         dropped = np.flatnonzero(labels < 0).astype(np.int64)
         if len(dropped):
             copy.remove_ids(faiss.IDSelectorBatch(dropped))
@@ -294,6 +311,22 @@ def merge_ivfpq(parts: list[FaissPart], new_labels: list[np.ndarray]) -> FaissPa
         merged.index.merge_from(copy, 0)
     merged.size = int(merged.index.ntotal)
     return merged
+
+
+def _read_faiss(path: Path, backend: Backend, mapped: bool = True) -> Any:
+    """A FAISS index file, memory-mapped: IVF lists (IO_FLAG_MMAP) and flat vectors
+    (IO_FLAG_MMAP_IFC; the two flags do not combine) stay in the file, so a reader holds the
+    pages its queries touch and processes share one copy in the page cache (at 10^5 tracks,
+    1.7 GB of IVF-PQ codes were read whole into every process, and copied once more)."""
+    import faiss
+
+    flags = faiss.IO_FLAG_MMAP_IFC if backend == "flat" else faiss.IO_FLAG_MMAP
+    index = faiss.read_index(str(path), flags if mapped else 0)
+    if isinstance(index, faiss.IndexIVFPQFastScan) and index.fine_quantizer is None:
+        # read_index leaves the decoder unset (faiss 1.15.1), and decoding a code (to
+        # reconstruct a window) then dereferences a null pointer: it is the index's own PQ.
+        index.fine_quantizer = index.pq
+    return index
 
 
 def _clone(index: Any) -> Any:

@@ -5,7 +5,10 @@ windows too; every query window votes for the tracks of its nearest catalog wind
 time offset ``reference_start - query_start``. The right track collects votes from many query
 windows at one offset, a wrong track's votes scatter over offsets (the same principle as
 landmark offset histograms, Wang 2003; applied to embeddings as in Chang et al. 2021).
-The neighbours come from hnswlib or FAISS (acr.retrieval.neighbors).
+The (track, offset) candidates with the most votes can then be scored again with every query
+window against the track's stored windows (their sequence search), so that a window whose own
+neighbours were all other music still counts. The neighbours come from hnswlib or FAISS
+(acr.retrieval.neighbors).
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class WindowIndex:
         # Per-track parts, concatenated on first use: repeated np.concatenate would be quadratic.
         self._track_parts: list[np.ndarray] = []
         self._start_parts: list[np.ndarray] = []
+        self._spans: tuple[int, tuple] | None = None  # _track_spans, for this many windows
 
     def empty(self) -> WindowIndex:
         """No windows, the same settings and (IVF-PQ) training."""
@@ -182,10 +186,14 @@ class WindowIndex:
         top_k: int = 5,
         neighbors: int = 20,
         offset_bin_s: float = 0.5,
+        rescore: int = 0,
     ) -> list[TrackMatch]:
-        """Rank tracks for one query given its window embeddings and window start times."""
+        """Rank tracks for one query given its window embeddings and window start times
+        (``rescore``: see :meth:`rank_from_neighbors`)."""
         labels, similarities = self.search(embeddings, neighbors)
-        return self.rank_from_neighbors(labels, similarities, start_s, top_k, offset_bin_s)
+        return self.rank_from_neighbors(
+            labels, similarities, start_s, top_k, offset_bin_s, embeddings, rescore
+        )
 
     def rank_from_neighbors(
         self,
@@ -194,6 +202,8 @@ class WindowIndex:
         start_s: np.ndarray,
         top_k: int | None = 5,
         offset_bin_s: float = 0.5,
+        embeddings: np.ndarray | None = None,
+        rescore: int = 0,
     ) -> list[TrackMatch]:
         """Rank tracks from one query's neighbour lists (as returned by :meth:`search`).
 
@@ -202,20 +212,31 @@ class WindowIndex:
         A track's score is, at its best offset, the sum over query windows of each window's best
         similarity to that track within ±1 offset bin (so tempo drift and window misalignment
         of up to a bin still count). Only positive similarities vote.
+
+        With ``rescore`` > 0 and the query's ``embeddings``, the ``rescore`` (track, offset)
+        cells with the most votes are scored again with every query window against the
+        track's stored windows at that offset, not only those among its neighbours: Chang et
+        al.'s (2021) sequence search. In a large catalog a query window's own reference window
+        is often pushed out of its neighbour list by windows of other music; one window that
+        finds it brings the whole sequence in.
         """
         tracks, reference_start_s = self.window_metadata(labels)
-        offsets_s = reference_start_s - np.asarray(start_s, np.float32)[:, None]
+        start_s = np.asarray(start_s, np.float32)
+        offsets_s = reference_start_s - start_s[:, None]
         offset_bins = np.rint(offsets_s / offset_bin_s).astype(np.int64)
         query_windows = np.broadcast_to(np.arange(len(labels))[:, None], labels.shape)
         keep = similarities > 0
-        return self._vote(
-            query_windows[keep],
-            tracks[keep],
-            offset_bins[keep],
-            similarities[keep],
-            offset_bin_s,
-            top_k,
+        cells, totals = self._vote(
+            query_windows[keep], tracks[keep], offset_bins[keep], similarities[keep]
         )
+        if rescore > 0 and embeddings is not None and len(cells):
+            top = np.argsort(-totals, kind="stable")[:rescore]
+            totals = totals.copy()
+            totals[top] = np.maximum(
+                totals[top],
+                self._sequence_scores(embeddings, start_s, cells[top], offset_bin_s),
+            )
+        return self._ranked(cells, totals, offset_bin_s, top_k)
 
     def _vote(
         self,
@@ -223,11 +244,11 @@ class WindowIndex:
         tracks: np.ndarray,
         offset_bins: np.ndarray,
         similarities: np.ndarray,
-        offset_bin_s: float,
-        top_k: int | None,
-    ) -> list[TrackMatch]:
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(track, offset bin) cells [n, 2] and their totals: per cell, the sum over query
+        windows of each one's best similarity to the track within ±1 bin."""
         if len(tracks) == 0:
-            return []
+            return np.zeros((0, 2), np.int64), np.zeros(0)
         # Each vote also counts for the two neighbouring offset bins, a hair lighter so that the
         # reported offset is the bin the votes actually fell in.
         centers = np.concatenate([offset_bins, offset_bins - 1, offset_bins + 1])
@@ -242,21 +263,87 @@ class WindowIndex:
         np.maximum.at(best, cell_index.ravel(), weights)
         offsets, offset_index = np.unique(cells[:, :2], axis=0, return_inverse=True)
         totals = np.bincount(offset_index.ravel(), weights=best, minlength=len(offsets))
-        # Best offset per track.
-        order = np.lexsort((-totals, offsets[:, 0]))
-        first_of_track = np.r_[True, offsets[order[1:], 0] != offsets[order[:-1], 0]]
+        return offsets, totals
+
+    def _ranked(
+        self, cells: np.ndarray, totals: np.ndarray, offset_bin_s: float, top_k: int | None
+    ) -> list[TrackMatch]:
+        """Each track at its best cell, best tracks first."""
+        if len(cells) == 0:
+            return []
+        order = np.lexsort((-totals, cells[:, 0]))
+        first_of_track = np.r_[True, cells[order[1:], 0] != cells[order[:-1], 0]]
         winners = order[first_of_track]
         ranked = winners[np.argsort(-totals[winners], kind="stable")][:top_k]
         # An offset below 0 says the query began before the track (its matched windows come
         # after the track's first); the match then starts at the track's beginning.
         return [
             TrackMatch(
-                self._all_ids[offsets[i, 0]],
+                self._all_ids[cells[i, 0]],
                 float(totals[i]),
-                max(0.0, float(offsets[i, 1] * offset_bin_s)),
+                max(0.0, float(cells[i, 1] * offset_bin_s)),
             )
             for i in ranked
         ]
+
+    def _sequence_scores(
+        self, embeddings: np.ndarray, start_s: np.ndarray, cells: np.ndarray, offset_bin_s: float
+    ) -> np.ndarray:
+        """Per (track, offset bin) cell, the sum over query windows of max(0, the best
+        similarity to the track's windows whose offset from it rounds to within ±1 bin)."""
+        first, end, order, sorted_start = self._track_spans()
+        window_labels, cell_of, window_of, centre = [], [], [], []
+        for number, (track, offset_bin) in enumerate(cells):
+            begin, stop = int(first[track]), int(end[track])
+            starts = sorted_start[begin:stop]
+            low = np.searchsorted(starts, start_s + (offset_bin - 1.5) * offset_bin_s)
+            high = np.searchsorted(starts, start_s + (offset_bin + 1.5) * offset_bin_s)
+            counts = high - low
+            # For each query window, the positions low .. high - 1 of the track's windows.
+            position = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+            windows = np.repeat(np.arange(len(start_s)), counts)
+            positions = begin + np.repeat(low, counts) + position
+            offsets = (sorted_start[positions] - start_s[windows]) / offset_bin_s
+            window_labels.append(positions)
+            window_of.append(windows)
+            cell_of.append(np.full(len(positions), number))
+            centre.append(np.rint(offsets) == offset_bin)
+        positions = np.concatenate(window_labels)
+        labels = positions if order is None else order[positions]
+        unique, row = np.unique(labels, return_inverse=True)
+        similarities = self._vectors(unique) @ np.asarray(embeddings, np.float32).T
+        window_of, cell_of = np.concatenate(window_of), np.concatenate(cell_of)
+        # A hair lighter off the centre bin, as in _vote, so that of three cells that see the
+        # same windows the one they fall in wins.
+        weights = similarities[row.ravel(), window_of] * np.where(
+            np.concatenate(centre), 1.0, 1.0 - 1e-6
+        )
+        best = np.zeros((len(cells), len(start_s)))
+        np.maximum.at(best, (cell_of, window_of), weights)
+        return best.sum(axis=1)
+
+    def _track_spans(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        """Where each track's windows lie in start order: (first, end) positions per track
+        number, the labels in that order (None: the labels themselves) and the start times in
+        that order. A track's windows are added together and in time, so the labels usually
+        are that order already and no copy is made."""
+        track, start = self._vector_track, self._vector_start_s
+        if self._spans is not None and self._spans[0] == len(track):
+            return self._spans[1]
+        order = None
+        runs = np.flatnonzero(np.r_[True, track[1:] != track[:-1]])
+        in_time = len(track) < 2 or bool(np.all((np.diff(start) > 0) | (track[1:] != track[:-1])))
+        if len(np.unique(track[runs])) != len(runs) or not in_time:
+            order = np.lexsort((start, track))
+            track, start = track[order], start[order]
+            runs = np.flatnonzero(np.r_[True, track[1:] != track[:-1]])
+        first = np.zeros(len(self._all_ids), np.int64)
+        end = np.zeros(len(self._all_ids), np.int64)
+        first[track[runs]] = runs
+        end[track[runs]] = np.r_[runs[1:], len(track)]
+        spans = (first, end, order, start)
+        self._spans = (len(track), spans)
+        return spans
 
     def save(self, directory: str | Path) -> None:
         """Write the live windows as one part: the neighbour index, the window table and the

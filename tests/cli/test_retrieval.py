@@ -174,6 +174,7 @@ def test_failures_exit_non_zero_with_one_line(workspace: Path, capsys) -> None:
             "hash fields need 34 bits; at most 32 fit",
         ),
         (["--fingerprint.pitch_step_semitones", "-1"], "pitch_step_semitones must be > 0"),
+        (["--embedding.rescore", "-1"], "rescore must be >= 0 (0: off), got -1"),
     ],
 )
 def test_settings_that_cannot_work_are_a_one_line_error(

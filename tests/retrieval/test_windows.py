@@ -62,6 +62,63 @@ def test_votes_at_inconsistent_offsets_count_less() -> None:
     assert matches[1].score < 3.0
 
 
+def crowded_catalog(rng: np.random.Generator, search: SearchSettings, shuffled: bool = False):
+    """A query of windows 2-5 of track "right" (noisy), and a track "crowd" whose windows
+    lie closer to query windows 1-3 than the right ones, at one offset: with one neighbour
+    per window, the right track gets one vote and the crowd three."""
+    dim = 64
+    right = unit_rows(rng, 8, dim)
+    query = right[2:6] + 0.3 * unit_rows(rng, 4, dim)
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    crowd = unit_rows(rng, 8, dim)
+    crowd[5:8] = query[1:4] + 0.05 * unit_rows(rng, 3, dim)
+    crowd /= np.linalg.norm(crowd, axis=1, keepdims=True)
+    index = WindowIndex(dim, search)
+    starts = np.arange(8) * 0.5
+    order = rng.permutation(8) if shuffled else np.arange(8)
+    index.add("right", right[order], starts[order])
+    index.add("crowd", crowd, starts)
+    for number in range(10):
+        index.add(f"other{number}", unit_rows(rng, 8, dim), starts)
+    return index, query, right
+
+
+@pytest.mark.parametrize("backend", ["hnsw", "flat"])
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_rescoring_scores_every_window_of_a_cell(backend: str, shuffled: bool) -> None:
+    """Votes alone rank the crowd first; re-scored, each cell sums every query window's best
+    similarity to the track's windows within one bin of the offset, the sums a brute force
+    gives, and the right track wins at its offset (1.0 s)."""
+    rng = np.random.default_rng(5)
+    index, query, right = crowded_catalog(rng, SearchSettings(backend), shuffled)
+    starts = np.arange(4) * 0.5
+    voted = index.rank_tracks(query, starts, top_k=2, neighbors=1)
+    assert voted[0].track_id == "crowd"
+    rescored = index.rank_tracks(query, starts, top_k=2, neighbors=1, rescore=8)
+    assert rescored[0].track_id == "right" and rescored[0].offset_s == pytest.approx(1.0)
+    # Offset bin 2: query window i meets the right track's windows i + 1 .. i + 3.
+    similarities = query @ right.T
+    expected = sum(max(0.0, similarities[i, i + 1 : i + 4].max()) for i in range(4))
+    assert rescored[0].score == pytest.approx(expected, abs=1e-4)
+    assert rescored[0].score > rescored[1].score >= voted[0].score - 1e-4  # never lowered
+    assert rescored[1].track_id == "crowd"
+
+
+def test_rescoring_reads_every_part_of_an_opened_index(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    index, query, _ = crowded_catalog(rng, SearchSettings("flat"))
+    starts = np.arange(4) * 0.5
+    index.save(tmp_path / "first")
+    extra = WindowIndex(64, SearchSettings("flat"))
+    extra.add("late", unit_rows(rng, 8, 64), np.arange(8) * 0.5)
+    extra.save(tmp_path / "second")
+    opened = WindowIndex.open([tmp_path / "second", tmp_path / "first"])
+    expected = index.rank_tracks(query, starts, top_k=3, neighbors=1, rescore=8)
+    found = opened.rank_tracks(query, starts, top_k=3, neighbors=1, rescore=8)
+    assert [(m.track_id, m.offset_s) for m in found] == [(m.track_id, m.offset_s) for m in expected]
+    np.testing.assert_allclose([m.score for m in found], [m.score for m in expected], atol=1e-5)
+
+
 def test_save_and_load_give_the_same_answers(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     index, catalog = build(rng, tracks=10, windows=20, dim=16)
@@ -191,6 +248,17 @@ def test_faiss_backends_against_brute_force(search, least_recall, tmp_path: Path
     loaded = WindowIndex.load(tmp_path / "index")
     assert loaded.search_settings == search
     np.testing.assert_array_equal(loaded.search(queries, k=10)[0], labels)
+    # Stored windows read back (IVF-PQ: decoded; a fast-scan index read from disk had no
+    # decoder in faiss 1.15.1 and crashed), and sequence re-scoring reads them so.
+    first = labels[:, 0]
+    np.testing.assert_allclose(loaded._vectors(first), index._vectors(first), atol=1e-6)
+    if search.backend == "flat":
+        np.testing.assert_allclose(loaded._vectors(first), vectors[first], atol=1e-6)
+    query_starts = np.arange(4) * 0.5
+    for query in (vectors[410:414], vectors[3020:3024]):
+        assert loaded.rank_tracks(query, query_starts, rescore=8) == index.rank_tracks(
+            query, query_starts, rescore=8
+        )
     if search.backend == "ivfpq":
         import faiss
 
@@ -244,3 +312,56 @@ def test_parts_search_as_one_and_merge_without_the_removed(
         np.testing.assert_allclose(merged_similarities, similarities, atol=1e-5)
         unique_first = similarities[:, 0] > similarities[:, 1] + 1e-5
         assert unique_first.sum() > 10 and same[unique_first, 0].all()
+
+
+PRIVATE_MEMORY_AFTER_LOAD = """
+import sys
+import numpy as np
+import faiss
+from acr.retrieval.windows import WindowIndex
+
+def private_kb():
+    return int([l for l in open("/proc/self/status") if l.startswith("RssAnon")][0].split()[1])
+
+before = private_kb()
+index = WindowIndex.load(sys.argv[1])
+index.search(np.ones((1, index.dim), np.float32) / index.dim**0.5, 5)
+print(private_kb() - before)
+"""
+
+
+@pytest.mark.parametrize(
+    "search, share",
+    [
+        (SearchSettings("flat"), 0.2),
+        (SearchSettings("ivfpq", nlist=64, pq_m=32, nprobe=4), 0.2),
+        (SearchSettings("ivfpq", nlist=64, pq_m=32, nbits=4, nprobe=4), 1.2),
+    ],
+    ids=["flat", "ivfpq", "ivfpq-fast-scan"],
+)
+def test_a_reader_maps_the_faiss_index_instead_of_copying_it(
+    search: SearchSettings, share: float, tmp_path: Path
+) -> None:
+    """A fresh process that loads a part and searches it holds a small share of the index
+    file in private memory: FAISS maps the flat vectors or the IVF lists, whose pages are the
+    page cache's, shared by every reader (before: the whole file, and for IVF-PQ a second copy
+    to make the template that only a writer needs). faiss 1.15.1 reads fast-scan lists
+    whole even when asked to map them: one copy, not two."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(7)
+    index = WindowIndex(64, search)
+    for track in range(40):
+        index.add(f"track{track}", unit_rows(rng, 10_000, 64), np.arange(10_000) * 0.5)
+    index.save(tmp_path / "index")
+    stored = (tmp_path / "index" / "faiss.index").stat().st_size / 1024
+    grown = subprocess.run(
+        [sys.executable, "-c", PRIVATE_MEMORY_AFTER_LOAD, str(tmp_path / "index")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # The window table (track numbers and start times: 8 bytes a window) is read whole.
+    table = 400_000 * 8 / 1024
+    assert int(grown) < table + 1024 + share * stored, (int(grown), stored)
