@@ -10,7 +10,7 @@ $(PYTHON):
 
 $(INSTALLED): pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[dev,mert]'
+	$(PYTHON) -m pip install --quiet -e '.[dev,mert,muq]'
 	touch $@
 
 install: $(INSTALLED)

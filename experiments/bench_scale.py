@@ -37,7 +37,6 @@ import argparse
 import functools
 import itertools
 import json
-import math
 import multiprocessing
 import shutil
 import subprocess
@@ -54,6 +53,7 @@ from acr.data.manifests import read_queries
 from acr.retrieval.embedding import EmbeddingEngine, EmbeddingSettings
 from acr.retrieval.fingerprint.engine import FingerprintEngine
 from acr.retrieval.fingerprint.landmarks import Landmarks, Peaks
+from acr.retrieval.metrics import proportion_interval
 from acr.retrieval.neighbors import SearchSettings
 from acr.retrieval.windows import WindowIndex
 from acr.runs.environment import machine
@@ -63,16 +63,6 @@ CHUNK_S = 5.0  # a synthetic fingerprint track is a collage of real peak maps th
 ARRAYS = ("frames", "bins")  # of the cached real peaks
 HASHES = {2: "pairs", 3: "triplets"}  # FingerprintSettings.hash_peaks
 SEED = 0
-
-
-def wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (never zero-width)."""
-    if total == 0:
-        return 0.0, 1.0
-    p = successes / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def folder_bytes(path: Path) -> int:
@@ -294,7 +284,7 @@ def measure_fingerprint(
     disk = counted_bytes if counted_bytes is not None else folder_bytes(merged)
     p50, p95 = percentiles_ms(latencies)
     right = sum(hits)
-    low, high = wilson(right, len(clips))
+    low, high = proportion_interval(right, len(clips))
     return {
         "engine": "fingerprint",
         "search": f"{HASHES[engine.settings.hash_peaks]}, max_postings_per_hash"
@@ -413,7 +403,7 @@ def embedding_curve(options, queries: Queries) -> list[dict]:
                     hits.append(bool(matches) and matches[0].track_id == track_id)
                 p50, p95 = percentiles_ms(latencies)
                 right = sum(hits)
-                low, high = wilson(right, len(query_windows))
+                low, high = proportion_interval(right, len(query_windows))
                 results[name, neighbors, rescore] = {
                     **built,
                     "neighbors": neighbors,

@@ -15,6 +15,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+import torch.distributed as dist
 from lightning.pytorch.loggers import WandbLogger
 from rich.console import Console
 from rich.table import Table
@@ -129,13 +130,21 @@ class RetrievalEvaluation(L.Callback):
         )
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not self._batches:
+        if trainer.sanity_checking:
             return
-        windows = WindowEmbeddings(*(torch.cat(parts).numpy() for parts in zip(*self._batches)))
+        windows = gather_windows(self._batches)
         self._batches = []
-        results, per_query = self._evaluate(windows, trainer.val_dataloaders)
+        if not len(windows.kinds):
+            return
+        # Rank 0 searches every process's windows; the others get its numbers, so that every
+        # rank logs (and checkpoints on) what one process would have measured.
+        evaluated = (
+            self._evaluate(windows, trainer.val_dataloaders) if trainer.is_global_zero else None
+        )
+        results, per_query = trainer.strategy.broadcast(evaluated, src=0)
         self.latest = results
-        pl_module.log_dict(_flatten(results, "val"), sync_dist=False)
+        # Every rank holds rank 0's numbers: syncing them changes nothing and quiets Lightning.
+        pl_module.log_dict(_flatten(results, "val"), sync_dist=True)
         self._publish(trainer, results, per_query, "val")
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -150,9 +159,11 @@ class RetrievalEvaluation(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.evaluate_untrained or trainer.global_step > 0 or trainer.datamodule is None:
             return
-        loader = trainer.datamodule.val_dataloader()
-        windows = _embed(pl_module, loader)
-        self.untrained, per_query = self._evaluate(windows, loader)
+        untrained = None
+        if trainer.is_global_zero:  # the whole validation set, on one process
+            loader = trainer.datamodule.val_dataloader()
+            untrained = self._evaluate(_embed(pl_module, loader), loader)
+        self.untrained, per_query = trainer.strategy.broadcast(untrained, src=0)
         for logger in trainer.loggers:
             logger.log_metrics(_flatten(self.untrained, "val_untrained"), step=0)
         self._publish(trainer, self.untrained, per_query, "val_untrained")
@@ -182,9 +193,10 @@ class RetrievalEvaluation(L.Callback):
         self, trainer: L.Trainer, results: Results, per_query: dict[str, list], stage: str
     ) -> None:
         """Write the full results as JSON next to the logs, and a table to W&B if attached."""
+        # trainer.log_dir is a broadcast under DDP: every rank must ask, or rank 0 waits forever.
+        directory = Path(trainer.log_dir or trainer.default_root_dir) / "retrieval"
         if not trainer.is_global_zero:
             return
-        directory = Path(trainer.log_dir or trainer.default_root_dir) / "retrieval"
         directory.mkdir(parents=True, exist_ok=True)
         report = {
             "stage": stage,
@@ -206,6 +218,30 @@ class RetrievalEvaluation(L.Callback):
                 )
 
 
+def gather_windows(batches: list[tuple[torch.Tensor, ...]]) -> WindowEmbeddings:
+    """The validation windows every process embedded, once each, in (kind, owner, start) order.
+
+    Under DDP each process embeds a shard of the validation set, and the distributed sampler
+    pads the shards to equal length with repeated windows: those are dropped, and the order is
+    made independent of how the set was sharded, so that the index built from the windows,
+    and every number measured on it, is the one a single process gets."""
+    columns = [torch.cat(parts).numpy() for parts in zip(*batches)] if batches else None
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        shards: list = [None] * dist.get_world_size()
+        dist.all_gather_object(shards, columns)
+        shards = [shard for shard in shards if shard is not None]
+        columns = [np.concatenate(parts) for parts in zip(*shards)] if shards else None
+    if columns is None:
+        return WindowEmbeddings(np.zeros((0, 0), np.float32), *(np.zeros(0) for _ in range(3)))
+    return _each_window_once(*columns)
+
+
+def _each_window_once(embeddings, kinds, owners, starts_s) -> WindowEmbeddings:
+    """The windows without repeats, sorted by (kind, owner, start) (np.unique sorts them)."""
+    _, first = np.unique(np.stack([kinds, owners, starts_s]), axis=1, return_index=True)
+    return WindowEmbeddings(embeddings[first], kinds[first], owners[first], starts_s[first])
+
+
 def _embed(pl_module: L.LightningModule, loader: DataLoader) -> WindowEmbeddings:
     """Embed every validation window outside the validation loop (for the untrained baseline)."""
     was_training = pl_module.training
@@ -218,7 +254,7 @@ def _embed(pl_module: L.LightningModule, loader: DataLoader) -> WindowEmbeddings
                 (embeddings.float().cpu(), batch["kind"], batch["owner"], batch["start_s"])
             )
     pl_module.train(was_training)
-    return WindowEmbeddings(*(torch.cat(columns).numpy() for columns in zip(*parts)))
+    return _each_window_once(*(torch.cat(columns).numpy() for columns in zip(*parts)))
 
 
 def _flatten(results: Results, prefix: str) -> dict[str, float]:

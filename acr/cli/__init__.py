@@ -40,7 +40,7 @@ Retrieval:
   index       index a catalog with fingerprint, embedding, melody or hybrid engines;
               index add|replace|remove|list|compact change or show an index
   recognize   identify clips: ranked tracks, scores and offsets
-  evaluate    top-1/top-5/MRR per bucket with bootstrap confidence intervals
+  evaluate    top-1/top-5/MRR per bucket with 95% intervals (Wilson, MRR: bootstrap)
   fuse        fit the hybrid fusion on validation queries
 
 Data:

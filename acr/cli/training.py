@@ -110,6 +110,7 @@ class ACRCLI(LightningCLI):
 
     def after_fit(self) -> None:
         """Say where the run's outputs are."""
+        log_dir = self.trainer.log_dir  # a broadcast under DDP: every rank must ask
         if not self.trainer.is_global_zero:
             return
         print("\nOutputs")
@@ -119,11 +120,9 @@ class ACRCLI(LightningCLI):
                     print(f"  best:        {callback.best_model_path}")
                 if callback.last_model_path:
                     print(f"  last:        {callback.last_model_path}")
-        if self.trainer.log_dir:
-            print(f"  metrics:     {Path(self.trainer.log_dir) / 'metrics.csv'}")
-            print(
-                f"  retrieval:   {Path(self.trainer.log_dir) / 'retrieval'} (JSON per validation)"
-            )
+        if log_dir:
+            print(f"  metrics:     {Path(log_dir) / 'metrics.csv'}")
+            print(f"  retrieval:   {Path(log_dir) / 'retrieval'} (JSON per validation)")
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):
                 print(

@@ -11,6 +11,7 @@ _HOMES = {
     "ECAPATDNN": "acr.models.ecapa",
     "EmbedderModule": "acr.models.embedder",
     "MERTAdapter": "acr.models.mert_adapter",
+    "MuQAdapter": "acr.models.muq_adapter",
     "NTXentLoss": "acr.models.losses",
 }
 

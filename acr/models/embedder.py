@@ -64,7 +64,8 @@ class EmbedderModule(L.LightningModule):
                 .float()
                 .mean()
             )
-        self.log("train/loss", loss, prog_bar=True)
+        # The whole batch's loss (under DDP ``loss`` is world_size x it: see NTXentLoss).
+        self.log("train/loss", self.loss.last_loss, prog_bar=True)
         self.log("train/pair_accuracy", pair_accuracy, prog_bar=True)
         self.log("train/positive_similarity", similarities.diagonal().mean())
         return loss

@@ -1,8 +1,25 @@
 """Contrastive losses for embedding training."""
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def gather_across_ranks(embeddings: Tensor) -> Tensor:
+    """Every rank's ``embeddings`` concatenated in rank order.
+
+    The other ranks' rows are constants here and this rank's keep their gradient (open_clip's
+    gather without gradients): no collective runs in the backward pass, where it could
+    interleave with DDP's own gradient all-reduce. Without a process group, or with one
+    process, the input. Every rank must pass the same number of rows.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return embeddings
+    parts = [torch.empty_like(embeddings) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, embeddings.detach().contiguous())
+    parts[dist.get_rank()] = embeddings
+    return torch.cat(parts)
 
 
 class NTXentLoss(nn.Module):
@@ -10,6 +27,14 @@ class NTXentLoss(nn.Module):
 
     Every other item in the batch is a negative. For audio fingerprints tau = 0.05-0.1 works
     best (Chang et al. 2021, "Neural Audio Fingerprint"), hence the default.
+
+    Under data-parallel training (DDP, several processes) the batch is the global one: every
+    rank gathers every rank's pairs and computes the loss of the whole batch, so a GPU trains
+    with world_size x batch_size pairs' negatives, as one device with the whole batch would,
+    not with its own N (the bug lightning-bolts#179 had). Only this rank's embeddings carry a
+    gradient, so each rank returns world_size x the loss: DDP averages the ranks' gradients,
+    and that average is then exactly the gradient of the whole batch's loss (tested against
+    one process). ``last_loss`` keeps the loss itself, to log.
     """
 
     def __init__(self, temperature: float = 0.05):
@@ -19,19 +44,23 @@ class NTXentLoss(nn.Module):
         self.temperature = temperature
 
     def forward(self, anchors: Tensor, positives: Tensor) -> Tensor:
-        """Mean loss over all 2N rows; anchors[i] and positives[i] are a pair, both [N, D]."""
+        """Mean loss over the whole batch's 2N rows (x world_size under DDP, see above);
+        anchors[i] and positives[i] are a pair, both [N, D]."""
         if anchors.dim() != 2 or anchors.shape != positives.shape:
             raise ValueError(
                 "anchors and positives must both be [N, D] with the same shape, got "
                 f"{tuple(anchors.shape)} and {tuple(positives.shape)}"
             )
-        pair_count = anchors.shape[0]
-        if pair_count < 2:
-            raise ValueError(f"NT-Xent needs at least 2 pairs to have negatives, got {pair_count}")
-        embeddings = F.normalize(torch.cat([anchors, positives]), dim=1)
+        anchors, positives = F.normalize(anchors, dim=1), F.normalize(positives, dim=1)
+        all_anchors, all_positives = gather_across_ranks(anchors), gather_across_ranks(positives)
+        total = all_anchors.shape[0]
+        if total < 2:
+            raise ValueError(f"NT-Xent needs at least 2 pairs to have negatives, got {total}")
+        embeddings = torch.cat([all_anchors, all_positives])
         logits = embeddings @ embeddings.T / self.temperature
-        is_self = torch.eye(2 * pair_count, dtype=torch.bool, device=logits.device)
+        is_self = torch.eye(2 * total, dtype=torch.bool, device=logits.device)
         logits = logits.masked_fill(is_self, float("-inf"))
-        indices = torch.arange(pair_count, device=logits.device)
-        targets = torch.cat([indices + pair_count, indices])
-        return F.cross_entropy(logits, targets)
+        indices = torch.arange(total, device=logits.device)
+        loss = F.cross_entropy(logits, torch.cat([indices + total, indices]))
+        self.last_loss = loss.detach()
+        return loss * (total // anchors.shape[0])

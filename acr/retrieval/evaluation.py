@@ -1,5 +1,5 @@
 """Evaluating an index on a query table: ranks per engine and fused, metrics per bucket with
-bootstrap confidence intervals."""
+confidence intervals (Wilson for top-k, bootstrap for MRR)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def evaluate_index(
     """Score an index on labelled queries: top-1, top-k and MRR with 95 % intervals.
 
     Per engine and fused, overall, per bucket and per degradation x length; every number has a
-    bootstrap interval and the count of queries in its cell.
+    95 % interval (Wilson score for top-k, bootstrap for MRR) and the count of queries in its
+    cell.
 
     Args:
         index: the index directory.
@@ -40,7 +41,7 @@ def evaluate_index(
         output: where to write the report as JSON (its heartbeat goes beside it; without one,
             into the index directory).
         top_k: the k of top-k accuracy (top-1 is always reported).
-        bootstrap: bootstrap resamples per interval.
+        bootstrap: bootstrap resamples per MRR interval (0: no intervals).
         max_queries: evaluate a seeded sample of this many queries, stratified by bucket (every
             combination of bucket values keeps its share of the table).
         seed: seeds that sample.
@@ -130,7 +131,8 @@ def score_recognitions(
     bootstrap_samples: int = 1000,
 ) -> dict:
     """Per system (each engine, and ``hybrid`` for the fused ranking): top-1, top-k and MRR
-    overall and per bucket, each with a 95 % bootstrap interval and its query count.
+    overall and per bucket, each with a 95 % interval (Wilson for top-k, bootstrap for MRR) and
+    its query count.
 
     ``recognitions`` follow the rows of ``queries``. A query that failed (unreadable, silent,
     too short) counts as a miss for every system and is listed under ``errors``.
@@ -162,7 +164,8 @@ def score_recognitions(
 def report_table(report: dict, metric: str = "top1") -> Table:
     """One row per bucket value, one column per system: the metric and its 95 % interval."""
     systems = list(report["systems"])
-    table = Table(title=f"{metric} with 95% bootstrap interval ({report['queries']} queries)")
+    kind = "bootstrap" if metric == "mrr" else "Wilson"  # metrics.confidence_intervals
+    table = Table(title=f"{metric} with 95% {kind} interval ({report['queries']} queries)")
     for column in ("bucket", "value", "queries"):
         table.add_column(column, justify="right" if column == "queries" else "left")
     for system in systems:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import binomtest
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
@@ -43,7 +44,11 @@ class RetrievalAccuracy(Metric):
         self.ranks.append(torch.as_tensor(ranks, dtype=torch.float64).flatten())
 
     def compute(self) -> dict[str, torch.Tensor]:
-        ranks = dim_zero_cat(self.ranks) if self.ranks else torch.zeros(0, dtype=torch.float64)
+        # Synced across processes the list state is one tensor; ``if self.ranks`` would then ask
+        # a tensor of many values for its truth (the DDP crash of issue 16).
+        ranks = self.ranks
+        if isinstance(ranks, list):
+            ranks = dim_zero_cat(ranks) if ranks else torch.zeros(0, dtype=torch.float64)
         if len(ranks) == 0:
             nan = torch.tensor(float("nan"), dtype=torch.float64)
             return {**{f"top{k}": nan for k in self.top_k}, "mrr": nan}
@@ -59,27 +64,42 @@ def format_bucket_value(value: object) -> str:
     return str(value)
 
 
-def bootstrap_intervals(
+def proportion_interval(successes: int, total: int, confidence: float = 0.95) -> list[float]:
+    """Wilson score interval of a proportion (scipy's): never zero-width, so a perfect cell of
+    100 queries says [0.963, 1.0], where a percentile bootstrap says [1.0, 1.0]. An empty cell
+    knows nothing: [0, 1]."""
+    if total == 0:
+        return [0.0, 1.0]
+    interval = binomtest(int(successes), int(total)).proportion_ci(confidence, method="wilson")
+    return [float(interval.low), float(interval.high)]
+
+
+def confidence_intervals(
     ranks: np.ndarray,
     top_k: Sequence[int],
     samples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, list[float]]:
-    """Percentile-bootstrap confidence intervals of top-k accuracy and MRR over queries.
+    """Confidence intervals over queries: Wilson score intervals for top-k accuracy (a
+    proportion), a percentile bootstrap of ``samples`` resamples for MRR (a mean of ranks).
 
-    Resampling the queries says how much a number would move with another draw of queries of
-    the same kind; with 40 queries a top-1 of 0.80 is roughly 0.68-0.92.
+    They say how much a number would move with another draw of queries of the same kind; with
+    40 queries a top-1 of 0.80 is roughly 0.65-0.90.
     """
+    intervals = {
+        f"top{k}": proportion_interval(int((ranks <= k).sum()), len(ranks), confidence)
+        for k in top_k
+    }
     rng = np.random.default_rng(seed)
     resampled = ranks[rng.integers(0, len(ranks), size=(samples, len(ranks)))]
+    reciprocal = (1.0 / resampled).mean(axis=1)
     tail = 100 * (1 - confidence) / 2
-    statistics = {f"top{k}": (resampled <= k).mean(axis=1) for k in top_k}
-    statistics["mrr"] = (1.0 / resampled).mean(axis=1)
-    return {
-        name: [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
-        for name, values in statistics.items()
-    }
+    intervals["mrr"] = [
+        float(np.percentile(reciprocal, tail)),
+        float(np.percentile(reciprocal, 100 - tail)),
+    ]
+    return intervals
 
 
 def metrics_by_bucket(
@@ -94,19 +114,22 @@ def metrics_by_bucket(
 
     Keys are ``overall``, ``degradation=noise``, ``degradation=noise,length_s=3``; every entry
     has the metrics and ``queries`` (how many queries the cell holds), and with
-    ``bootstrap_samples`` also ``ci95``: a [low, high] interval per metric.
+    ``bootstrap_samples`` also ``ci95``: a [low, high] interval per metric (Wilson for top-k,
+    bootstrap for MRR: ``confidence_intervals``).
     """
     ranks = np.asarray(ranks, dtype=np.float64)
     queries = queries.reset_index(drop=True)
     top_k = tuple(top_k)
 
     def summarize(rows: np.ndarray) -> dict:
-        metric = RetrievalAccuracy(top_k)
+        # The ranks here are already every process's (RetrievalEvaluation gathers the windows
+        # first), and a cell may exist on one rank only: no sync, which would wait forever.
+        metric = RetrievalAccuracy(top_k, sync_on_compute=False)
         metric.update(torch.from_numpy(ranks[rows]))
         values: dict = {name: float(value) for name, value in metric.compute().items()}
         values["queries"] = int(len(rows))
         if bootstrap_samples and len(rows):
-            values["ci95"] = bootstrap_intervals(ranks[rows], top_k, bootstrap_samples)
+            values["ci95"] = confidence_intervals(ranks[rows], top_k, bootstrap_samples)
         return values
 
     results = {"overall": summarize(np.arange(len(ranks)))}

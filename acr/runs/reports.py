@@ -43,6 +43,8 @@ LICENCE_NOTES = {
 ENCODER_LICENCES = {
     "MERTAdapter": "MERT weights (m-a-p/MERT-v1-95M) are CC BY-NC 4.0: the adapter inherits "
     "the non-commercial term.",
+    "MuQAdapter": "MuQ weights (OpenMuQ/MuQ-large-msd-iter) are CC BY-NC 4.0: the adapter "
+    "inherits the non-commercial term.",
 }
 
 

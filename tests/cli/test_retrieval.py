@@ -136,7 +136,7 @@ def test_evaluate_prints_and_writes_a_report(workspace: Path, capsys) -> None:
         )
         == 0
     )
-    assert "95% bootstrap" in capsys.readouterr().out
+    assert "95% Wilson interval" in capsys.readouterr().out
     report = json.loads(report_path.read_text())
     fingerprint = report["systems"]["fingerprint"]
     assert fingerprint["overall"]["queries"] == 10

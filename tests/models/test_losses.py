@@ -71,3 +71,34 @@ def test_rejects_single_pair():
 def test_rejects_non_positive_temperature():
     with pytest.raises(ValueError, match="positive"):
         NTXentLoss(temperature=0.0)
+
+
+@pytest.mark.slow  # two spawned processes joined by gloo
+def test_under_ddp_every_rank_scores_against_the_global_batch(tmp_path) -> None:
+    """Two ranks of two pairs each: every row has the other rank's pairs as negatives too
+    (6, not 2), and with DDP's averaging over ranks the gradients are the whole batch's."""
+    from fixtures_distributed import ntxent_on_shard, run_ranks
+
+    temperature = 1.0
+    basis = torch.eye(4)  # four orthogonal pairs, each anchor equal to its positive
+    ranks = run_ranks(ntxent_on_shard, 2, tmp_path, basis, basis.clone(), temperature)
+    # A row's pair scores 1/t, its 6 negatives 0 (its own item is masked): log(1 + 6 e^-1/t).
+    global_batch = math.log(1 + 6 * math.exp(-1 / temperature))
+    own_batch_only = math.log(1 + 2 * math.exp(-1 / temperature))  # what each rank had before
+    for rank in ranks:
+        assert rank["loss"].item() == pytest.approx(global_batch, rel=1e-6)
+        assert rank["loss"].item() > own_batch_only + 0.5
+    # Random embeddings: mean of the ranks' losses is the one-process loss of all pairs, and
+    # each rank's gradient, averaged over ranks as DDP does, is the one-process gradient.
+    generator = torch.Generator().manual_seed(0)
+    anchors, positives = torch.randn(2, 8, 5, generator=generator)
+    ranks = run_ranks(ntxent_on_shard, 2, tmp_path, anchors, positives, 0.1)
+    whole = anchors.clone().requires_grad_(True), positives.clone().requires_grad_(True)
+    loss = NTXentLoss(0.1)(*whole)
+    loss.backward()
+    for rank in ranks:  # every rank computes the whole batch's loss
+        assert rank["loss"].item() == pytest.approx(loss.item(), rel=1e-5)
+    anchor_grad = torch.cat([r["anchor_grad"] for r in ranks]) / 2
+    positive_grad = torch.cat([r["positive_grad"] for r in ranks]) / 2
+    torch.testing.assert_close(anchor_grad, whole[0].grad, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(positive_grad, whole[1].grad, rtol=1e-5, atol=1e-6)

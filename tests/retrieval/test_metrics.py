@@ -9,8 +9,9 @@ import torch
 
 from acr.retrieval.metrics import (
     RetrievalAccuracy,
-    bootstrap_intervals,
+    confidence_intervals,
     metrics_by_bucket,
+    proportion_interval,
     rank_of,
 )
 
@@ -51,16 +52,23 @@ def test_metrics_by_bucket_and_crossed_buckets() -> None:
     assert results["degradation=noise,length_s=1"]["top1"] == 0.0
 
 
-def test_bootstrap_intervals_bracket_the_value_and_shrink_with_more_queries() -> None:
+def test_intervals_bracket_the_value_and_shrink_with_more_queries() -> None:
     rng = np.random.default_rng(0)
     few = np.where(rng.random(40) < 0.8, 1.0, math.inf)
     many = np.where(rng.random(4000) < 0.8, 1.0, math.inf)
-    narrow, wide = bootstrap_intervals(many, (1,))["top1"], bootstrap_intervals(few, (1,))["top1"]
-    assert wide[0] <= (few <= 1).mean() <= wide[1]
-    assert narrow[1] - narrow[0] < (wide[1] - wide[0]) / 5  # width falls like 1/sqrt(n)
-    assert 0.15 < wide[1] - wide[0] < 0.35  # 2 x 1.96 x sqrt(0.8 x 0.2 / 40) = 0.25
+    narrow, wide = confidence_intervals(many, (1,)), confidence_intervals(few, (1,))
+    for name in ("top1", "mrr"):  # Wilson for top-1, bootstrap for MRR
+        assert wide[name][0] <= (few <= 1).mean() <= wide[name][1]
+        assert narrow[name][1] - narrow[name][0] < (wide[name][1] - wide[name][0]) / 5
+    assert 0.15 < wide["top1"][1] - wide["top1"][0] < 0.35  # 2 x 1.96 x sqrt(0.8 x 0.2 / 40) = 0.25
 
 
-def test_identical_ranks_have_a_zero_width_interval() -> None:
-    interval = bootstrap_intervals(np.ones(30), (1, 5))
-    assert interval["top1"] == [1.0, 1.0] and interval["mrr"] == [1.0, 1.0]
+def test_a_perfect_cell_still_has_an_interval_below_one() -> None:
+    """100/100 is not proof of 1.00: the Wilson bound is 0.963, where a bootstrap said 1.0."""
+    interval = confidence_intervals(np.ones(100), (1, 5))
+    assert interval["top1"][0] < 0.97 and interval["top1"][1] == 1.0
+    assert interval["top1"][0] == pytest.approx(0.963, abs=5e-4)
+    assert proportion_interval(0, 100)[0] == 0.0 and proportion_interval(0, 100)[1] > 0.03
+    assert proportion_interval(0, 0) == [0.0, 1.0]  # an empty cell knows nothing
+    # The textbook case (Wilson 1927; Newcombe 1998, example 81/263): 0.2553-0.3662.
+    assert proportion_interval(81, 263) == pytest.approx([0.2553, 0.3662], abs=1e-4)
