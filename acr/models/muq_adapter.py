@@ -15,23 +15,16 @@ and, by default, leave missing tensors at random without a word.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
-import torch.nn.functional as F
-import torchaudio
 from torch import Tensor, nn
 
-from acr.models.ecapa import AttentiveStatisticsPooling
-
-# The frozen-weight checkpoint hooks are MERTAdapter's; they need only backbone/frozen_names().
-from acr.models.mert_adapter import _drop_frozen_weights, _restore_frozen_weights
+from acr.models.mert_adapter import FrozenBackboneAdapter
 
 BACKBONE_SAMPLE_RATE = 24000  # muq's MelSTFT is fixed at 24 kHz (hop 240: 100 mel frames/s)
 WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -51,7 +44,7 @@ UNUSED_TENSORS = tuple(f"model.{name}" for name in UNUSED_CHILDREN) + (
 )
 
 
-class MuQAdapter(nn.Module):
+class MuQAdapter(FrozenBackboneAdapter):
     """Raw waveform [batch, samples] -> unit-norm embedding [batch, embedding_dim].
 
     Args:
@@ -69,6 +62,8 @@ class MuQAdapter(nn.Module):
         embedding_dim: output size.
     """
 
+    layer_kind = "Conformer"
+
     def __init__(
         self,
         backbone: str,
@@ -80,131 +75,42 @@ class MuQAdapter(nn.Module):
         attention_channels: int = 128,
         embedding_dim: int = 128,
     ) -> None:
-        super().__init__()
-        if unfreeze_top_layers < 0:
-            raise ValueError(f"unfreeze_top_layers must be >= 0, got {unfreeze_top_layers}")
-        if unfreeze_top_layers and not freeze:
-            raise ValueError("unfreeze_top_layers needs freeze=true (freeze=false trains it all)")
-        self.sample_rate = sample_rate
-        self.embedding_dim = embedding_dim
-        self.freeze = freeze
-        self.backbone_sample_rate = BACKBONE_SAMPLE_RATE
-        self.backbone = load_backbone(*resolve_backbone(backbone))
-        self.resample = (
-            torchaudio.transforms.Resample(sample_rate, BACKBONE_SAMPLE_RATE)
-            if sample_rate != BACKBONE_SAMPLE_RATE
-            else nn.Identity()
+        super().__init__(sample_rate, freeze, unfreeze_top_layers, embedding_dim)
+        model = load_backbone(*resolve_backbone(backbone))
+        self._build(
+            model,
+            BACKBONE_SAMPLE_RATE,
+            layers,
+            unfreeze_top_layers,
+            model.config.encoder_dim,
+            channels,
+            attention_channels,
         )
-        self.layers = self._keep_layers(layers)
-        self.trainable_layer_count = self._set_trainable(unfreeze_top_layers)
-        self.frozen_digest = self._digest_frozen()
-        self.register_state_dict_post_hook(_drop_frozen_weights)
-        self.register_load_state_dict_pre_hook(_restore_frozen_weights)
-
-        width = self.backbone.config.encoder_dim
-        self.layer_logits = nn.Parameter(torch.zeros(len(self.layers)))
-        self.frame_norm = nn.LayerNorm(width)
-        self.frame_projection = nn.Conv1d(width, channels, kernel_size=1)
-        self.pooling = AttentiveStatisticsPooling(channels, attention_channels)
-        self.pooled_norm = nn.BatchNorm1d(2 * channels)
-        self.projection = nn.Linear(2 * channels, embedding_dim)
 
     @property
     def conformer(self) -> nn.Module:
         return self.backbone.model.conformer
 
-    def _keep_layers(self, layers: list[int] | None) -> list[int]:
-        """Validate ``layers`` and cut the Conformer above the highest one chosen."""
-        count = len(self.conformer.layers) + 1
-        chosen = list(range(count)) if layers is None else sorted(set(layers))
-        if not chosen or chosen[0] < 0 or chosen[-1] >= count:
-            raise ValueError(f"layers {layers}: the backbone has hidden states 0..{count - 1}")
-        if chosen[-1] < count - 1:
-            del self.conformer.layers[chosen[-1] :]
+    def _cut_above(self, highest: int) -> None:
+        if highest < len(self.conformer.layers):
+            del self.conformer.layers[highest:]
             # The Conformer layer-normalises its last hidden state only; without that norm the
-            # cut model's top state is the whole model's hidden state chosen[-1].
+            # cut model's top state is the whole model's hidden state ``highest``.
             self.conformer.layer_norm = nn.Identity()
-        return chosen
 
-    def _set_trainable(self, unfreeze_top_layers: int) -> int:
-        """Freeze the backbone but its top ``unfreeze_top_layers``; returns how many train."""
-        transformer = self.conformer.layers
-        if unfreeze_top_layers > len(transformer):
-            raise ValueError(
-                f"unfreeze_top_layers={unfreeze_top_layers} but only {len(transformer)}"
-                " Conformer layers are run"
-            )
-        self.backbone.requires_grad_(not self.freeze)
-        for layer in transformer[len(transformer) - unfreeze_top_layers :]:
-            layer.requires_grad_(True)
-        return unfreeze_top_layers if self.freeze else len(transformer)
+    def _transformer_layers(self) -> nn.ModuleList:
+        return self.conformer.layers
 
-    def frozen_names(self) -> set[str]:
-        """Backbone tensors that never train: rebuilt from ``backbone``, never checkpointed."""
-        trainable = {name for name, p in self.backbone.named_parameters() if p.requires_grad}
-        return {name for name in self.backbone.state_dict() if name not in trainable}
-
-    def _digest_frozen(self) -> str:
-        """sha256 of the frozen tensors: a checkpoint refuses a different backbone."""
-        digest = hashlib.sha256()
-        state = self.backbone.state_dict()
-        for name in sorted(self.frozen_names()):
-            digest.update(name.encode())
-            digest.update(state[name].detach().cpu().reshape(-1).view(torch.uint8).numpy())
-        return digest.hexdigest()
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {"frozen_digest": self.frozen_digest}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        if state["frozen_digest"] != self.frozen_digest:
-            raise ValueError(
-                "this checkpoint's adapter was trained on a different backbone: the frozen"
-                " weights at `backbone` do not match the ones it was trained with"
-            )
-
-    def train(self, mode: bool = True) -> MuQAdapter:
-        """Train the head; the backbone stays in eval mode (no dropout, and its conv front
-        end's batch norms keep their statistics), so training and indexing see one model."""
-        super().train(mode)
-        self.backbone.eval()
-        return self
-
-    def backbone_input(self, waveform: Tensor) -> Tensor:
-        """Resampled to 24 kHz; MuQ normalises its log-mel itself (mean and std in config)."""
-        if waveform.dim() == 3:
-            waveform = waveform.squeeze(1)
-        if waveform.dim() != 2:
-            raise ValueError(
-                f"expected [batch, samples] or [batch, 1, samples], got {tuple(waveform.shape)}"
-            )
-        return self.resample(waveform.float())
-
-    def hidden_states(self, waveform: Tensor) -> Tensor:
-        """The chosen hidden states, [layers, batch, frames, hidden]."""
-        audio = self.backbone_input(waveform)
-        if self.freeze and not self.trainable_layer_count:
-            with torch.inference_mode():
-                states = self._run_backbone(audio)
-            return states.clone()  # an ordinary tensor again, usable by autograd in the head
+    def _before_trainable_run(self) -> None:
         # The rotary embedding caches its table per length; one made under inference mode
         # (validation) cannot be saved for backward, so a run with trainable layers remakes it.
         positions = self.conformer.embed_positions
         if hasattr(positions, "cached_rotary_positional_embedding"):
             positions.cached_rotary_positional_embedding = None
-        return self._run_backbone(audio)
 
     def _run_backbone(self, audio: Tensor) -> Tensor:
         output = self.backbone(audio, output_hidden_states=True)
         return torch.stack([output.hidden_states[index] for index in self.layers])
-
-    def forward(self, waveform: Tensor) -> Tensor:
-        states = self.hidden_states(waveform)
-        weights = torch.softmax(self.layer_logits, dim=0)
-        frames = torch.einsum("l,lbth->bth", weights, states)
-        features = F.relu(self.frame_projection(self.frame_norm(frames).transpose(1, 2)))
-        pooled = self.pooled_norm(self.pooling(features))
-        return F.normalize(self.projection(pooled), dim=1)
 
 
 def resolve_backbone(backbone: str) -> tuple[Path, Path]:
