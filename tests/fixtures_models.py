@@ -36,3 +36,17 @@ def write_hubert(folder: Path, settings: dict, sample_rate: int, seed: int = 0) 
     HubertModel(HubertConfig(**settings)).save_pretrained(folder)
     Wav2Vec2FeatureExtractor(sampling_rate=sample_rate, do_normalize=True).save_pretrained(folder)
     return folder
+
+
+def backbone_grads(model: torch.nn.Module) -> dict[str, torch.Tensor | None]:
+    """Each backbone parameter's gradient (None: it got none) of a foundation-model adapter."""
+    return {name: p.grad for name, p in model.backbone.named_parameters()}
+
+
+def contrastive_backward(model: torch.nn.Module, sample_rate: int) -> None:
+    """One NT-Xent backward pass of ``model`` in training mode, 4 pairs of 1-s noise."""
+    from acr.models import NTXentLoss
+
+    model.train()
+    waveform = torch.randn(8, sample_rate) * 0.1
+    NTXentLoss(0.05)(model(waveform[:4]), model(waveform[4:])).backward()

@@ -8,11 +8,17 @@ import pytest
 import torch
 from fixtures_data import TINY_CATALOG as SETTINGS
 from fixtures_data import fit_two_steps
-from fixtures_models import TINY_HUBERT, TINY_SAMPLE_RATE, write_hubert
+from fixtures_models import (
+    TINY_HUBERT,
+    TINY_SAMPLE_RATE,
+    backbone_grads,
+    contrastive_backward,
+    write_hubert,
+)
 from fixtures_runs import recomputed
 
 from acr.cli import main
-from acr.models import MERTAdapter, NTXentLoss
+from acr.models import MERTAdapter
 
 HEAD = dict(channels=16, attention_channels=8, embedding_dim=24)
 
@@ -25,16 +31,6 @@ def backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def adapter(backbone: Path, **settings) -> MERTAdapter:
     torch.manual_seed(0)
     return MERTAdapter(str(backbone), **{"sample_rate": TINY_SAMPLE_RATE, **HEAD, **settings})
-
-
-def backbone_grads(model: MERTAdapter) -> dict[str, torch.Tensor | None]:
-    return {name: p.grad for name, p in model.backbone.named_parameters()}
-
-
-def contrastive_backward(model: MERTAdapter) -> None:
-    model.train()
-    waveform = torch.randn(8, TINY_SAMPLE_RATE) * 0.1
-    NTXentLoss(0.05)(model(waveform[:4]), model(waveform[4:])).backward()
 
 
 def test_loads_a_saved_backbone_and_returns_unit_embeddings(backbone: Path) -> None:
@@ -69,7 +65,7 @@ def test_layers_above_the_chosen_ones_are_not_run(backbone: Path) -> None:
 
 def test_frozen_backbone_gets_no_gradient(backbone: Path) -> None:
     model = adapter(backbone)
-    contrastive_backward(model)
+    contrastive_backward(model, TINY_SAMPLE_RATE)
     assert all(grad is None for grad in backbone_grads(model).values())
     assert model.layer_logits.grad is not None and model.layer_logits.grad.abs().sum() > 0
     assert model.projection.weight.grad.abs().sum() > 0
@@ -77,7 +73,7 @@ def test_frozen_backbone_gets_no_gradient(backbone: Path) -> None:
 
 def test_unfrozen_top_layers_get_gradients(backbone: Path) -> None:
     model = adapter(backbone, unfreeze_top_layers=1)
-    contrastive_backward(model)
+    contrastive_backward(model, TINY_SAMPLE_RATE)
     grads = backbone_grads(model)
     top = {name: grad for name, grad in grads.items() if name.startswith("encoder.layers.1.")}
     assert top and all(grad is not None and grad.abs().sum() > 0 for grad in top.values())

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures_models import backbone_grads, contrastive_backward
 from torch.utils.data import DataLoader
 
 from acr.cli import main
-from acr.models import EmbedderModule, NTXentLoss
+from acr.models import EmbedderModule
 from acr.models.muq_adapter import MuQAdapter
 from acr.models.trained import load_encoder
 
@@ -84,16 +85,6 @@ def adapter(backbone: Path | str, **settings) -> MuQAdapter:
     return MuQAdapter(str(backbone), **{"sample_rate": RATE, **HEAD, **settings})
 
 
-def backbone_grads(model: MuQAdapter) -> dict[str, torch.Tensor | None]:
-    return {name: p.grad for name, p in model.backbone.named_parameters()}
-
-
-def contrastive_backward(model: MuQAdapter) -> None:
-    model.train()
-    waveform = torch.randn(8, RATE) * 0.1
-    NTXentLoss(0.05)(model(waveform[:4]), model(waveform[4:])).backward()
-
-
 def test_loads_a_saved_backbone_and_returns_unit_embeddings(backbone: Path) -> None:
     model = adapter(backbone).eval()
     assert model.sample_rate == RATE and model.backbone_sample_rate == 24000
@@ -143,7 +134,7 @@ def test_layers_above_the_chosen_ones_are_not_run(backbone: Path) -> None:
 
 def test_frozen_backbone_gets_no_gradient(backbone: Path) -> None:
     model = adapter(backbone)
-    contrastive_backward(model)
+    contrastive_backward(model, RATE)
     assert all(grad is None for grad in backbone_grads(model).values())
     assert model.layer_logits.grad is not None and model.layer_logits.grad.abs().sum() > 0
     assert model.projection.weight.grad.abs().sum() > 0
@@ -155,7 +146,7 @@ def test_unfrozen_top_layers_get_gradients_after_an_inference_pass(backbone: Pat
     model = adapter(backbone, unfreeze_top_layers=1).eval()
     with torch.inference_mode():
         model(torch.randn(4, RATE))
-    contrastive_backward(model)
+    contrastive_backward(model, RATE)
     grads = backbone_grads(model)
     top = {name: g for name, g in grads.items() if name.startswith("model.conformer.layers.1.")}
     assert top and all(grad is not None and grad.abs().sum() > 0 for grad in top.values())
