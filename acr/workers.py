@@ -54,6 +54,13 @@ def _start_worker(
         initializer(*initargs)
 
 
+def start_loader_worker(worker_id: int) -> None:
+    """``worker_init_fn`` of a DataLoader whose spawned workers decode (a rank of a distributed
+    index build): the same one thread and the same death with the parent as a pool's."""
+    _one_thread()
+    _die_with_parent()
+
+
 def _one_thread() -> None:
     """One thread per worker in numpy's BLAS (already loaded) and in OpenMP and torch, read
     from the environment when they start: several threads per worker fight over the cores."""

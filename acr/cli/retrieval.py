@@ -18,7 +18,9 @@ from acr.retrieval.fusion import Fusion
 from acr.retrieval.recognizer import Recognition, fit_fusion
 
 
-def show_index(summary: BuildSummary) -> None:
+def show_index(summary: BuildSummary | None) -> None:
+    if summary is None:  # a rank other than 0 of a distributed build: rank 0 reports
+        return
     hours = max(summary.audio_hours, 1e-9)
     print(f"index {summary.directory}: engines {'+'.join(summary.engines)}")
     print(

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from acr.audio import fit_length, window_starts
+from acr.data.hard_cases import HardCases
 from acr.data.manifests import QueryClip
 from acr.data.pcm_cache import READ_PATH, read_segment
 
@@ -44,10 +45,12 @@ class ContrastivePairDataset(Dataset):
         positive_offset_s: float = 0.2,
         augment_anchor: bool = False,
         anchor_pools: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+        hard_cases: HardCases | None = None,
     ) -> None:
         """``anchor_pools``: per track, the starts a segment strategy prefers and their
         probabilities (acr.data.segments.strategies.anchor_pools); None or an empty pool draws
-        uniformly."""
+        uniformly. ``hard_cases``: which tracks are drawn more often, weighed more in the loss
+        (a ``weight`` per pair), and drawn with their group as negatives (acr.data.hard_cases)."""
         if len(tracks) == 0:
             raise ValueError("no training tracks")
         if anchor_pools is not None and len(anchor_pools) != len(tracks):
@@ -64,21 +67,62 @@ class ContrastivePairDataset(Dataset):
         # Read a little more than a segment: room for the offset and for a speed-up to crop.
         self.view_samples = int(self.window_samples * VIEW_MARGIN)
         self.context_samples = self.view_samples + 2 * self.offset_samples
+        hard_cases = hard_cases or HardCases()
+        self.track_probabilities = hard_cases.track_probabilities(tracks)
+        self.pair_weights = hard_cases.pair_weights(tracks)
+        self.negatives = hard_cases.negatives
+        self.groups = hard_cases.groups(tracks)
 
     def __len__(self) -> int:
         return self.examples_per_epoch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self._rng()
+        if self.track_probabilities is None:
+            track = int(rng.integers(len(self.paths)))
+        else:
+            track = int(rng.choice(len(self.paths), p=self.track_probabilities))
+        return self._pair(track, self._start_s(track, rng), rng)
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        """A batch (the DataLoader's fetcher asks for one at a time): with hard negatives, a
+        share of it is whole groups of tracks cut at one moment, the rest drawn pair by pair."""
+        if not self.groups:
+            return [self[index] for index in indices]
+        rng = self._rng()
+        pairs: list[dict[str, torch.Tensor]] = []
+        while len(pairs) < round(self.negatives * len(indices)):
+            members = self.groups[int(rng.integers(len(self.groups)))]
+            room = min(len(members), len(indices) - len(pairs))
+            members = rng.permutation(members)[:room]
+            # One moment for the group: versions of a song share its timing, so their pairs
+            # differ only in what the embedder must tell apart.
+            start_s = self._start_s(int(members[0]), rng, self.durations_s[members].min())
+            pairs += [self._pair(int(track), start_s, rng) for track in members]
+        return pairs + [self[index] for index in indices[len(pairs) :]]
+
+    @staticmethod
+    def _rng() -> np.random.Generator:
         # torch's generator is seeded per worker and epoch by the DataLoader (and by
         # seed_everything), so draws differ across epochs yet replay for a given seed.
-        rng = np.random.default_rng(int(torch.randint(2**62, (1,))))
-        track = int(rng.integers(len(self.paths)))
+        return np.random.default_rng(int(torch.randint(2**62, (1,))))
+
+    def _start_s(
+        self, track: int, rng: np.random.Generator, duration_s: float | None = None
+    ) -> float:
+        """Where a pair's context starts: from the track's anchor pool, else uniformly within
+        ``duration_s`` (the track's)."""
         context_s = self.context_samples / self.sample_rate
         starts_s, probabilities = self.anchor_pools[track] if self.anchor_pools else ((), ())
         if len(starts_s):
-            start_s = float(rng.choice(starts_s, p=probabilities))
-        else:
-            start_s = rng.uniform(0.0, max(0.0, self.durations_s[track] - context_s))
+            return float(rng.choice(starts_s, p=probabilities))
+        duration_s = self.durations_s[track] if duration_s is None else duration_s
+        return rng.uniform(0.0, max(0.0, duration_s - context_s))
+
+    def _pair(
+        self, track: int, start_s: float, rng: np.random.Generator
+    ) -> dict[str, torch.Tensor]:
+        context_s = self.context_samples / self.sample_rate
         context = fit_length(
             read_segment(self.paths[track], self.sample_rate, start_s, context_s),
             self.context_samples,
@@ -92,10 +136,13 @@ class ContrastivePairDataset(Dataset):
         if self.augment_anchor:
             anchor = self.augmentation(anchor, rng)
         positive = self.augmentation(positive, rng)
-        return {
+        pair = {
             "anchor": torch.from_numpy(fit_length(anchor, self.window_samples).copy()),
             "positive": torch.from_numpy(fit_length(positive, self.window_samples).copy()),
         }
+        if self.pair_weights is not None:
+            pair["weight"] = torch.tensor(self.pair_weights[track], dtype=torch.float32)
+        return pair
 
 
 class RetrievalWindowDataset(Dataset):

@@ -25,6 +25,7 @@ from acr.data.datasets import (
     RetrievalWindowDataset,
     pair_context_s,
 )
+from acr.data.hard_cases import HardCases
 from acr.data.manifests import read_table, resolve_paths, validate_queries, validate_tracks
 from acr.data.pcm_cache import cache_tracks, with_read_paths
 from acr.data.segments.analysis import analyze_tracks
@@ -61,6 +62,12 @@ class ACRDataModule(L.LightningDataModule):
             (acr.augment.batch) instead of one at a time in the workers; workers then only
             change speed and pitch. On 2 CPU cores the chain costs 16.6 ms per view in a
             worker and 0.31 s per 128 views batched; on a GPU it is nearly free.
+        hard_cases: which training tracks are drawn more often, weighed more in the loss, and
+            put in one batch as each other's negatives (acr.data.hard_cases.HardCases; the
+            default changes nothing).
+        prepare_data_per_node: Lightning's switch: True (its default) prepares ``data_dir`` on
+            every node; False when every node sees one shared ``data_dir``, so that only the
+            job's first process builds the manifests and the decode cache while the others wait.
     """
 
     def __init__(
@@ -79,8 +86,11 @@ class ACRDataModule(L.LightningDataModule):
         segment_strategy: str = "random",
         decode_cache: bool = True,
         batch_augmentation: bool = False,
+        hard_cases: HardCases | None = None,
+        prepare_data_per_node: bool = True,
     ) -> None:
         super().__init__()
+        self.prepare_data_per_node = prepare_data_per_node
         get_strategy(segment_strategy)  # an unknown name fails here, with the known ones
         self.data_dir = Path(data_dir)
         self.sample_rate = sample_rate
@@ -99,6 +109,7 @@ class ACRDataModule(L.LightningDataModule):
         self.batch_augmentation = (
             BatchAugmentation(self.augmentation) if batch_augmentation else None
         )
+        self.hard_cases = hard_cases or HardCases()
         self.tracks: pd.DataFrame | None = None
         self.queries: pd.DataFrame | None = None
 
@@ -196,6 +207,7 @@ class ACRDataModule(L.LightningDataModule):
             self.augmentation if self.batch_augmentation is None else self.augmentation.source_view,
             self.positive_offset_s,
             anchor_pools=self._anchor_pools(),
+            hard_cases=self.hard_cases,
         )
         return DataLoader(
             dataset,

@@ -59,6 +59,9 @@ class SyntheticDataModule(ACRDataModule):
         train_tracks: songs to train on.
         val_tracks: unseen songs in the validation catalog; each gets queries.
         confusable_versions: how many validation songs also have a second version in the catalog.
+        train_versions: how many training songs also have a second version to train on; both
+            are typed ``confused`` and grouped by song (acr.data.hard_cases), so that
+            ``hard_cases`` can draw them more often or as each other's negatives.
         track_duration_s: length of every song.
         query_lengths_s: query lengths; every (degradation, length) pair gets one query per song.
         query_degradations: names from the registry (acr.augment.degradations); a
@@ -73,6 +76,7 @@ class SyntheticDataModule(ACRDataModule):
         train_tracks: int = 160,
         val_tracks: int = 40,
         confusable_versions: int = 10,
+        train_versions: int = 0,
         track_duration_s: float = 30.0,
         query_lengths_s: Sequence[float] = (1.0, 3.0, 5.0),
         query_degradations: Sequence[str] = DEGRADATION_NAMES,
@@ -84,6 +88,8 @@ class SyntheticDataModule(ACRDataModule):
         query_degradations = check_degradations(query_degradations, "query_degradations")
         if confusable_versions > val_tracks:
             raise ValueError("confusable_versions cannot exceed val_tracks")
+        if not 0 <= train_versions <= train_tracks:
+            raise ValueError(f"train_versions must be in [0, train_tracks], got {train_versions}")
         too_long = [length for length in query_lengths_s if length * MARGIN > track_duration_s]
         if too_long:
             raise ValueError(
@@ -92,6 +98,7 @@ class SyntheticDataModule(ACRDataModule):
         self.train_tracks_count = train_tracks
         self.val_tracks_count = val_tracks
         self.confusable_versions = confusable_versions
+        self.train_versions = train_versions
         self.track_duration_s = track_duration_s
         self.query_lengths_s = tuple(float(length) for length in query_lengths_s)
         self.query_degradations = query_degradations
@@ -105,6 +112,7 @@ class SyntheticDataModule(ACRDataModule):
             "train_tracks": self.train_tracks_count,
             "val_tracks": self.val_tracks_count,
             "confusable_versions": self.confusable_versions,
+            **({"train_versions": self.train_versions} if self.train_versions else {}),
             "track_duration_s": self.track_duration_s,
             "query_lengths_s": self.query_lengths_s,
             "query_degradations": self.query_degradations,
@@ -136,7 +144,9 @@ class SyntheticDataModule(ACRDataModule):
             split="train" if is_train else "val",
             duration_s=self.track_duration_s,
             sample_rate=self.sample_rate,
-            with_version=not is_train and val_position < self.confusable_versions,
+            with_version=(
+                index < self.train_versions if is_train else val_position < self.confusable_versions
+            ),
             query_lengths_s=() if is_train else self.query_lengths_s,
             query_degradations=self.query_degradations,
             directory=str(directory),
@@ -163,11 +173,11 @@ def _render_song_assets(job: _SongJob) -> tuple[list[dict], list[dict]]:
     song = compose_song(job.seed, job.duration_s)
     song_id = f"song{job.index:05d}"
     audio = _render_and_save(directory / "audio" / f"{song_id}.wav", song, 0, job.sample_rate)
-    tracks = [_track_row(song_id, song_id, 0, job)]
+    hard_case = "confused" if job.with_version else "none"
+    tracks = [_track_row(song_id, song_id, 0, hard_case, job)]
     if job.with_version:
         _render_and_save(directory / "audio" / f"{song_id}-v1.wav", song, 1, job.sample_rate)
-        tracks.append(_track_row(f"{song_id}-v1", song_id, 1, job))
-    hard_case = "confused" if job.with_version else "none"
+        tracks.append(_track_row(f"{song_id}-v1", song_id, 1, hard_case, job))
     queries = []
     rng = np.random.default_rng([job.seed, 7])
     for length_s in job.query_lengths_s:
@@ -237,7 +247,9 @@ def _save_once(path: Path, audio: np.ndarray, sample_rate: int) -> None:
         save_audio(temporary, audio, sample_rate)
 
 
-def _track_row(track_id: str, group: str, version: int, job: _SongJob) -> dict[str, Any]:
+def _track_row(
+    track_id: str, group: str, version: int, hard_case: str, job: _SongJob
+) -> dict[str, Any]:
     path = Path(job.directory) / "audio" / f"{track_id}.wav"
     return {
         "track_id": track_id,
@@ -248,6 +260,7 @@ def _track_row(track_id: str, group: str, version: int, job: _SongJob) -> dict[s
         "source": "synthetic",
         "group": group,
         "version": version,
+        "hard_case": hard_case,
         "seed": job.seed,
     }
 

@@ -56,7 +56,7 @@ class EmbedderModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_index: int) -> torch.Tensor:
         anchors = self(batch["anchor"])
         positives = self(batch["positive"])
-        loss = self.loss(anchors, positives)
+        loss = self.loss(anchors, positives, batch.get("weight"))
         with torch.no_grad():
             similarities = anchors @ positives.T
             pair_accuracy = (

@@ -43,15 +43,21 @@ class NTXentLoss(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature = temperature
 
-    def forward(self, anchors: Tensor, positives: Tensor) -> Tensor:
+    def forward(self, anchors: Tensor, positives: Tensor, weights: Tensor | None = None) -> Tensor:
         """Mean loss over the whole batch's 2N rows (x world_size under DDP, see above);
-        anchors[i] and positives[i] are a pair, both [N, D]."""
+        anchors[i] and positives[i] are a pair, both [N, D]. ``weights`` ([N], optional) weighs
+        pair i's two rows (acr.data.hard_cases): the loss is then their weighted mean."""
         if anchors.dim() != 2 or anchors.shape != positives.shape:
             raise ValueError(
                 "anchors and positives must both be [N, D] with the same shape, got "
                 f"{tuple(anchors.shape)} and {tuple(positives.shape)}"
             )
-        anchors, positives = F.normalize(anchors, dim=1), F.normalize(positives, dim=1)
+        if weights is not None and weights.shape != anchors.shape[:1]:
+            raise ValueError(f"weights must be [N] = [{len(anchors)}], got {tuple(weights.shape)}")
+        # In float32 whatever the encoder's precision: at tau = 0.05 the logits span +-20, where
+        # bfloat16 keeps two decimal digits.
+        anchors = F.normalize(anchors.float(), dim=1)
+        positives = F.normalize(positives.float(), dim=1)
         all_anchors, all_positives = gather_across_ranks(anchors), gather_across_ranks(positives)
         total = all_anchors.shape[0]
         if total < 2:
@@ -61,6 +67,12 @@ class NTXentLoss(nn.Module):
         is_self = torch.eye(2 * total, dtype=torch.bool, device=logits.device)
         logits = logits.masked_fill(is_self, float("-inf"))
         indices = torch.arange(total, device=logits.device)
-        loss = F.cross_entropy(logits, torch.cat([indices + total, indices]))
+        targets = torch.cat([indices + total, indices])
+        if weights is None:
+            loss = F.cross_entropy(logits, targets)
+        else:
+            row_weights = gather_across_ranks(weights.float()).repeat(2)
+            rows = F.cross_entropy(logits, targets, reduction="none")
+            loss = (rows * row_weights).sum() / row_weights.sum().clamp_min(1e-12)
         self.last_loss = loss.detach()
         return loss * (total // anchors.shape[0])

@@ -25,7 +25,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,9 +35,15 @@ from tqdm.auto import tqdm
 from acr.data.catalogs import read_catalog
 from acr.data.manifests import write_table
 from acr.files import SKIPPED_COLUMNS, SKIPPED_FILE, output_path, replacing, write_json
+from acr.retrieval.distributed import (
+    Shards,
+    TrainerSettings,
+    extract_on_devices,
+    predict_shards,
+)
 from acr.retrieval.embedding import EmbeddingEngine, EmbeddingSettings
 from acr.retrieval.engine import Engine, IndexDirectoryError
-from acr.retrieval.extraction import extract_in_workers
+from acr.retrieval.extraction import Result, extract_in_workers
 from acr.retrieval.fingerprint.engine import FingerprintSettings
 from acr.retrieval.melody import MelodySettings
 from acr.retrieval.store import (
@@ -106,7 +112,8 @@ def build_index(
     fingerprint: FingerprintSettings = FingerprintSettings(),  # noqa: B008 (frozen)
     embedding: EmbeddingSettings = EmbeddingSettings(),  # noqa: B008
     melody: MelodySettings = MelodySettings(),  # noqa: B008
-) -> BuildSummary:
+    trainer: TrainerSettings = TrainerSettings(),  # noqa: B008
+) -> BuildSummary | None:
     """Index every track of a catalog into an index directory, or go on with one.
 
     Args:
@@ -122,9 +129,11 @@ def build_index(
         fingerprint: the landmark engine's settings.
         embedding: the embedding engine's settings.
         melody: the melody engine's settings.
+        trainer: extraction as a Lightning predict on every device and node
+            (acr.retrieval.distributed); every rank runs the command, rank 0 alone writes the
+            index and returns its summary, the others return None.
     """
     directory = output_path(output, folder=True)
-    tracks = read_catalog(catalog)
     names = engine_names(engine)
     if "embedding" in names and not checkpoint:
         raise IndexDirectoryError(
@@ -133,9 +142,22 @@ def build_index(
     if save_every < 1:
         raise ValueError(f"save_every must be at least 1, got {save_every}")
     settings = {"fingerprint": fingerprint, "embedding": embedding, "melody": melody}
+    ranks = None
+    if trainer.devices is not None:
+        # Loaded on the CPU, then moved to each rank's device by Lightning (each rank would
+        # otherwise load it on the first GPU).
+        settings["embedding"] = replace(embedding, device="cpu")
+        ranks = trainer.create()  # before anything else: it knows this process's rank
+        if ranks.global_rank != 0:
+            engines = create_engines(names, checkpoint, settings)
+            predict_shards(ranks, engines, None, workers, save_every, Shards(directory))
+            return None
+    tracks = read_catalog(catalog)
     with index_lock(directory):
         engines = create_engines(names, checkpoint, settings)
         writer = IndexWriter(directory, _open(directory, engines, resume, str(catalog)))
+        if ranks is not None and not (directory / INDEX_FILE).is_file():
+            writer.commit()  # the shards' engines and settings, for a --resume to check
         done, known = set(writer.live()), set()
         for contents in writer.contents.values():
             done |= set(contents.skipped["track_id"])
@@ -149,9 +171,17 @@ def build_index(
         # Made once the directory is known to be this index, so that a refused build leaves no
         # heartbeat in someone else's folder, nor overwrites that of the build holding the lock.
         with Heartbeat(directory, "index") as heartbeat:
+            if ranks is None:
+                extractors = [(name, e.sample_rate, e.extractor()) for name, e in engines.items()]
+                results = extract_in_workers(jobs, extractors, workers or os.cpu_count() or 1)
+            else:
+                results = extract_on_devices(
+                    ranks, engines, jobs, len(tracks), workers, save_every, writer, heartbeat
+                )
             summary = _index_tracks(
-                jobs, len(tracks), writer, pending, workers, save_every, heartbeat
+                jobs, len(tracks), writer, pending, results, save_every, heartbeat
             )
+            Shards(directory).remove()  # in the index now (or left by a build's kill)
             heartbeat.finish(
                 tracks=summary.tracks,
                 failed=summary.skipped,
@@ -168,11 +198,12 @@ def _index_tracks(
     total: int,
     writer: IndexWriter,
     pending: Pending,
-    workers: int | None,
+    results: Iterator[Result],
     save_every: int,
     heartbeat: Heartbeat,
 ) -> BuildSummary:
-    """Extract and add the catalog tracks not yet in the index, a segment every save_every."""
+    """Add the results of the catalog tracks not yet in the index (``jobs``, extracted as
+    they are read), a segment every save_every."""
     state = writer.state
     started, audio_s = time.perf_counter(), 0.0
     audio_before_s = state.audio_s  # what a resumed build found indexed
@@ -184,8 +215,6 @@ def _index_tracks(
         unit="track",
         desc=f"indexing ({'+'.join(state.engines)})",
     )
-    extractors = [(name, e.sample_rate, e.extractor()) for name, e in pending.engines.items()]
-    results = extract_in_workers(jobs, extractors, workers or os.cpu_count() or 1)
     for count, (track_id, path, features, duration_s) in enumerate(results, start=1):
         if isinstance(features, str):
             pending.skipped.append([track_id, path, features])

@@ -126,6 +126,15 @@ class Windows:
         return np.ascontiguousarray(view[starts - first])
 
 
+@dataclass(frozen=True)
+class EmbeddedWindows:
+    """A catalog track's window vectors and their start times, embedded where it was decoded
+    (a rank of a distributed build): adding them to an index needs no model."""
+
+    vectors: np.ndarray  # [windows, embed_dim], unit rows
+    starts_s: np.ndarray
+
+
 class EmbeddingEngine(Engine):
     """Windows of ``window_s`` every ``hop_s`` embedded by the model and searched with HNSW.
 
@@ -148,7 +157,7 @@ class EmbeddingEngine(Engine):
             trained = load_encoder(checkpoint, device)
         self.encoder = trained.encoder
         self._sample_rate = trained.sample_rate
-        self.batch_size = settings.batch_size or (512 if device.startswith("cuda") else 64)
+        self.batch_size = _batch_size(settings, device)
         self.checkpoint = str(checkpoint)
         # Kept in memory: the first part an index writes gets a copy, the others a link to it.
         self._checkpoint_bytes = Path(checkpoint).read_bytes()
@@ -202,12 +211,24 @@ class EmbeddingEngine(Engine):
         starts = np.round(starts_s * self.sample_rate).astype(int)
         return Windows(read, starts, self.window_samples), starts_s
 
-    def add(self, track_id: str, features: np.ndarray | Resampled) -> int:
-        """Index a track's windows; ``features`` is its audio, or for a long track the
-        file read in spans (AudioPassthrough.in_spans)."""
-        windows, starts_s = self.windows(features, self.settings.hop_s)
-        self.index.add(track_id, self.embed(windows), starts_s)
-        return len(windows)
+    def add(self, track_id: str, features: np.ndarray | Resampled | EmbeddedWindows) -> int:
+        """Index a track's windows; ``features`` is its audio, for a long track the file read
+        in spans (AudioPassthrough.in_spans), or its windows embedded elsewhere."""
+        if not isinstance(features, EmbeddedWindows):
+            features = self.embed_track(features)
+        self.index.add(track_id, features.vectors, features.starts_s)
+        return len(features.starts_s)
+
+    def embed_track(self, audio: np.ndarray | Resampled) -> EmbeddedWindows:
+        """A catalog track's window vectors, every ``hop_s``."""
+        windows, starts_s = self.windows(audio, self.settings.hop_s)
+        return EmbeddedWindows(self.embed(windows), starts_s)
+
+    def to(self, device: str) -> None:
+        """Run the model on ``device`` from now on (a rank's, acr.retrieval.distributed)."""
+        self.encoder.to(device)
+        self.device = device
+        self.batch_size = _batch_size(self.settings, device)
 
     def search(self, audio: np.ndarray, top_k: int = 5) -> list[TrackMatch]:
         if len(self.index) == 0 or len(audio) == 0:
@@ -323,6 +344,10 @@ def _digest(path: Path) -> str:
     links to one copy."""
     stat = path.stat()
     return _digest_of(str(path), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _batch_size(settings: EmbeddingSettings, device: str) -> int:
+    return settings.batch_size or (512 if device.startswith("cuda") else 64)
 
 
 def _span(samples: np.ndarray, start: int, stop: int) -> np.ndarray:

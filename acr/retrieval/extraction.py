@@ -91,6 +91,24 @@ def _decode_and_extract(job: tuple[str, str]) -> Result:
     return track_id, path, features, duration_s
 
 
+class CatalogTracks:
+    """The jobs as a map-style dataset (a DataLoader's, on each rank of a distributed build):
+    item i is job i decoded and extracted as a worker does it, skip reasons included. A plain
+    class, so the spawned loader workers that unpickle it import neither Lightning nor acr's
+    models."""
+
+    def __init__(self, jobs: list[tuple[str, str]], extractors: Extractors) -> None:
+        self.jobs = jobs
+        self.extractors = extractors
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, position: int) -> Result:
+        _use_extractors(self.extractors)
+        return _decode_and_extract(self.jobs[position])
+
+
 def _unusable(duration_s: float, level: float) -> str | None:
     """Why a decoded track cannot be indexed, or None."""
     if duration_s < MIN_MUSIC_S:

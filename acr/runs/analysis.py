@@ -14,13 +14,17 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from acr.retrieval.metrics import proportion_interval
 from acr.runs.statistics import compare_buckets, seed_summary
 
 SUMMARY_METRICS_SKIPPED = ("queries", "ci95")
 
 
 def aggregate(results: list[dict]) -> dict[str, dict[str, dict[str, dict]]]:
-    """arm -> system -> bucket -> metric -> seed summary (mean, std, min, max, ci95, seeds)."""
+    """arm -> system -> bucket -> metric -> seed summary (mean, std, min, max, ci95, seeds);
+    top-k summaries also have ``pooled95``, the Wilson interval of all seeds' queries pooled,
+    which a few seeds that agree cannot shrink to nothing (3 seeds at 1.00: [1.00, 1.00] by
+    Student t)."""
     values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
     for result in results:
         for system, buckets in result["systems"].items():
@@ -33,9 +37,7 @@ def aggregate(results: list[dict]) -> dict[str, dict[str, dict[str, dict]]]:
         arm: {
             system: {
                 bucket: {
-                    metric: (
-                        int(np.mean(per_seed)) if metric == "queries" else seed_summary(per_seed)
-                    )
+                    metric: _summary(metric, per_seed, metrics["queries"])
                     for metric, per_seed in metrics.items()
                 }
                 for bucket, metrics in buckets.items()
@@ -44,6 +46,16 @@ def aggregate(results: list[dict]) -> dict[str, dict[str, dict[str, dict]]]:
         }
         for arm, systems in values.items()
     }
+
+
+def _summary(metric: str, per_seed: list[float], queries: list[int]) -> int | dict:
+    if metric == "queries":
+        return int(np.mean(per_seed))
+    summary = seed_summary(per_seed)
+    if metric.startswith("top"):
+        hits = sum(round(value * count) for value, count in zip(per_seed, queries))
+        summary["pooled95"] = list(proportion_interval(hits, sum(queries)))
+    return summary
 
 
 def top1_matrix(results: list[dict], system: str, query_ids: list[str]) -> np.ndarray:

@@ -2,11 +2,11 @@
 manifest for a finished run (``acr fit``, optionally followed by ``acr evaluate``) or sweep.
 
 Every number comes from the run's own files: the evaluate report (``report.json``, with
-bootstrap intervals) when there is one, else the last validation, whose intervals are
-bootstrapped here from its per-query ranks. Nothing is typed in by hand except the licence notes
-of each data source, which a release must still check. Paths are written relative (to the run
-directory, or to the report's folder for links), so a report names nothing of the machine that
-wrote it and still reads right when the run is copied elsewhere.
+intervals) when there is one, else the last validation, whose intervals are computed here from
+its per-query ranks (Wilson for top-k, bootstrap for MRR). Nothing is typed in by hand except
+the licence notes of each data source, which a release must still check. Paths are written
+relative (to the run directory, or to the report's folder for links), so a report names nothing
+of the machine that wrote it and still reads right when the run is copied elsewhere.
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def find_run(directory: Path, evaluation: Path | None = None) -> RunFiles:
 
 
 def with_intervals(validation: dict, samples: int = 1000) -> dict[str, dict]:
-    """A validation's metrics per bucket with 95 % bootstrap intervals from its query ranks
-    (a report written before acr kept query ranks has no intervals)."""
+    """A validation's metrics per bucket with 95 % intervals from its query ranks: Wilson for
+    top-k, bootstrap for MRR (a report written before acr kept query ranks has none)."""
     if "per_query" not in validation:
         return validation["results"]
     per_query = validation["per_query"]
@@ -228,7 +228,7 @@ def benchmark_markdown(
 ) -> str:
     lines = [f"# Benchmark: {run.directory.name}", "", f"Results from {source}."]
     lines += [
-        "Each cell: top-1 with its 95 % interval (bootstrap over queries, or over seeds).",
+        "Each cell: top-1 with its 95 % interval (Wilson over queries, or Student-t over seeds).",
         "",
     ]
     lines += _results_table(series) + [""]

@@ -58,7 +58,9 @@ def sweep_markdown(sweep: dict) -> str:
         f"- machine: {sweep['machine']}",
         f"- runs: {len(sweep['runs'])} finished, {len(sweep['failed'])} failed",
         "",
-        "Each cell: mean over seeds ± sample std [95 % Student-t interval over seeds].",
+        "Each cell: mean over seeds ± sample std [95 % interval: for top-k the wider of the",
+        "seeds' Student-t interval and the Wilson interval of all seeds' queries pooled; for",
+        "MRR the Student-t interval].",
         "",
     ]
     for failure in sweep["failed"]:
@@ -97,6 +99,9 @@ def _cell(summary: dict | None) -> str:
     if not summary:
         return ""
     low, high = summary["ci95"]
+    if "pooled95" in summary:  # a proportion: never zero-width where seeds agree, within [0, 1]
+        low = max(0.0, min(low, summary["pooled95"][0]))
+        high = min(1.0, max(high, summary["pooled95"][1]))
     return f"{summary['mean']:.3f} ± {summary['std']:.3f} [{low:.3f}, {high:.3f}]"
 
 

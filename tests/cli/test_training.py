@@ -2,11 +2,15 @@
 a short fit, mid-epoch checkpoints, resume, and the shipped recipe's W&B logging."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from fixtures_runs import recomputed, shrunk_synthetic_fit, validation_report
 from lightning.pytorch.loggers import WandbLogger
 
@@ -23,6 +27,35 @@ def test_print_config_shows_the_resolved_recipe(
     assert "acr.models.ECAPATDNN" in printed
     assert "acr.datamodules.SyntheticDataModule" in printed
     assert "every_n_train_steps: 25" in printed
+
+
+@pytest.mark.parametrize("recipe", ["folder_music_gpu", "fma_gpu"])
+def test_gpu_recipes_print_their_config_on_a_machine_without_a_gpu(
+    shipped_config, recipe: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "acr", "fit", "--config", shipped_config(recipe), "--print_config"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    config = yaml.safe_load(done.stdout)
+    assert config["trainer"]["accelerator"] == "gpu"
+    assert config["trainer"]["precision"] == "bf16-mixed"
+    assert config["data"]["init_args"]["batch_size"] == 640
+    assert config["data"]["init_args"]["decode_cache"] is True
+    assert config["model"]["init_args"]["encoder"]["init_args"]["channels"] == 512
+    assert config["trainer"]["default_root_dir"] == f"runs/{recipe}"
+
+
+def test_bf16_mixed_precision_trains(tiny_config: str, tmp_path: Path) -> None:
+    """The GPU recipes' precision, on a CPU: the encoder runs in bfloat16, the loss in float32,
+    and the loss is finite."""
+    main(["fit", "--config", tiny_config, "--trainer.precision=bf16-mixed",
+          "--trainer.max_steps=2", f"--trainer.default_root_dir={tmp_path / 'run'}",
+          f"--data.init_args.data_dir={tmp_path / 'data'}"])  # fmt: skip
+    logged = pd.read_csv(next((tmp_path / "run").glob("csv/version_*/metrics.csv")))
+    losses = logged["train/loss"].dropna()
+    assert len(losses) == 2 and np.isfinite(losses).all() and (losses > 0).all()
 
 
 def test_default_root_dir_moves_every_output(

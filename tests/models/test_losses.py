@@ -22,6 +22,35 @@ def test_matches_hand_computed_value():
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_pair_weights_give_the_weighted_mean_of_the_rows():
+    # The rows of the hand-checked example above: weights (3, 1) count pair 1's rows 3 times.
+    anchors = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    positives = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
+    t = 0.5
+    row_a1 = -0.6 / t + math.log(math.exp(0.0 / t) + math.exp(0.6 / t) + math.exp(0.0 / t))
+    row_a2 = -1.0 / t + math.log(math.exp(0.0 / t) + math.exp(0.8 / t) + math.exp(1.0 / t))
+    row_p1 = -0.6 / t + math.log(math.exp(0.6 / t) + math.exp(0.8 / t) + math.exp(0.8 / t))
+    row_p2 = -1.0 / t + math.log(math.exp(0.0 / t) + math.exp(1.0 / t) + math.exp(0.8 / t))
+    loss = NTXentLoss(temperature=t)
+    weighted = loss(anchors, positives, torch.tensor([3.0, 1.0]))
+    expected = (3 * (row_a1 + row_p1) + row_a2 + row_p2) / 8
+    assert weighted.item() == pytest.approx(expected, rel=1e-6)
+    unweighted = loss(anchors, positives).item()
+    assert loss(anchors, positives, torch.tensor([2.0, 2.0])).item() == pytest.approx(unweighted)
+    with pytest.raises(ValueError, match=r"weights must be \[N\] = \[2\]"):
+        loss(anchors, positives, torch.ones(3))
+
+
+def test_bfloat16_embeddings_are_scored_in_float32():
+    # What bf16-mixed training hands the loss: the same value as float32 inputs rounded alike.
+    generator = torch.Generator().manual_seed(0)
+    anchors, positives = torch.randn(2, 16, 8, generator=generator).bfloat16()
+    loss = NTXentLoss(temperature=0.05)
+    value = loss(anchors, positives)
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(loss(anchors.float(), positives.float()).item(), rel=1e-6)
+
+
 def test_matched_pairs_give_smaller_loss_than_mismatched():
     basis = torch.eye(4)
     loss = NTXentLoss(temperature=0.1)
