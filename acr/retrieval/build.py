@@ -35,12 +35,8 @@ from tqdm.auto import tqdm
 from acr.data.catalogs import read_catalog
 from acr.data.manifests import write_table
 from acr.files import SKIPPED_COLUMNS, SKIPPED_FILE, output_path, replacing, write_json
-from acr.retrieval.distributed import (
-    Shards,
-    TrainerSettings,
-    extract_on_devices,
-    predict_shards,
-)
+from acr.retrieval.devices import TrainerSettings
+from acr.retrieval.distributed import Shards, extract_on_devices, predict_shards
 from acr.retrieval.embedding import EmbeddingEngine, EmbeddingSettings
 from acr.retrieval.engine import Engine, IndexDirectoryError
 from acr.retrieval.extraction import Result, extract_in_workers
@@ -147,7 +143,9 @@ def build_index(
         # Loaded on the CPU, then moved to each rank's device by Lightning (each rank would
         # otherwise load it on the first GPU).
         settings["embedding"] = replace(embedding, device="cpu")
-        ranks = trainer.create()  # before anything else: it knows this process's rank
+        from acr.retrieval.prediction import create_trainer
+
+        ranks = create_trainer(trainer)  # before anything else: it knows this process's rank
         if ranks.global_rank != 0:
             engines = create_engines(names, checkpoint, settings)
             predict_shards(ranks, engines, None, workers, save_every, Shards(directory))

@@ -9,7 +9,8 @@ only extract. Each rank writes what it extracted to shard files in ``DIR/.extrac
 through the loop a one-process build uses (acr.retrieval.build), then removes the folder. A
 killed build leaves its shards: ``--resume`` extracts only the tracks none of them holds.
 
-Lightning is imported only when a build asks for devices (acr.retrieval.prediction).
+Lightning is imported only when a build asks for devices (acr.retrieval.prediction); what
+``--trainer`` sets is acr.retrieval.devices.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pickle
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,57 +35,6 @@ if TYPE_CHECKING:
     from acr.status import Heartbeat
 
 SHARD_FOLDER = ".extracted"  # in the index directory, while a distributed build runs
-# Launchers that run the build in processes other than the ranks: shards and the index would
-# be written by a process that pickled the engines, and rank 0 would not write the index.
-UNSUPPORTED_STRATEGIES = ("spawn", "fork", "notebook")
-
-
-@dataclass(frozen=True)
-class TrainerSettings:
-    """Where ``acr index`` extracts: by default in this process and its decoding workers; with
-    ``devices``, as a Lightning predict on every device of every node, each rank a share of the
-    catalog, into the same index a one-process build writes. ``acr index add`` and ``replace``
-    always extract in one process.
-
-    Args:
-        devices: devices (processes) per node, an int or auto; None extracts in this process
-            with decoding workers (--workers). With devices, --workers counts the decoding
-            processes of each device (default: the node's cores shared among its devices).
-        accelerator: cpu, gpu, cuda, mps or auto.
-        strategy: ddp (a process per device: Lightning starts them, or torchrun or SLURM), or
-            auto (ddp for several devices).
-        num_nodes: machines; each runs the command (the index directory must be on a file
-            system they share).
-    """
-
-    devices: int | str | None = None
-    accelerator: str = "auto"
-    strategy: str = "auto"
-    num_nodes: int = 1
-
-    def __post_init__(self) -> None:
-        if any(word in self.strategy for word in UNSUPPORTED_STRATEGIES):
-            raise ValueError(
-                f"trainer.strategy={self.strategy!r}: acr index needs every rank to run the"
-                " command (ddp, or auto)"
-            )
-        if self.num_nodes < 1:
-            raise ValueError(f"trainer.num_nodes must be at least 1, got {self.num_nodes}")
-
-    def create(self) -> Trainer:
-        """The Trainer of the extraction; made before the build's work, it knows this
-        process's global rank."""
-        from lightning import Trainer
-
-        return Trainer(
-            accelerator=self.accelerator,
-            devices=self.devices,
-            num_nodes=self.num_nodes,
-            strategy=self.strategy,
-            logger=False,
-            enable_checkpointing=False,
-            enable_model_summary=False,
-        )
 
 
 class Shards:

@@ -18,10 +18,25 @@ from lightning import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
+from acr.retrieval.devices import TrainerSettings
 from acr.retrieval.distributed import Shards
 from acr.retrieval.embedding import EmbeddingEngine
 from acr.retrieval.extraction import CatalogTracks, Extractors, Result
 from acr.workers import start_loader_worker
+
+
+def create_trainer(settings: TrainerSettings) -> Trainer:
+    """The Trainer of an extraction; made before the build's work, it knows this process's
+    global rank."""
+    return Trainer(
+        accelerator=settings.accelerator,
+        devices=settings.devices,
+        num_nodes=settings.num_nodes,
+        strategy=settings.strategy,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
 
 
 class PendingTracks(LightningDataModule):

@@ -17,10 +17,12 @@ from acr.audio import save_audio
 from acr.data.catalogs import read_catalog
 from acr.data.manifests import write_table
 from acr.retrieval.build import build_index, create_engines
-from acr.retrieval.distributed import SHARD_FOLDER, Shards, TrainerSettings, predict_shards
+from acr.retrieval.devices import TrainerSettings
+from acr.retrieval.distributed import SHARD_FOLDER, Shards, predict_shards
 from acr.retrieval.embedding import EmbeddingSettings
 from acr.retrieval.fingerprint.engine import FingerprintSettings
 from acr.retrieval.melody import MelodySettings
+from acr.retrieval.prediction import create_trainer
 from acr.retrieval.recognizer import Recognizer
 from acr.retrieval.store import IndexState, load_engines
 from acr.synth import synthesize_track
@@ -134,7 +136,7 @@ def test_resume_adds_the_shards_a_killed_build_left_without_extracting_them(
     engines = create_engines(["fingerprint", "embedding", "melody"], checkpoint, settings)
     shards = Shards(tmp_path / "index")
     jobs = list(zip(tracks["track_id"], tracks["path"]))[3:5]  # song1, song2
-    predict_shards(ONE_CPU.create(), engines, jobs, 1, 1, shards)
+    predict_shards(create_trainer(ONE_CPU), engines, jobs, 1, 1, shards)
     assert sorted(shards.track_ids()) == ["song1", "song2"] and len(shards.files()) == 2
     for _, path in jobs:
         save_audio(path, np.zeros(RATE * 6, np.float32), RATE)
