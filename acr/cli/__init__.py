@@ -21,6 +21,7 @@ MODULES = {
     "recognize": "acr.cli.retrieval",
     "evaluate": "acr.cli.evaluation",
     "fuse": "acr.cli.retrieval",
+    "calibrate": "acr.cli.retrieval",
     "data": "acr.cli.data",
     "status": "acr.cli.status",
     "sweep": "acr.cli.runs",
@@ -42,6 +43,7 @@ Retrieval:
   recognize   identify clips: ranked tracks, scores and offsets
   evaluate    top-1/top-5/MRR per bucket with 95% intervals (Wilson, MRR: bootstrap)
   fuse        fit the hybrid fusion on validation queries
+  calibrate   fit P(answer is right) and the no_match threshold at a false-match rate
 
 Data:
   data        data preparation and checks:

@@ -13,9 +13,11 @@ from typing import Any, Literal
 from acr.cli.commands import Command, CommandGroup
 from acr.files import output_path
 from acr.retrieval.build import BuildSummary, build_index
+from acr.retrieval.calibration import Calibration
 from acr.retrieval.changes import Listing, add_tracks, compact_index, list_index, remove_tracks
+from acr.retrieval.fitting import fit_calibration, fit_fusion
 from acr.retrieval.fusion import Fusion
-from acr.retrieval.recognizer import Recognition, fit_fusion
+from acr.retrieval.recognizer import Recognition
 
 
 def show_index(summary: BuildSummary | None) -> None:
@@ -42,11 +44,15 @@ def recognize(
     top_k: int = 5,
     output: str | None = None,
     format: Literal["jsonl", "csv"] = "jsonl",
+    min_probability: float | None = None,
 ) -> tuple[int, int]:
     """Identify audio clips: ranked tracks with a score and the offset in each, per query.
 
-    A clip that cannot be read, is silent or too short, or a query row without an id or a
-    clip, gets an error status in its row; the others go on. Returns (queries, errors).
+    On a calibrated index (acr calibrate), each answer has the probability that its top track
+    is right, and one below the threshold has the status no_match (its ranked tracks are then
+    candidates, not an answer). A clip that cannot be read, is silent or too short, or a query
+    row without an id or a clip, gets an error status in its row; the others go on. Returns
+    (queries, errors).
 
     Args:
         index: the index directory (acr index).
@@ -55,8 +61,10 @@ def recognize(
             length_s).
         top_k: ranked tracks per answer.
         output: where to write the answers (default: standard output).
-        format: jsonl (a JSON object per query) or csv (query_id,track_1..track_k,status;
-            RFC 4180, fields quoted where needed).
+        format: jsonl (a JSON object per query) or csv (query_id,track_1..track_k,
+            probability,status; RFC 4180, fields quoted where needed).
+        min_probability: answer no_match below this probability instead of the threshold the
+            index was calibrated with (needs a calibrated index).
     """
     from acr.data.manifests import FILE_NAME_ERRORS, read_queries
     from acr.retrieval.recognizer import Recognizer
@@ -65,7 +73,7 @@ def recognize(
         raise ValueError("give audio files or --queries QUERIES.csv (one of the two)")
     if output:
         output_path(output)
-    recognizer = Recognizer.load(index)
+    recognizer = Recognizer.load(index, min_probability=min_probability)
     if queries:
         recognitions = recognizer.recognize_queries(read_queries(queries, False), top_k)
     else:
@@ -81,10 +89,11 @@ def recognize(
     try:
         rows = csv.writer(stream)  # quotes an id holding a comma, a quote or a line break
         if format == "csv":
-            rows.writerow(["query_id", *(f"track_{k}" for k in range(1, top_k + 1)), "status"])
+            tracks = (f"track_{k}" for k in range(1, top_k + 1))
+            rows.writerow(["query_id", *tracks, "probability", "status"])
         for recognition in recognitions:
             total += 1
-            errors += recognition.status != "ok"
+            errors += recognition.status == "error"
             if format == "csv":
                 rows.writerow(_csv_row(recognition, top_k))
             else:
@@ -95,17 +104,33 @@ def recognize(
     return total, errors
 
 
+def show_calibrate(calibration: Calibration) -> None:
+    print(
+        f"calibrated on {calibration.in_catalog_queries} in-catalog and"
+        f" {calibration.out_of_catalog_queries} out-of-catalog queries, for a false-match rate"
+        f" of {calibration.false_match_rate:g}"
+    )
+    for system, model in calibration.systems.items():
+        print(
+            f"  {system}: no_match below P = {model.threshold:.4f}; on these queries"
+            f" false matches {model.false_match_rate:.4f}, right answers"
+            f" {model.true_positive_rate:.4f}"
+        )
+
+
 def show_recognize(counts: tuple[int, int]) -> None:
     total, errors = counts
     print(f"recognised {total - errors} of {total} queries; {errors} errors", file=sys.stderr)
 
 
 def _csv_row(recognition: Recognition, top_k: int) -> list[str]:
-    """query_id, the top_k track ids (empty where there are fewer), and the status."""
+    """query_id, the top_k track ids (empty where there are fewer), the probability (empty
+    on an index without calibration) and the status (ok, no_match or error: why)."""
     tracks = [match.track_id for match in recognition.matches][:top_k]
     tracks += [""] * (top_k - len(tracks))
-    status = "ok" if recognition.status == "ok" else f"error: {recognition.error}"
-    return [recognition.query_id, *tracks, status]
+    probability = "" if recognition.probability is None else f"{recognition.probability:.4f}"
+    status = f"error: {recognition.error}" if recognition.status == "error" else recognition.status
+    return [recognition.query_id, *tracks, probability, status]
 
 
 def _answer(recognition: Recognition) -> dict[str, Any]:
@@ -114,11 +139,16 @@ def _answer(recognition: Recognition) -> dict[str, Any]:
         "query_id": recognition.query_id,
         "status": recognition.status,
         "error": recognition.error,
+        "probability": (
+            None if recognition.probability is None else _finite(recognition.probability, 4)
+        ),
         "matches": [
             {
                 "track_id": match.track_id,
                 "score": _finite(match.score, 4),
                 "offset_s": _finite(match.offset_s, 3),
+                "speed_factor": _finite(match.speed_factor, 4),
+                "pitch_semitones": _finite(match.pitch_semitones, 3),
             }
             for match in recognition.matches
         ],
@@ -203,4 +233,5 @@ COMMANDS = {
     ),
     "recognize": Command(recognize, show_recognize, variadic="files"),
     "fuse": Command(fit_fusion, show_fuse),
+    "calibrate": Command(fit_calibration, show_calibrate),
 }

@@ -36,6 +36,7 @@ QUERY_DETAIL_COLUMNS = (
     "offset_s",
     "seed",
     "degradation_params",
+    "in_catalog",  # false on out-of-catalog queries (make-queries --out_of_catalog)
 )
 
 

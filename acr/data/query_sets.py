@@ -75,6 +75,7 @@ def make_queries(
     max_tracks: int | None = None,
     workers: int | None = None,
     strategy: StrategyName = "random",
+    out_of_catalog: str | None = None,
 ) -> pd.DataFrame:
     """Write degraded query clips of catalog tracks and their queries.csv.
 
@@ -97,6 +98,11 @@ def make_queries(
         max_tracks: a seeded sample of this many catalog tracks (default: all).
         workers: processes making queries (default: one per CPU core).
         strategy: where excerpts start, a segment strategy (acr.data.segments.strategies).
+        out_of_catalog: an index the catalog's tracks are held out of: queries for acr
+            calibrate and for the false-match rate of acr evaluate. Tracks the index holds
+            are skipped (listed in skipped.csv), and every query has in_catalog = false. Only
+            ids are compared: the same recording under another id is not found here (acr
+            dedup finds it).
     """
     check_degradations(degradations)
     get_strategy(strategy)  # an unknown name fails here, not in every worker
@@ -108,6 +114,9 @@ def make_queries(
         {**entry, "reason": f"{catalog}: {entry['reason']}" if table_catalog else entry["reason"]}
         for entry in tracks.attrs["rejected"]
     ]
+    if out_of_catalog is not None:
+        tracks, held = _held_out(tracks, out_of_catalog)
+        skipped.extend(held)
     if max_tracks is not None:
         tracks = tracks.sample(n=min(max_tracks, len(tracks)), random_state=seed).sort_index()
     (output / "audio").mkdir(parents=True, exist_ok=True)
@@ -138,10 +147,26 @@ def make_queries(
     table = pd.DataFrame(rows)
     if strategy != RandomStrategy.name and len(table):
         table["strategy"] = strategy
+    if out_of_catalog is not None and len(table):
+        table["in_catalog"] = False
     write_table(table, output / QUERIES_FILE)
     table.attrs["skipped"] = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS).fillna("")
     write_table(table.attrs["skipped"], output / SKIPPED_FILE)
     return table
+
+
+def _held_out(tracks: pd.DataFrame, index: str) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """The catalog's tracks the index does not hold, and skipped.csv rows for those it does."""
+    from acr.retrieval.store import IndexState, live_tracks  # only for out-of-catalog queries
+
+    directory = Path(index)
+    held = set(live_tracks(directory, IndexState.read(directory)))
+    inside = tracks["track_id"].isin(held)
+    skipped = [
+        {"track_id": track_id, "path": path, "reason": f"in the index {index}: not out of catalog"}
+        for track_id, path in zip(tracks["track_id"][inside], tracks["path"][inside])
+    ]
+    return tracks[~inside], skipped
 
 
 def _run(jobs: list[_TrackJob], workers: int | None):

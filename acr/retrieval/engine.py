@@ -107,11 +107,16 @@ def check_track_ids(track_ids: Any, path: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class TrackMatch:
-    """One ranked track for a query: score and where in the track the query was found."""
+    """One ranked track for a query: score and where in the track the query was found, and
+    where the engine measures it (the fingerprint's hypotheses), how the query differs from
+    the reference: ``speed_factor`` (turntable speed, pitch and tempo together; 1.03 plays 3 %
+    fast) and ``pitch_semitones`` (a pitch shift at the same tempo)."""
 
     track_id: str
     score: float
     offset_s: float
+    speed_factor: float = 1.0
+    pitch_semitones: float = 0.0
 
 
 @dataclass(frozen=True)

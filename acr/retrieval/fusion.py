@@ -22,7 +22,7 @@ Until fitted, fusion is reciprocal-rank fusion (Cormack et al. 2009), which need
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,7 @@ class EarlyExit:
         being right, and the others (all below it) what is left, 1 - P."""
         top1 = _top1_probability(ranked, query, self.weights)
         return [
-            TrackMatch(m.track_id, top1 if rank == 0 else 1.0 - top1, m.offset_s)
+            replace(m, score=top1 if rank == 0 else 1.0 - top1)
             for rank, m in enumerate(ranked[:top_k])
         ]
 
@@ -94,13 +94,10 @@ class Fusion:
         candidates, features = _candidate_features(matches, self.engines, query)
         if not candidates:
             return []
-        probabilities = _sigmoid(features @ np.asarray(self.weights))
+        probabilities = sigmoid(features @ np.asarray(self.weights))
         order = np.argsort(-probabilities, kind="stable")[:top_k]
-        offsets = _offsets(matches, self.engines)
-        return [
-            TrackMatch(candidates[i], float(probabilities[i]), offsets[candidates[i]])
-            for i in order
-        ]
+        found = _first_found(matches, self.engines)
+        return [replace(found[candidates[i]], score=float(probabilities[i])) for i in order]
 
     @classmethod
     def fit(
@@ -123,7 +120,7 @@ class Fusion:
             design.append(features)
             target.append([float(candidate == right) for candidate in candidates])
         fusion = cls(
-            engines, _logistic_regression(np.concatenate(design), np.concatenate(target), l2)
+            engines, logistic_regression(np.concatenate(design), np.concatenate(target), l2)
         )
         fusion.early_exit = _fit_early_exit(fusion, results, right_track_ids, queries)
         return fusion
@@ -177,15 +174,15 @@ def _numbers(value: object) -> bool:
 
 def _reciprocal_rank_fusion(matches: EngineMatches, top_k: int) -> list[TrackMatch]:
     scores: dict[str, float] = {}
-    offsets: dict[str, tuple[float, float]] = {}
+    best: dict[str, tuple[float, TrackMatch]] = {}  # the match that contributed most
     for ranked in matches.values():
         for rank, match in enumerate(ranked, start=1):
             contribution = 1 / (RRF_K + rank)
             scores[match.track_id] = scores.get(match.track_id, 0.0) + contribution
-            if contribution > offsets.get(match.track_id, (-1.0, 0.0))[0]:
-                offsets[match.track_id] = (contribution, match.offset_s)
+            if contribution > best.get(match.track_id, (-1.0, match))[0]:
+                best[match.track_id] = (contribution, match)
     ranked_ids = sorted(scores, key=lambda track: -scores[track])[:top_k]
-    return [TrackMatch(t, scores[t], offsets[t][1]) for t in ranked_ids]
+    return [replace(best[t][1], score=scores[t]) for t in ranked_ids]
 
 
 def _candidate_features(
@@ -218,12 +215,14 @@ def _candidate_features(
     return candidates, np.hstack([base, *scaled])
 
 
-def _offsets(matches: EngineMatches, engines: Sequence[str]) -> dict[str, float]:
-    offsets: dict[str, float] = {}
+def _first_found(matches: EngineMatches, engines: Sequence[str]) -> dict[str, TrackMatch]:
+    """Each track's match by the first (most accurate) engine that found it: where the fused
+    answer takes its offset and speed from."""
+    found: dict[str, TrackMatch] = {}
     for engine in engines:
         for match in matches.get(engine, []):
-            offsets.setdefault(match.track_id, match.offset_s)
-    return offsets
+            found.setdefault(match.track_id, match)
+    return found
 
 
 def _fit_early_exit(
@@ -243,7 +242,7 @@ def _fit_early_exit(
     target = np.array([float(r[0].track_id == right) for r, _, right in rows])
     if target.min() == target.max():
         return None
-    weights = _logistic_regression(design, target, l2=1e-2)
+    weights = logistic_regression(design, target, l2=1e-2)
     for threshold in EXIT_THRESHOLDS:
         exit_rule = EarlyExit(engine, [float(w) for w in weights], threshold)
         costly = False
@@ -265,7 +264,7 @@ def _top1_features(ranked: list[TrackMatch], query: QueryFeatures) -> np.ndarray
 def _top1_probability(
     ranked: list[TrackMatch], query: QueryFeatures, weights: Sequence[float]
 ) -> float:
-    return float(_sigmoid(_top1_features(ranked, query) @ np.asarray(weights)))
+    return float(sigmoid(_top1_features(ranked, query) @ np.asarray(weights)))
 
 
 def _top1_rate(rankings: Sequence[list[TrackMatch]], right_track_ids: Sequence[str]) -> float:
@@ -274,18 +273,18 @@ def _top1_rate(rankings: Sequence[list[TrackMatch]], right_track_ids: Sequence[s
     )
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
+def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
 
 
-def _logistic_regression(design: np.ndarray, target: np.ndarray, l2: float) -> list[float]:
+def logistic_regression(design: np.ndarray, target: np.ndarray, l2: float) -> list[float]:
     """L2-regularised logistic regression by Newton's method. Written by hand: a few dozen
     parameters and one call per fit do not justify a scikit-learn dependency."""
     weights = np.zeros(design.shape[1])
     if len(target) == 0:
         return weights.tolist()
     for _ in range(100):
-        probability = _sigmoid(design @ weights)
+        probability = sigmoid(design @ weights)
         gradient = design.T @ (probability - target) + l2 * weights
         hessian = design.T @ (design * (probability * (1 - probability))[:, None])
         step = np.linalg.solve(hessian + l2 * np.eye(len(weights)), gradient)

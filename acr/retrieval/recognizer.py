@@ -15,11 +15,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from acr.audio import MIN_MUSIC_S, AudioError, resample, rms
-from acr.data.manifests import QueryClip, blank, line_numbers, read_queries
+from acr.data.manifests import QueryClip, blank, line_numbers
 from acr.pitch import harmonicity
-from acr.retrieval.engine import Engine, TrackMatch
+from acr.retrieval.calibration import CALIBRATION_FILE, Calibration, file_digest
+from acr.retrieval.engine import Engine, IndexDirectoryError, TrackMatch
 from acr.retrieval.fusion import EngineMatches, Fusion, QueryFeatures
-from acr.retrieval.store import load_engines
+from acr.retrieval.store import HYBRID, load_engines
 from acr.status import Heartbeat
 
 FUSION_FILE = "fusion.json"
@@ -30,7 +31,11 @@ QUERY_FEATURE_RATE = 8000  # harmonicity needs the first few harmonics of a voic
 
 @dataclass
 class Recognition:
-    """The answer for one query: ranked tracks, or an error status saying why there are none."""
+    """The answer for one query: ranked tracks, or an error status saying why there are none.
+
+    On a calibrated index (acr calibrate), ``probability`` is P(the top track is right), and a
+    status ``no_match`` says it is below the threshold: the ranked tracks are then candidates,
+    not an answer."""
 
     query_id: str
     status: str = "ok"
@@ -38,6 +43,13 @@ class Recognition:
     matches: list[TrackMatch] = field(default_factory=list)
     engine_matches: EngineMatches = field(default_factory=dict)
     query_features: QueryFeatures = field(default_factory=dict)
+    probability: float | None = None
+    duration_s: float = 0.0
+
+    @property
+    def answered(self) -> bool:
+        """Whether this recognition names a track (an ``ok`` status, not an error or no_match)."""
+        return self.status == "ok"
 
 
 class Recognizer:
@@ -46,26 +58,80 @@ class Recognizer:
     With ``cascade`` (the default), a fitted fusion's early-exit engine runs first, and the
     others only when it is not sure: the same answers, in a fraction of the time. Evaluation
     turns it off to score every engine on every query.
+
+    With a ``calibration``, every answer gets its probability, and one below ``min_probability``
+    (default: the threshold fitted for the index's false-match rate) is a ``no_match``.
     """
 
     def __init__(
-        self, engines: dict[str, Engine], fusion: Fusion | None = None, cascade: bool = True
+        self,
+        engines: dict[str, Engine],
+        fusion: Fusion | None = None,
+        cascade: bool = True,
+        calibration: Calibration | None = None,
+        min_probability: float | None = None,
     ) -> None:
         self.engines = engines
         self.fusion = fusion or Fusion()
         self.cascade = cascade
+        self.calibration = calibration
+        self.system = HYBRID if len(engines) > 1 else next(iter(engines))
+        if min_probability is not None and not 0 <= min_probability <= 1:
+            raise ValueError(f"min_probability must be in [0, 1], got {min_probability}")
+        if calibration is not None and self.system not in calibration.systems:
+            raise IndexDirectoryError(
+                f"{CALIBRATION_FILE} has no calibration of {self.system!r}; fit it again with"
+                " `acr calibrate`"
+            )
+        self.min_probability = min_probability
         # Engines run side by side: their heavy parts (numpy, torch, hnswlib) release the GIL.
         self._pool = ThreadPoolExecutor(len(engines) + 1) if len(engines) > 1 else None
 
     @classmethod
-    def load(cls, directory: str | Path, cascade: bool = True) -> Recognizer:
+    def load(
+        cls,
+        directory: str | Path,
+        cascade: bool = True,
+        min_probability: float | None = None,
+        calibrated: bool = True,
+    ) -> Recognizer:
+        """The index at ``directory``, its fusion and (``calibrated``) its calibration.
+
+        ``min_probability`` needs a calibrated index."""
         directory = Path(directory)
         fusion_path = directory / FUSION_FILE
         fusion = Fusion.load(fusion_path) if fusion_path.is_file() else None
-        return cls(load_engines(directory), fusion, cascade)
+        calibration_path = directory / CALIBRATION_FILE
+        calibration = None
+        if calibrated and calibration_path.is_file():
+            calibration = Calibration.load(calibration_path)
+            if calibration.fusion_sha256 != file_digest(fusion_path):
+                raise IndexDirectoryError(
+                    f"{calibration_path}: fitted with another {FUSION_FILE}; fit it again with"
+                    " `acr calibrate`"
+                )
+        if min_probability is not None and calibration is None:
+            raise ValueError(
+                f"min_probability needs a calibrated index: {directory} has no"
+                f" {CALIBRATION_FILE} (acr calibrate)"
+            )
+        return cls(load_engines(directory), fusion, cascade, calibration, min_probability)
 
     def recognize(self, audio: np.ndarray, sample_rate: int, top_k: int = 5) -> Recognition:
-        """Rank tracks for mono audio, after checking it is long and loud enough."""
+        """Rank tracks for mono audio, after checking it is long and loud enough; on a
+        calibrated index, say how likely the top track is right, or no_match."""
+        recognition = self._rank(audio, sample_rate, top_k)
+        recognition.duration_s = len(audio) / sample_rate
+        if self.calibration is not None and recognition.status == "ok":
+            model = self.calibration.systems[self.system]
+            probability = model.probability(recognition.matches, recognition.duration_s)
+            recognition.probability = probability
+            threshold = model.threshold if self.min_probability is None else self.min_probability
+            if probability < threshold:
+                recognition.status = "no_match"
+        return recognition
+
+    def _rank(self, audio: np.ndarray, sample_rate: int, top_k: int) -> Recognition:
         recognition = Recognition(query_id="")
         duration_s = len(audio) / sample_rate
         if duration_s < MIN_QUERY_S:
@@ -130,7 +196,7 @@ class Recognizer:
         for done, ((_, query), line) in enumerate(zip(rows, line_numbers(queries)), start=1):
             recognition = self._recognize_row(query, line, top_k)
             if heartbeat is not None:
-                errors += recognition.status != "ok"
+                errors += recognition.status == "error"
                 heartbeat.update(done=done, errors=errors)
             yield recognition
 
@@ -142,36 +208,6 @@ class Recognizer:
         except ValueError as error:
             return _error(Recognition(query["query_id"]), f"no clip: {error}")
         return self.recognize_clip(clip, query["query_id"], top_k)
-
-
-def fit_fusion(index: str, queries: list[str]) -> tuple[Fusion, int]:
-    """Fit a hybrid index's fusion (calibration, weights, early exit) on validation queries.
-
-    Use query tables you will not report on. The fusion is saved as INDEX/fusion.json;
-    returns it and how many queries it was fitted on (those that could be read).
-
-    Args:
-        index: a hybrid index directory (two engines or more).
-        queries: validation query tables; several are pooled row by row (tables made with
-            other seeds may reuse query ids).
-    """
-    # Not Recognizer.load: the fusion.json there (perhaps from an older acr) is what is refitted.
-    recognizer = Recognizer(load_engines(index), cascade=False)
-    if len(recognizer.engines) < 2:
-        raise ValueError(f"{index} has one engine; fusion needs a hybrid index")
-    table = pd.concat([read_queries(path) for path in queries], ignore_index=True)
-    answered = [
-        (recognition, right)
-        for recognition, right in zip(recognizer.recognize_queries(table, 20), table["track_id"])
-        if recognition.status == "ok"
-    ]
-    fusion = Fusion.fit(
-        [recognition.engine_matches for recognition, _ in answered],
-        [right for _, right in answered],
-        [recognition.query_features for recognition, _ in answered],
-    )
-    fusion.save(Path(index) / FUSION_FILE)
-    return fusion, len(answered)
 
 
 def query_features(audio: np.ndarray, sample_rate: int) -> QueryFeatures:

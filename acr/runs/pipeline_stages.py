@@ -23,7 +23,8 @@ from acr.datamodules.sources import catalog_source, prepare_manifests
 from acr.files import write_json
 from acr.retrieval.build import build_index
 from acr.retrieval.evaluation import evaluate_index
-from acr.retrieval.recognizer import FUSION_FILE, fit_fusion
+from acr.retrieval.fitting import fit_fusion
+from acr.retrieval.recognizer import FUSION_FILE
 from acr.retrieval.store import INDEX_FILE
 from acr.runs.pipeline_fit import fit_settings, fit_stage
 from acr.runs.pipeline_plan import VALIDATION_SEED_OFFSET, Plan, Stage, StageContext

@@ -112,7 +112,14 @@ def test_recognize_csv_rows_are_best_first(workspace: Path) -> None:
         == 0
     )
     answers = pd.read_csv(output)
-    assert list(answers.columns) == ["query_id", "track_1", "track_2", "track_3", "status"]
+    assert list(answers.columns) == [
+        "query_id",
+        "track_1",
+        "track_2",
+        "track_3",
+        "probability",
+        "status",
+    ]
     truth = pd.read_csv(workspace / "queries" / "queries.csv").set_index("query_id")["track_id"]
     clean = answers[answers["query_id"].str.contains("-clean-")]
     assert (clean["track_1"].to_numpy() == truth[clean["query_id"]].to_numpy()).all()
@@ -272,13 +279,13 @@ def test_recognize_writes_any_id_back_as_it_was(tmp_path_factory, ids, tracks) -
     files = [str(number) for number in range(len(ids))]
     padded = tracks + [""] * (3 - len(tracks))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Recognizer, "load", lambda index: _Answers(ids, tracks))
+        patch.setattr(Recognizer, "load", lambda index, **_: _Answers(ids, tracks))
         recognize("index", files, top_k=3, output=str(folder / "a.csv"), format="csv")
         recognize("index", files, top_k=3, output=str(folder / "a.jsonl"))
     with open(folder / "a.csv", newline="") as stream:
         rows = list(csv.reader(stream))
-    assert rows == [["query_id", "track_1", "track_2", "track_3", "status"]] + [
-        [query_id, *padded, "ok"] for query_id in ids
+    assert rows == [["query_id", "track_1", "track_2", "track_3", "probability", "status"]] + [
+        [query_id, *padded, "", "ok"] for query_id in ids
     ]
     table = pd.read_csv(folder / "a.csv", dtype=str, keep_default_na=False)
     assert table.values.tolist() == rows[1:]

@@ -38,9 +38,10 @@ pitch targets, and a ratio field would spend hash bits the catalog's size needs.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
@@ -331,6 +332,18 @@ class FingerprintEngine(Engine):
         ]
         return [Hypothesis(0.0, 1.0), *pitch, *speed]
 
+    def with_search_settings(self, **changes: object) -> FingerprintEngine:
+        """This index searched with other search settings (those after the landmark
+        extractor's in FingerprintSettings: speed and pitch hypotheses, query density...),
+        sharing its postings. acr monitor widens the speed hypotheses to a DJ's +-8 %."""
+        fixed = {field.name for field in fields(LandmarkExtractor)} & set(changes)
+        if fixed:
+            raise ValueError(f"{', '.join(sorted(fixed))}: set when the index was built")
+        engine = copy.copy(self)
+        engine.settings = replace(self.settings, **changes)
+        engine.__dict__.pop("hypotheses", None)  # a cached_property of the settings
+        return engine
+
     def search(self, audio: np.ndarray, top_k: int = 5) -> list[TrackMatch]:
         """The best tracks, searched under every hypothesis; with ``sure_votes`` or
         ``changed_vote_ratio``, first as the query sounds (no speed or pitch change)."""
@@ -464,6 +477,8 @@ class FingerprintEngine(Engine):
         best = best[np.argsort(-scores[best], kind="stable")]
         best = best[scores[best] >= self.settings.min_votes][:top_k]
         seconds_per_frame = self._extractor.hop_size / self.settings.sample_rate
+        hypotheses = len(self.hypotheses)
+        bins_per_semitone = self._extractor.bins_per_octave / 12.0
         matches = []
         for cell in best:
             in_window = np.abs(cell_of_vote - cells[cell]) <= 1
@@ -472,8 +487,16 @@ class FingerprintEngine(Engine):
             # recording, a clip across a track change): the match then starts at 0.
             offset_frames = max(0.0, float(np.median(offsets[in_window])))
             track_id = self._track_ids[int(cell_tracks[cell])]
+            shift_bins, speed_factor = self.hypotheses[int(cells[cell] // width) % hypotheses]
+            semitones = shift_bins / bins_per_semitone if speed_factor == 1.0 else 0.0
             matches.append(
-                TrackMatch(track_id, float(scores[cell]), offset_frames * seconds_per_frame)
+                TrackMatch(
+                    track_id,
+                    float(scores[cell]),
+                    offset_frames * seconds_per_frame,
+                    float(speed_factor),
+                    float(round(semitones, 3)),
+                )
             )
         return matches
 
