@@ -19,9 +19,13 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+Job = TypeVar("Job")
 
 PARENT_POLL_S = 1.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -40,6 +44,34 @@ def spawn_pool(
         _start_worker,
         (os.getpid(), initializer, initargs),
     )
+
+
+def rows_of_jobs(
+    work: Callable[[Job], tuple[list[dict[str, Any]], list[dict[str, str]]]],
+    jobs: Sequence[Job],
+    workers: int | None,
+    unit: str,
+    description: str,
+    chunksize: int = 1,
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Run ``work`` on every job (in spawned workers unless there is one), with a progress
+    bar; each job gives table rows and skipped.csv rows, returned joined, in job order."""
+    workers = min(workers or os.cpu_count() or 1, max(len(jobs), 1))
+    rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+
+    def results(pool: ProcessPoolExecutor | None) -> Iterable[tuple[list, list]]:
+        return map(work, jobs) if pool is None else pool.map(work, jobs, chunksize=chunksize)
+
+    pool = spawn_pool(workers) if workers > 1 else None
+    try:
+        for job_rows, problems in tqdm(results(pool), total=len(jobs), unit=unit, desc=description):
+            rows.extend(job_rows)
+            skipped.extend(problems)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return rows, skipped
 
 
 def _start_worker(

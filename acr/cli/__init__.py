@@ -20,7 +20,10 @@ MODULES = {
     "index": "acr.cli.retrieval",
     "recognize": "acr.cli.retrieval",
     "evaluate": "acr.cli.evaluation",
+    "evaluate-monitor": "acr.cli.evaluation",
     "fuse": "acr.cli.retrieval",
+    "monitor": "acr.cli.monitor",
+    "dedup": "acr.cli.monitor",
     "calibrate": "acr.cli.retrieval",
     "data": "acr.cli.data",
     "status": "acr.cli.status",
@@ -42,7 +45,11 @@ Retrieval:
               index add|replace|remove|list|compact change or show an index
   recognize   identify clips: ranked tracks, scores and offsets
   evaluate    top-1/top-5/MRR per bucket with 95% intervals (Wilson, MRR: bootstrap)
+  evaluate-monitor  acr monitor's segments against a mix's truth.csv: recall, precision,
+              boundary error, false alarms per hour, per bucket
   fuse        fit the hybrid fusion on validation queries
+  monitor     every catalog track in a long recording (file, stdin, microphone), start to end
+  dedup       exact and partial duplicates within a catalog, with their time ranges
   calibrate   fit P(answer is right) and the no_match threshold at a false-match rate
 
 Data:
@@ -52,6 +59,7 @@ Data:
                 data prepare SOURCE ROOT     catalog/train/val/test manifests, cached
                 data validate MANIFEST_DIR   files decode, durations, ids, leakage; exit 1 if not
                 data make-queries            degraded query clips of a catalog
+                data make-mixes              recordings of excerpts, speech, music + truth.csv
 
 Runs:
   pipeline    inspect, prepare, validate, fit, index, fuse, evaluate and report in one go

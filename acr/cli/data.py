@@ -1,5 +1,5 @@
-"""``acr data inspect|check|prepare|validate|make-queries``: options from acr.data and the
-data sources' own DataModules.
+"""``acr data inspect|check|prepare|validate|make-queries|make-mixes``: options from acr.data
+and the data sources' own DataModules.
 
 A source's settings (FMA's ``--subset``, MTG-Jamendo's ``--split``, a folder's
 ``--val_fraction``...) are that source's DataModule arguments, read from its signature once the
@@ -21,6 +21,7 @@ from rich.console import Console
 from acr.cli.commands import Command, CommandGroup, json_output
 from acr.data.checks import problems_table, summary_line, validate_manifest_dir
 from acr.data.manifests import ManifestError
+from acr.data.mixes import TRUTH_FILE, make_mixes, truth_summary
 from acr.data.query_sets import QUERIES_FILE, make_queries
 from acr.datamodules.sources import SOURCES, Prepared, prepare_manifests
 from acr.files import SKIPPED_FILE
@@ -158,7 +159,23 @@ def show_validate(report: dict[str, Any], json: str | None = None) -> None:
 
 def show_make_queries(table: pd.DataFrame, output: str) -> None:
     print(f"{len(table)} queries in {Path(output) / QUERIES_FILE}")
-    skipped = table.attrs["skipped"]
+    _show_left_out(table.attrs["skipped"], output)
+
+
+def show_make_mixes(truth: pd.DataFrame, output: str) -> None:
+    summary = truth_summary(truth)
+    kinds = ", ".join(
+        f"{values['seconds'] / 60:.1f} min {kind}" for kind, values in summary.items()
+    )
+    print(
+        f"{truth['recording'].nunique()} recordings in {output}: {summary['catalog']['rows']}"
+        f" catalog excerpts; {kinds}. Truth: {Path(output) / TRUTH_FILE}"
+    )
+    _show_left_out(truth.attrs["skipped"], output)
+
+
+def _show_left_out(skipped: pd.DataFrame, output: str) -> None:
+    """How many tracks a command left out, and why the first was (skipped.csv has all)."""
     if len(skipped):
         example = skipped.iloc[0]
         print(
@@ -220,6 +237,7 @@ COMMANDS = {
             ),
             "validate": Command(validate_manifest_dir, show_validate, ("manifest_dir",)),
             "make-queries": Command(make_queries, show_make_queries),
+            "make-mixes": Command(make_mixes, show_make_mixes),
         }
     )
 }

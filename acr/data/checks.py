@@ -73,6 +73,7 @@ def validate_manifest_dir(
     sample: int | None = None,
     seed: int = 0,
     workers: int | None = None,
+    near_duplicates: bool = False,
 ) -> dict[str, Any]:
     """Check a manifest directory; exit status 1 with a one-line summary when anything is wrong.
 
@@ -86,6 +87,11 @@ def validate_manifest_dir(
             to exist).
         seed: seeds that sample.
         workers: decoding threads (default: one per CPU core).
+        near_duplicates: also look for audio leakage under other ids: every evaluation track
+            is scanned against a fingerprint index of the training tracks (acr dedup's
+            matching), and a stretch that a training track holds is a ``near_duplicate``
+            problem (the same recording under two ids, an edit of it, a reused loop). Costs
+            an index build of the training split.
     """
     start = time.perf_counter()
     directory = Path(manifest_dir).expanduser().absolute()
@@ -104,6 +110,8 @@ def validate_manifest_dir(
         everything = pd.concat(usable.values(), ignore_index=True)
         _check_leakage(everything, problems)
         checked, decoded = _check_files(everything, sample, seed, workers, problems)
+        if near_duplicates:
+            _check_near_duplicates(everything, workers, problems)
     return {
         "manifest_dir": str(directory),
         "tables": {name: len(table) for name, table in tables.items()},
@@ -256,6 +264,37 @@ def _check_leakage(everything: pd.DataFrame, problems: Problems) -> None:
         for _, row in evaluation.drop_duplicates([field, "_file"]).iterrows():
             problem = f"{field} {row[field]!r} is in train and in {row['_split']}"
             problems.add_row("leak", problem, row, field, value=row[field])
+
+
+def _check_near_duplicates(
+    everything: pd.DataFrame, workers: int | None, problems: Problems
+) -> None:
+    """Evaluation audio that a training track holds, found by scanning each evaluation track
+    against a fingerprint index of the training split, built in a temporary folder."""
+    import tempfile
+
+    from acr.monitor.dedup import find_duplicates  # only when asked: the index and the scanner
+    from acr.retrieval.build import build_index
+
+    present = everything[everything["path"].notna() & (everything["path"] != "")]
+    present = present[present["path"].map(lambda path: Path(path).is_file())]
+    train = present[present["_split"] == "train"].drop_duplicates("track_id")
+    evaluation = present[present["_split"].isin(EVAL_SPLITS)].drop_duplicates("track_id")
+    if train.empty or evaluation.empty:
+        return
+    with tempfile.TemporaryDirectory(prefix="acr-near-duplicates-") as folder:
+        catalog = Path(folder) / "train.csv"
+        train[["track_id", "path"]].to_csv(catalog, index=False)
+        build_index(str(catalog), str(Path(folder) / "index"), workers=workers)
+        found = find_duplicates(Path(folder) / "index", evaluation, exclude_self=False)
+    rows = {row["track_id"]: row for _, row in evaluation.iterrows()}
+    for hit in found.itertuples(index=False):
+        problem = (
+            f"{hit.start_s:.1f}-{hit.end_s:.1f} s of it is training track {hit.duplicate_of!r}"
+            f" at {hit.reference_start_s:.1f}-{hit.reference_end_s:.1f} s ({hit.kind})"
+        )
+        row = rows[hit.track_id]
+        problems.add_row("near_duplicate", problem, row, "path", path=row["path"])
 
 
 def _check_files(

@@ -9,7 +9,6 @@ same queries.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from acr.audio import AudioError, load_audio, rms, save_audio
 from acr.augment.degradations import (
@@ -38,7 +36,7 @@ from acr.data.segments.strategies import (
     get_strategy,
 )
 from acr.files import SKIPPED_COLUMNS, SKIPPED_FILE, output_path, safe_file_name
-from acr.workers import spawn_pool
+from acr.workers import rows_of_jobs
 
 QUERIES_FILE = "queries.csv"
 AUDIBLE_RMS = 10 ** (-45 / 20)  # excerpts quieter than -45 dBFS are re-drawn
@@ -138,12 +136,10 @@ def make_queries(
         )
         for index, (track_id, path) in enumerate(zip(tracks["track_id"], tracks["path"]))
     ]
-    rows: list[dict[str, Any]] = []
-    for track_rows, problems in tqdm(
-        _run(jobs, workers), total=len(jobs), unit="track", desc="making queries"
-    ):
-        rows.extend(track_rows)
-        skipped.extend(problems)
+    rows, problems = rows_of_jobs(
+        _track_queries, jobs, workers, "track", "making queries", chunksize=2
+    )
+    skipped.extend(problems)
     table = pd.DataFrame(rows)
     if strategy != RandomStrategy.name and len(table):
         table["strategy"] = strategy
@@ -167,15 +163,6 @@ def _held_out(tracks: pd.DataFrame, index: str) -> tuple[pd.DataFrame, list[dict
         for track_id, path in zip(tracks["track_id"][inside], tracks["path"][inside])
     ]
     return tracks[~inside], skipped
-
-
-def _run(jobs: list[_TrackJob], workers: int | None):
-    workers = workers or os.cpu_count() or 1
-    if workers == 1:
-        yield from map(_track_queries, jobs)
-        return
-    with spawn_pool(workers) as pool:
-        yield from pool.map(_track_queries, jobs, chunksize=2)
 
 
 def _track_queries(job: _TrackJob) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:

@@ -3,6 +3,7 @@ generated look-alikes (acr.cli.data)."""
 
 import json
 import os
+import re
 import shutil
 import typing
 from pathlib import Path
@@ -17,6 +18,7 @@ from acr.cli.data import COMMANDS
 from acr.data.manifests import read_table, write_table
 from acr.data.segments.strategies import STRATEGIES, StrategyName
 from acr.datamodules.catalog import CatalogDataModule
+from acr.synth import synthesize_track
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +258,30 @@ def test_make_queries_command_takes_a_strategy() -> None:
 
 def _fail(self) -> None:
     raise AssertionError("probed the files again")
+
+
+def test_validate_finds_audio_leaked_under_another_id(
+    tmp_path: Path, write_song, capsys: pytest.CaptureFixture
+) -> None:
+    """--near_duplicates: a test track that is 12 s of a training track (another id, another
+    file) is a problem naming both and the time ranges; distinct songs are not."""
+    rows = []
+    for seed, split in ((0, "train"), (1, "train"), (2, "test"), (3, "val")):
+        write_song(tmp_path / f"song{seed}.wav", seed, 20.0)
+        rows.append((f"song{seed}", f"song{seed}.wav", 20.0, split))
+    training = synthesize_track(1, 20.0, 16000)
+    save_audio(tmp_path / "edit.wav", training[4 * 16000 : 16 * 16000], 16000)
+    rows.append(("radio_edit", "edit.wav", 12.0, "test"))
+    table = pd.DataFrame(rows, columns=["track_id", "path", "duration_s", "split"])
+    table.assign(role="reference", source="folder").to_csv(tmp_path / "tracks.csv", index=False)
+    assert main(["data", "validate", str(tmp_path), "--json", "-"]) == 0  # ids and files differ
+    capsys.readouterr()
+    command = ["data", "validate", str(tmp_path), "--near_duplicates", "true", "--json", "-"]
+    assert main(command) == 1
+    report = json.loads(capsys.readouterr().out)
+    leaks = [p for p in report["problems"] if p["check"] == "near_duplicate"]
+    assert [leak["track_id"] for leak in leaks] == ["radio_edit"]
+    start, end, reference = re.search(
+        r"^([\d.]+)-([\d.]+) s of it is training track 'song1' at ([\d.]+)-", leaks[0]["problem"]
+    ).groups()
+    assert float(start) < 1.0 and float(end) > 11.0 and abs(float(reference) - 4.0) < 1.0
