@@ -83,13 +83,13 @@ def fit_calibration(
         raise ValueError("calibration needs --queries (in catalog) and --out_of_catalog tables")
     recognizer = Recognizer.load(index, cascade=False, calibrated=False)
     track_ids = next(iter(recognizer.engines.values())).track_ids
-    inside = pd.concat([read_queries(name) for name in queries], ignore_index=True)
-    for name in queries:
-        require_truth(read_queries(name), track_ids, name)
+    inside = [read_queries(name) for name in queries]
     outside = [read_queries(name, False) for name in out_of_catalog]
+    for name, table in zip(queries, inside):
+        require_truth(table, track_ids, name)
     for name, table in zip(out_of_catalog, outside):
         require_outside(table, track_ids, name)
-    outside = pd.concat(outside, ignore_index=True)
+    inside, outside = (pd.concat(tables, ignore_index=True) for tables in (inside, outside))
     table = pd.concat([inside, outside], ignore_index=True)
     truths = [*inside["track_id"], *([None] * len(outside))]
     recognitions, rights = [], []
