@@ -10,7 +10,7 @@ $(PYTHON):
 
 $(INSTALLED): pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[dev,mert,muq]'
+	$(PYTHON) -m pip install --quiet -e '.[dev,mert,muq,serve]'
 	touch $@
 
 install: $(INSTALLED)

@@ -24,6 +24,7 @@ MODULES = {
     "fuse": "acr.cli.retrieval",
     "monitor": "acr.cli.monitor",
     "dedup": "acr.cli.monitor",
+    "serve": "acr.cli.serve",
     "calibrate": "acr.cli.retrieval",
     "data": "acr.cli.data",
     "status": "acr.cli.status",
@@ -51,6 +52,7 @@ Retrieval:
   monitor     every catalog track in a long recording (file, stdin, microphone), start to end
   dedup       exact and partial duplicates within a catalog, with their time ranges
   calibrate   fit P(answer is right) and the no_match threshold at a false-match rate
+  serve       a recognition service over HTTP (FastAPI): recognize, tracks, healthz, metrics
 
 Data:
   data        data preparation and checks:

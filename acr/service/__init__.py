@@ -1,0 +1,27 @@
+"""``acr serve``: recognition over HTTP with the index kept loaded (FastAPI on uvicorn).
+
+settings (the knobs), uploads (bounded body reading and decoding in a worker pool), catalog
+(the loaded recognizer, reloaded when the index changes), metrics (Prometheus text), app (the
+routes). Like every query path it reads the index through acr.retrieval and never imports the
+build; catalog changes go through acr.retrieval.changes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from acr.service.settings import ServeSettings, ServiceLimits
+
+if TYPE_CHECKING:
+    from acr.service.app import create_app
+
+__all__ = ["ServeSettings", "ServiceLimits", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # FastAPI is an optional extra (serve): the settings import without it.
+    if name == "create_app":
+        from acr.service.app import create_app
+
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
