@@ -77,15 +77,28 @@ def main(args: list[str] | None = None) -> ACRCLI | int:
     if not argv or argv[0] in ("-h", "--help"):
         print(OVERVIEW)
         raise SystemExit(0)
-    if argv[0] in TRAINING:
-        from acr.cli.training import training_cli
+    try:
+        if argv[0] in TRAINING:
+            from acr.cli.training import training_cli
 
-        return training_cli(argv)
-    if argv[0] not in MODULES:
-        print(f"acr: error: unknown command {argv[0]!r} (see acr --help)", file=sys.stderr)
-        return 2
-    command = importlib.import_module(MODULES[argv[0]]).COMMANDS[argv[0]]
-    return command.run(f"acr {argv[0]}", argv[1:])
+            return training_cli(argv)
+        if argv[0] not in MODULES:
+            print(f"acr: error: unknown command {argv[0]!r} (see acr --help)", file=sys.stderr)
+            return 2
+        command = importlib.import_module(MODULES[argv[0]]).COMMANDS[argv[0]]
+        return command.run(f"acr {argv[0]}", argv[1:])
+    finally:
+        _end_process_group()
+
+
+def _end_process_group() -> None:
+    """A DDP command (acr fit, acr index --trainer.devices) leaves its process group to the
+    interpreter's exit, where gloo's threads can be torn down mid-flight: "terminate called
+    without an active exception" and SIGABRT after a finished fit (seen once in CI, under
+    load). Destroyed here instead; torch is not imported for a command that did not."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
 
 
 def run() -> int:
