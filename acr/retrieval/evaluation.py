@@ -21,9 +21,10 @@ from acr.retrieval.false_matches import (
 )
 from acr.retrieval.metrics import metrics_by_bucket, rank_of, ranks_by_query
 from acr.retrieval.recognizer import Recognition, Recognizer
+from acr.retrieval.store import HYBRID
 from acr.status import Heartbeat
 
-FUSED = "hybrid"
+FUSED = HYBRID  # the fused ranking, scored as a system beside the engines
 
 
 def evaluate_index(
@@ -178,9 +179,9 @@ def evaluate(
         calibration = recognizer.calibration
         report["no_match"], report["det_curves"] = {}, {}
         for system in systems:
-            inside_scores = decision_scores(recognitions, system, FUSED, calibration)
-            right = right_answers(recognitions, queries["track_id"], system, FUSED)
-            outside_scores = decision_scores(outside_recognitions, system, FUSED, calibration)
+            inside_scores = decision_scores(recognitions, system, calibration)
+            right = right_answers(recognitions, queries["track_id"], system)
+            outside_scores = decision_scores(outside_recognitions, system, calibration)
             model = calibration.systems.get(system) if calibration else None
             report["no_match"][system] = score_false_matches(
                 queries, inside_scores, right, outside, outside_scores,
@@ -213,8 +214,8 @@ def score_recognitions(
             errors.append({"query_id": recognition.query_id, "error": recognition.error})
             continue
         for system in systems:
-            matches = recognition.matches if system == FUSED else recognition.engine_matches[system]
-            ranks[system][row] = rank_of(truth, [match.track_id for match in matches])
+            ranking = recognition.ranking(system)
+            ranks[system][row] = rank_of(truth, [match.track_id for match in ranking])
     buckets = bucket_columns(queries)
     crossed = [("degradation", "length_s")]
     return {

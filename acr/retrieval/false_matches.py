@@ -18,7 +18,6 @@ import pandas as pd
 
 from acr.data.manifests import bucket_columns
 from acr.retrieval.calibration import Calibration, threshold_at
-from acr.retrieval.engine import TrackMatch
 from acr.retrieval.metrics import format_bucket_value, proportion_interval
 from acr.retrieval.recognizer import Recognition
 
@@ -29,7 +28,6 @@ REPORTED_RATES = (0.01, 0.001)
 def decision_scores(
     recognitions: Sequence[Recognition],
     system: str,
-    fused: str,
     calibration: Calibration | None,
 ) -> np.ndarray:
     """Each query's score for answering with ``system``'s top track (-inf: an error)."""
@@ -38,7 +36,7 @@ def decision_scores(
     for row, recognition in enumerate(recognitions):
         if recognition.status == "error":
             continue
-        ranking = _ranking(recognition, system, fused)
+        ranking = recognition.ranking(system)
         if model is not None:
             scores[row] = model.probability(ranking, recognition.duration_s)
         elif ranking:
@@ -47,13 +45,13 @@ def decision_scores(
 
 
 def right_answers(
-    recognitions: Sequence[Recognition], truths: Sequence[str], system: str, fused: str
+    recognitions: Sequence[Recognition], truths: Sequence[str], system: str
 ) -> np.ndarray:
     """Whether each in-catalog query's top track under ``system`` is the right one."""
     return np.array(
         [
             recognition.status != "error"
-            and bool(ranking := _ranking(recognition, system, fused))
+            and bool(ranking := recognition.ranking(system))
             and ranking[0].track_id == truth
             for recognition, truth in zip(recognitions, truths)
         ],
@@ -157,9 +155,3 @@ def plot_det(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Pa
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
-
-
-def _ranking(recognition: Recognition, system: str, fused: str) -> list[TrackMatch]:
-    if system == fused:
-        return recognition.matches
-    return recognition.engine_matches.get(system, [])

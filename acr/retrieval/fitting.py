@@ -97,12 +97,8 @@ def fit_calibration(
         if recognition.status != "error":
             recognitions.append(recognition)
             rights.append(right)
-    answers = {
-        engine: [recognition.engine_matches[engine] for recognition in recognitions]
-        for engine in recognizer.engines
-    }
-    if len(recognizer.engines) > 1:
-        answers[HYBRID] = [recognition.matches for recognition in recognitions]
+    systems = [*recognizer.engines, *([HYBRID] if len(recognizer.engines) > 1 else [])]
+    answers = {system: [r.ranking(system) for r in recognitions] for system in systems}
     calibration = Calibration.fit(
         answers,
         [recognition.duration_s for recognition in recognitions],

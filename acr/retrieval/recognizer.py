@@ -46,6 +46,10 @@ class Recognition:
     probability: float | None = None
     duration_s: float = 0.0
 
+    def ranking(self, system: str) -> list[TrackMatch]:
+        """What ``system`` ranked: the fused answer (``hybrid``), or one engine's own."""
+        return self.matches if system == HYBRID else self.engine_matches[system]
+
     @property
     def answered(self) -> bool:
         """Whether this recognition names a track (an ``ok`` status, not an error or no_match)."""
