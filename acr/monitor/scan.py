@@ -217,7 +217,7 @@ class Scanner:
         recognition = self.recognizer.recognize(audio, self.sample_rate, self.settings.top_k)
         if recognition.status == "error":
             return []
-        probability = getattr(recognition, "probability", None)
+        probability = recognition.probability
         return [
             WindowMatch(
                 m.track_id,
