@@ -10,7 +10,7 @@ $(PYTHON):
 
 $(INSTALLED): pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[dev,mert,muq,serve]'
+	$(PYTHON) -m pip install --quiet -e '.[dev,mert,muq,serve,database]'
 	touch $@
 
 install: $(INSTALLED)

@@ -25,6 +25,7 @@ MODULES = {
     "monitor": "acr.cli.monitor",
     "dedup": "acr.cli.monitor",
     "serve": "acr.cli.serve",
+    "db": "acr.cli.database",
     "calibrate": "acr.cli.retrieval",
     "data": "acr.cli.data",
     "status": "acr.cli.status",
@@ -53,6 +54,8 @@ Retrieval:
   dedup       exact and partial duplicates within a catalog, with their time ranges
   calibrate   fit P(answer is right) and the no_match threshold at a false-match rate
   serve       a recognition service over HTTP (FastAPI): recognize, tracks, healthz, metrics
+  db          the catalog in PostgreSQL + pgvector for many replicas:
+              db init|push|remove|list
 
 Data:
   data        data preparation and checks:

@@ -25,6 +25,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser
 
 from acr.audio import AudioError
 from acr.data.manifests import ManifestError
+from acr.database.schema import DatabaseError
 from acr.files import write_json
 from acr.retrieval.engine import IndexDirectoryError
 from acr.runs.sweep import SweepError
@@ -191,4 +192,4 @@ class CommandGroup(dict):
 # What a user can cause and fix: a one-line error, never a traceback.
 # (A PipelineError is a ValueError: naming it here would import the pipeline and Lightning.)
 USER_ERRORS = (IndexDirectoryError, ManifestError, AudioError, FileNotFoundError, ValueError,
-               SweepError)  # fmt: skip
+               SweepError, DatabaseError)  # fmt: skip

@@ -35,6 +35,10 @@ def show_index(summary: BuildSummary | None) -> None:
     )
     speed = f"{summary.real_time_factor:.0f}x real time, " if summary.run_audio_s else ""
     print(f"  this run: {summary.seconds:.1f} s, {speed}peak memory {summary.peak_rss_mb:.0f} MB")
+    if summary.pushed is not None:
+        from acr.cli.database import show_push
+
+        show_push(summary.pushed)
 
 
 def recognize(

@@ -9,7 +9,8 @@ from acr.service.settings import SETTINGS_VARIABLE, ServeSettings, ServiceLimits
 
 
 def serve(
-    index: str,
+    index: str | None = None,
+    database: str | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = 1,
@@ -25,6 +26,8 @@ def serve(
 
     Args:
         index: the index directory (acr index).
+        database: instead of an index, a PostgreSQL catalog (acr db push) that any number of
+            replicas share: postgresql://USER@HOST:PORT/NAME.
         host: the address to listen on; 127.0.0.1 takes connections from this machine only.
         port: the TCP port.
         workers: server processes, each with the index loaded (they share its files).
@@ -44,7 +47,7 @@ def serve(
         ) from error
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    settings = ServeSettings(index, limits, token, list(cors_origins or []), uploads_dir)
+    settings = ServeSettings(index, limits, token, list(cors_origins or []), uploads_dir, database)
     if workers == 1:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
         return

@@ -21,6 +21,20 @@ from acr.monitor.segments import COLUMNS
 GAP_COLUMNS = ("recording", "start_s", "end_s", "reason")
 
 
+def event_record(recording: str, event: Event) -> dict[str, Any]:
+    """An event as its JSONL line holds it: ``event`` (start, end, gap), then the segment's row
+    or the gap's GAP_COLUMNS. acr serve's WS /v1/stream sends these too (acr.service.live)."""
+    if event.kind == "gap" or event.segment is None:
+        return {
+            "event": event.kind,
+            "recording": recording,
+            "start_s": round(event.start_s, 2),
+            "end_s": round(event.end_s, 2),
+            "reason": event.reason,
+        }
+    return {"event": event.kind, **event.segment.row()}
+
+
 class EventWriter:
     """Writes a scan's events to ``output`` (a path; None: standard output) as ``format``,
     and its gaps to ``gaps`` (a CSV path) if given."""
@@ -50,14 +64,10 @@ class EventWriter:
         return stream
 
     def write(self, recording: str, event: Event) -> None:
+        record = event_record(recording, event)
         if event.kind == "gap":
             self.gaps += 1
-            gap = {
-                "recording": recording,
-                "start_s": round(event.start_s, 2),
-                "end_s": round(event.end_s, 2),
-                "reason": event.reason,
-            }
+            gap = {name: record[name] for name in GAP_COLUMNS}
             print(
                 f"{recording}: gap {gap['start_s']:.2f}-{gap['end_s']:.2f} s ({event.reason})",
                 file=sys.stderr,
@@ -65,13 +75,13 @@ class EventWriter:
             if self.gap_rows is not None:
                 self.gap_rows.writerow(gap.values())
             if self.format == "jsonl":
-                self._json({"event": "gap", **gap})
+                self._json(record)
         elif event.segment is not None:
             row = event.segment.row()
             if event.kind == "end":
                 self.segments += 1
             if self.format == "jsonl":
-                self._json({"event": event.kind, **row})
+                self._json(record)
             elif event.kind == "end":
                 self.rows.writerow(["" if value is None else value for value in row.values()])
         for stream in {self.stream, *self._owned}:

@@ -73,6 +73,7 @@ class BuildSummary:
     seconds: float
     index_bytes: int
     peak_rss_mb: float
+    pushed: Any = None  # what acr.database.push_index did, with --database
 
     @property
     def real_time_factor(self) -> float:
@@ -109,6 +110,7 @@ def build_index(
     embedding: EmbeddingSettings = EmbeddingSettings(),  # noqa: B008
     melody: MelodySettings = MelodySettings(),  # noqa: B008
     trainer: TrainerSettings = TrainerSettings(),  # noqa: B008
+    database: str | None = None,
 ) -> BuildSummary | None:
     """Index every track of a catalog into an index directory, or go on with one.
 
@@ -128,6 +130,8 @@ def build_index(
         trainer: extraction as a Lightning predict on every device and node
             (acr.retrieval.distributed); every rank runs the command, rank 0 alone writes the
             index and returns its summary, the others return None.
+        database: then push the index's tracks into this PostgreSQL database
+            (postgresql://...; acr.database), for services that share it.
     """
     directory = output_path(output, folder=True)
     names = engine_names(engine)
@@ -188,6 +192,10 @@ def build_index(
                 items=summary.items,
                 index_mb=summary.index_bytes / 1e6,
             )
+    if database:
+        from acr.database.push import push_index
+
+        summary.pushed = push_index(str(directory), database)
     return summary
 
 

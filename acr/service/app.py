@@ -1,13 +1,16 @@
-"""The FastAPI application: recognition, the catalog, health and metrics (``create_app``).
+"""The FastAPI application: recognition, the catalog, health, metrics and the web page at /
+(``create_app``).
 
 Uploads are decoded and recognised in a thread pool (acr.service.uploads says why threads),
 at most ``max_in_flight`` at once; a request over that answers 503 at once, with Retry-After,
-rather than queueing without bound. Write routes need the bearer token.
+rather than queueing without bound. Write routes need the bearer token. ``WS /v1/stream``
+(acr.service.live) recognises live audio, at most ``max_streams`` streams at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import tempfile
@@ -15,21 +18,26 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from acr.data.manifests import id_problem, write_table
+from acr.database.push import add_audio
+from acr.database.push import remove_tracks as remove_from_database
+from acr.database.schema import DatabaseError, DatabaseUnavailable
 from acr.retrieval.changes import add_tracks, remove_tracks
 from acr.retrieval.engine import IndexDirectoryError
 from acr.retrieval.recognizer import Recognition, Recognizer
-from acr.service.catalog import Catalog, Loaded
+from acr.service.catalog import Catalog, DatabaseCatalog, Loaded
+from acr.service.live import Streams
 from acr.service.metrics import CONTENT_TYPE, Metrics
 from acr.service.settings import ServeSettings
 from acr.service.uploads import Upload, UploadError, decode, read_upload
@@ -81,14 +89,17 @@ class Slots:
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
-    """The service over ``settings.index``, loaded now (a damaged index raises here)."""
-    catalog, limits = Catalog(settings.index), settings.limits
+    """The service over ``settings.index`` or ``settings.database``, loaded now (a damaged
+    index or an unusable database raises here)."""
+    catalog = DatabaseCatalog(settings.database) if settings.database else Catalog(settings.index)
+    limits = settings.limits
     metrics = Metrics()
     metrics.catalog_tracks = len(catalog.current().tracks)
     slots = Slots(limits.max_in_flight, metrics, limits.retry_after_s)
+    streams = Streams(catalog, limits, metrics)
     pool = ThreadPoolExecutor(limits.decode_workers, thread_name_prefix="acr-decode")
     write_lock = asyncio.Lock()
-    uploads_dir = Path(settings.uploads_dir or Path(settings.index) / "uploads")
+    uploads_dir = Path(settings.uploads_dir or Path(settings.index or ".") / "uploads")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -117,6 +128,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
     @app.exception_handler(IndexDirectoryError)
     async def index_unavailable(_: Request, error: IndexDirectoryError) -> JSONResponse:
         return JSONResponse({"detail": f"index unavailable: {error}"}, 503, {"Retry-After": "5"})
+
+    @app.exception_handler(DatabaseError)
+    async def database_unavailable(_: Request, error: DatabaseError) -> JSONResponse:
+        """The database is down or restarting: fail fast, and come back with it."""
+        retry = {"Retry-After": str(limits.retry_after_s)}
+        return JSONResponse({"detail": f"database unavailable: {error}"}, 503, retry)
 
     async def loaded() -> Loaded:
         current = await run_in_threadpool(catalog.current)
@@ -224,7 +241,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
                     raise UploadError(409, f"track_id: {track_id!r} is already in the catalog")
                 digest = hashlib.sha256(track_id.encode()).hexdigest()[:24]
                 kept = uploads_dir / f"{digest}{upload.suffix or '.audio'}"
-                future = pool.submit(_add, upload, track_id, kept, settings)
+                if settings.database:
+                    engines = (await loaded()).recognizer.engines
+                    add = functools.partial(_add_to_database, engines=engines)
+                    future = pool.submit(add, upload, track_id, settings)
+                else:
+                    future = pool.submit(_add, upload, track_id, kept, settings)
                 future.add_done_callback(slots.release)
                 duration_s = await asyncio.wrap_future(future)  # a change is never cut short
                 await run_in_threadpool(catalog.reload)
@@ -240,17 +262,36 @@ def create_app(settings: ServeSettings) -> FastAPI:
         async with write_lock:
             if track_id not in (await loaded()).tracks.index:
                 raise UploadError(404, f"track {track_id!r} is not in the catalog")
-            await run_in_threadpool(remove_tracks, settings.index, [track_id])
+            if settings.database:
+                await run_in_threadpool(remove_from_database, settings.database, [track_id])
+            else:
+                await run_in_threadpool(remove_tracks, settings.index, [track_id])
             await run_in_threadpool(catalog.reload)
         metrics.catalog_tracks = len((await loaded()).tracks)
         return {"removed": track_id}
 
+    page = resources.files("acr.service").joinpath("page.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def home() -> str:
+        """The web page (page.html): upload or record a clip, see its matches."""
+        return page
+
+    @app.websocket("/v1/stream")
+    async def stream(websocket: WebSocket) -> None:
+        """Live recognition: audio chunks in, acr monitor's start/end/gap events out
+        (acr.service.live has the protocol). No token, as POST /v1/recognize."""
+        await streams.serve(websocket)
+
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        """The catalog is loaded (and its database reachable: else a 503)."""
         current = await loaded()
+        database = {"database": "reachable"} if settings.database else {}
         return {
             "status": "ok",
             "index_loaded": True,
+            **database,
             "tracks": len(current.tracks),
             "engines": list(current.recognizer.engines),
             "calibrated": current.recognizer.calibration is not None,
@@ -308,6 +349,21 @@ def _add(upload: Upload, track_id: str, kept: Path, settings: ServeSettings) -> 
         except IndexDirectoryError as error:
             kept.unlink(missing_ok=True)
             raise UploadError(422, f"file: {error}") from error
+    return len(audio) / sample_rate
+
+
+def _add_to_database(
+    upload: Upload, track_id: str, settings: ServeSettings, engines: dict
+) -> float:
+    """Decode the upload and add its features to the database (acr.database.push); the
+    audio itself is not kept (replicas share no disk)."""
+    audio, sample_rate = decode(upload, float("inf"))
+    try:
+        add_audio(settings.database, engines, track_id, audio, sample_rate, "upload")
+    except DatabaseUnavailable:
+        raise
+    except DatabaseError as error:
+        raise UploadError(409, f"track_id: {error}") from error
     return len(audio) / sample_rate
 
 

@@ -1,6 +1,9 @@
-"""The index a service answers from: its recognizer (one per engine as well, for ``?engine=``)
-and its track list, reloaded when ``index.json`` changes, whether this process changed it
-(POST and DELETE /v1/tracks) or another did (another worker, ``acr index add``)."""
+"""The catalog a service answers from: its recognizer (one per engine as well, for
+``?engine=``) and its track list. ``Catalog`` reads an index directory and loads it again when
+``index.json`` changes, whether this process changed it (POST and DELETE /v1/tracks) or another
+did (another worker, ``acr index add``); ``DatabaseCatalog`` reads PostgreSQL (acr.database),
+where every search sees the tracks as they are, and only the track list is read again when
+the catalog version changes."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ class Loaded:
     recognizer: Recognizer
     by_engine: dict[str, Recognizer]
     tracks: pd.DataFrame  # track_id, segment, audio_s, path; indexed by track_id
-    version: tuple[int, int]
+    version: object  # what tells that the catalog changed (index.json stat, database version)
 
 
 class Catalog:
@@ -50,17 +53,59 @@ class Catalog:
     def _load(self) -> Loaded:
         version = self._version()
         recognizer = Recognizer.load(self.index)
-        by_engine = {name: recognizer for name in recognizer.engines}
-        if len(recognizer.engines) > 1:
-            calibration = recognizer.calibration
-            by_engine = {
-                name: Recognizer(
-                    {name: engine},
-                    calibration=(
-                        calibration if calibration and name in calibration.systems else None
-                    ),
-                )
-                for name, engine in recognizer.engines.items()
-            }
         tracks = list_index(str(self.index)).tracks.set_index("track_id", drop=False)
-        return Loaded(recognizer, by_engine, tracks, version)
+        return Loaded(recognizer, one_per_engine(recognizer), tracks, version)
+
+
+class DatabaseCatalog:
+    """The catalog of an acr database; the same interface as Catalog."""
+
+    def __init__(self, database: str) -> None:
+        from acr.database.engines import database_recognizer
+        from acr.database.reader import DatabaseReader
+
+        self.reader = DatabaseReader(database)
+        self._recognizer = database_recognizer(self.reader)
+        self._lock = threading.Lock()
+        self._loaded = self._load()
+
+    def current(self) -> Loaded:
+        """The catalog, its track list read again when the version changed (a query per call:
+        what tells a replica that another one changed the catalog, and that the database is
+        reachable)."""
+        if self.reader.version() != self._loaded.version:
+            with self._lock:
+                if self.reader.version() != self._loaded.version:
+                    self._loaded = self._load()
+        return self._loaded
+
+    def reload(self) -> Loaded:
+        with self._lock:
+            self._loaded = self._load()
+            return self._loaded
+
+    def _load(self) -> Loaded:
+        from acr.database.engines import database_recognizer
+
+        version = self.reader.version()
+        meta = self.reader.read_meta()
+        if meta != self.reader.meta:  # another push: other fusion or calibration
+            self.reader.meta = meta
+            self._recognizer = database_recognizer(self.reader)
+        table = self.reader.tracks().assign(segment=None, path=None)
+        tracks = table[["track_id", "segment", "audio_s", "path"]].set_index("track_id", drop=False)
+        return Loaded(self._recognizer, one_per_engine(self._recognizer), tracks, version)
+
+
+def one_per_engine(recognizer: Recognizer) -> dict[str, Recognizer]:
+    """A recognizer per engine (``?engine=``), with the engine's own calibration."""
+    if len(recognizer.engines) == 1:
+        return {name: recognizer for name in recognizer.engines}
+    calibration = recognizer.calibration
+    return {
+        name: Recognizer(
+            {name: engine},
+            calibration=calibration if calibration and name in calibration.systems else None,
+        )
+        for name, engine in recognizer.engines.items()
+    }

@@ -1,8 +1,9 @@
 """Prometheus metrics written by hand in the text exposition format (version 0.0.4):
-prometheus_client is not a dependency, and four metric families do not need it.
+prometheus_client is not a dependency, and a few metric families do not need it.
 
-Counters of requests by route and status, a latency histogram by route, the uploads in flight
-and the catalog size. Per worker process: Prometheus sums the workers' scrapes.
+Counters of requests by route and status, a latency histogram by route, the uploads in flight,
+the catalog size, and the live streams (WS /v1/stream) open and closed, by close code. Per
+worker process: Prometheus sums the workers' scrapes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class Metrics:
         self.latency_total: Counter[str] = Counter()
         self.in_flight = 0
         self.catalog_tracks = 0
+        self.streams_open = 0
+        self.streams_closed: Counter[int] = Counter()  # by close code (the client's, if first)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -36,6 +39,15 @@ class Metrics:
                     counts[position] += 1
             self.latency_sum_s[route] += seconds
             self.latency_total[route] += 1
+
+    def stream_opened(self) -> None:
+        with self._lock:
+            self.streams_open += 1
+
+    def stream_closed(self, code: int) -> None:
+        with self._lock:
+            self.streams_open -= 1
+            self.streams_closed[code] += 1
 
     def render(self) -> str:
         with self._lock:
@@ -65,7 +77,14 @@ class Metrics:
                 "# HELP acr_catalog_tracks Live tracks in the loaded index.",
                 "# TYPE acr_catalog_tracks gauge",
                 f"acr_catalog_tracks {self.catalog_tracks}",
+                "# HELP acr_streams_open Live streams (WS /v1/stream) open.",
+                "# TYPE acr_streams_open gauge",
+                f"acr_streams_open {self.streams_open}",
+                "# HELP acr_streams_total Live streams closed, by WebSocket close code.",
+                "# TYPE acr_streams_total counter",
             ]
+            for code, count in sorted(self.streams_closed.items()):
+                lines.append(f'acr_streams_total{{code="{code}"}} {count}')
         return "\n".join(lines) + "\n"
 
 

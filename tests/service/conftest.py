@@ -115,3 +115,6 @@ def clip(songs: Path) -> Callable[..., np.ndarray]:
     """``clip(seed, start_s=4.0, length_s=3.0)``: that stretch of song ``seed``, 16 kHz mono;
     seeds 0-5 are in the index, 120 (FRESH_SEED) and 130 (ADDED_SEED) are not."""
     return lambda seed, start_s=4.0, length_s=3.0: excerpt(songs, seed, start_s, length_s)
+
+
+from fixtures_postgres import database, postgres  # noqa: E402, F401 (fixtures: a real PostgreSQL)
