@@ -21,8 +21,8 @@ def serve(
 ) -> None:
     """Answer recognition requests over HTTP with the index kept loaded (OpenAPI at /docs).
 
-    Routes: POST /v1/recognize, GET|POST /v1/tracks, GET|DELETE /v1/tracks/ID, GET /healthz,
-    GET /metrics. Adding and deleting tracks need 'Authorization: Bearer TOKEN'.
+    Routes: GET / (a web page), POST /v1/recognize, WS /v1/stream, GET|POST /v1/tracks,
+    GET|DELETE /v1/tracks/ID, GET /healthz, GET /metrics. Adding and deleting tracks need 'Authorization: Bearer TOKEN'.
 
     Args:
         index: the index directory (acr index).

@@ -6,6 +6,7 @@ costs the requests made while it is down (DatabaseUnavailable, a 503), not the r
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,6 @@ from acr.database.schema import (
     DatabaseUnavailable,
     check_schema,
     check_url,
-    read_meta,
     redacted,
 )
 
@@ -42,6 +42,11 @@ SPANS_SQL = (
 )
 
 
+FETCH_PARTS = 2  # statements per query's postings
+FETCH_THREADS = 4  # connections per process (statements from any thread run on these)
+SPLIT_ABOVE = 2048  # hashes worth a statement of their own
+
+
 class DatabaseReader:
     """Reads one acr database (``url``); safe to share between threads."""
 
@@ -50,6 +55,7 @@ class DatabaseReader:
         self._local = threading.local()
         self._tracks_lock = threading.Lock()
         self._tracks: tuple[int, pd.DataFrame] | None = None
+        self._fetchers = ThreadPoolExecutor(FETCH_THREADS, thread_name_prefix="acr-postings")
         self.meta = self.read_meta()
 
     def connection(self) -> Any:
@@ -71,9 +77,14 @@ class DatabaseReader:
         return db
 
     def execute(self, sql: str, parameters: tuple = (), binary: bool = False) -> list[tuple]:
-        """Rows of one statement (a read: tried again once on a new connection when the one
-        this thread held was lost, as it is after a database restart); a server that cannot
-        be reached is DatabaseUnavailable."""
+        """Rows of one statement, run on one of this reader's FETCH_THREADS threads: a process
+        holds that many connections, however many threads ask."""
+        return self._fetchers.submit(self._execute_here, sql, parameters, binary).result()
+
+    def _execute_here(self, sql: str, parameters: tuple, binary: bool) -> list[tuple]:
+        """Rows of one statement on this thread's connection (a read: tried again once on a
+        new connection when the one this thread held was lost, as it is after a database
+        restart); a server that cannot be reached is DatabaseUnavailable."""
         import psycopg
 
         for attempt in range(2):
@@ -87,7 +98,12 @@ class DatabaseReader:
         raise AssertionError("unreachable")
 
     def read_meta(self) -> dict[str, Any]:
-        meta = read_meta(self.connection())
+        import psycopg
+
+        try:
+            meta = dict(self.execute("SELECT key, value FROM acr_meta"))
+        except psycopg.errors.UndefinedTable:
+            meta = {}
         check_schema(meta, self.url)
         if not meta.get("engines"):
             raise DatabaseError(f"{redacted(self.url)}: no catalog yet (acr db push)")
@@ -124,10 +140,18 @@ class DatabaseReader:
         return [table["track_id"].get(int(n), f"#{int(n)}") for n in numbers]
 
     def postings(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(hash uint32, track number, frame) of every posting of these hashes."""
-        keys = np.asarray(hashes, np.uint32).view(np.int32).tolist()
-        (packed,) = self.execute(POSTINGS_SQL, (keys,), binary=True)[0]
-        triples = np.frombuffer(packed or b"", ">i4").reshape(-1, 3)
+        """(hash uint32, track number, frame) of every posting of these hashes. A query's
+        ~10,000 hashes are looked up in FETCH_PARTS statements at once: the B-tree descents
+        are most of a search's time, and the server runs each statement on one core."""
+        keys = np.asarray(hashes, np.uint32).view(np.int32)
+        parts = [
+            part.tolist()
+            for part in np.array_split(keys, max(1, min(FETCH_PARTS, len(keys) // SPLIT_ABOVE)))
+        ]
+        fetched = self._fetchers.map(
+            lambda part: self._execute_here(POSTINGS_SQL, (part,), True)[0][0] or b"", parts
+        )
+        triples = np.frombuffer(b"".join(fetched), ">i4").reshape(-1, 3)
         return (
             triples[:, 0].astype(np.int32).view(np.uint32),
             triples[:, 1].astype(np.int64),

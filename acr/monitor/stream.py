@@ -117,17 +117,17 @@ def open_recording(
     """
     block = max(1, round(block_s * sample_rate))
     if source == STDIN:
-        blocks = _finite(_av_blocks(_stdin(), STDIN, sample_rate, block), sample_rate)
+        blocks = finite_blocks(container_blocks(_stdin(), STDIN, sample_rate, block), sample_rate)
         return Recording(STDIN, None, _live(blocks, stall_timeout_s, STDIN))
     if source == MICROPHONE:
         _import_sounddevice()  # fails here, before any output, when it is not installed
-        blocks = _finite(_microphone(sample_rate, block, stall_timeout_s), sample_rate)
+        blocks = finite_blocks(_microphone(sample_rate, block, stall_timeout_s), sample_rate)
         return Recording(MICROPHONE, None, blocks)
     path = Path(source)
     info = audio_info(path)  # AudioError for a missing or undecodable file
     duration_s = info.duration_s
     if info.format.startswith(ffmpeg.FORMAT_PREFIX):
-        blocks = _finite(_ffmpeg_file(path, sample_rate, block), sample_rate)
+        blocks = finite_blocks(_ffmpeg_file(path, sample_rate, block), sample_rate)
         return Recording(source, duration_s, blocks)
     return Recording(source, duration_s, _file_blocks(info, sample_rate, block))
 
@@ -142,7 +142,7 @@ def _stdin() -> BinaryIO:
         return sys.stdin.buffer
 
 
-def _finite(blocks: Iterator[Item], sample_rate: int) -> Iterator[Item]:
+def finite_blocks(blocks: Iterator[Item], sample_rate: int) -> Iterator[Item]:
     """A block holding NaN or infinity is a Gap, as acr.audio refuses such a file's span."""
     for item in blocks:
         if isinstance(item, np.ndarray) and not np.isfinite(item).all():
@@ -169,10 +169,10 @@ def _file_blocks(info: AudioInfo, sample_rate: int, block: int) -> Iterator[Item
 
 def _ffmpeg_file(path: Path, sample_rate: int, block: int) -> Iterator[Item]:
     with open(path, "rb") as file:
-        yield from _av_blocks(file, str(path), sample_rate, block)
+        yield from container_blocks(file, str(path), sample_rate, block)
 
 
-def _av_blocks(file: BinaryIO, name: str, sample_rate: int, block: int) -> Iterator[Item]:
+def container_blocks(file: BinaryIO, name: str, sample_rate: int, block: int) -> Iterator[Item]:
     """Decode a file object with PyAV a packet at a time, resampled to mono ``sample_rate``
     (FFmpeg's swresample keeps its state across packets); blocks of ``block`` samples. A packet
     that does not decode is skipped; the time it held, known from the next timestamps, is a

@@ -1,9 +1,11 @@
 """``acr serve``: recognition over HTTP with the index kept loaded (FastAPI on uvicorn).
 
 settings (the knobs), uploads (bounded body reading and decoding in a worker pool), catalog
-(the loaded recognizer, reloaded when the index changes), metrics (Prometheus text), app (the
-routes). Like every query path it reads the index through acr.retrieval and never imports the
-build; catalog changes go through acr.retrieval.changes.
+(the loaded recognizer over an index directory, reloaded when it changes, or over a PostgreSQL
+catalog, acr.database), metrics (Prometheus text), app (the routes), page.html (the web page
+at /), live and live_scan (WS /v1/stream). Like every query path it reads the index through
+acr.retrieval and never imports the build; catalog changes go through acr.retrieval.changes
+or acr.database.push.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import numpy as np
 from acr.audio import MIN_SAMPLE_RATE, AudioError
 from acr.monitor.output import event_record
 from acr.monitor.scan import Scanner
-from acr.monitor.stream import BLOCK_S, Gap, Recording, _av_blocks, _finite
+from acr.monitor.stream import BLOCK_S, Gap, Recording, container_blocks, finite_blocks
 from acr.service.settings import ServiceLimits
 
 PCM, CONTAINER = "pcm_s16le", "container"
@@ -264,8 +264,8 @@ class LiveScan:
         """A container decoded as its bytes arrive (acr.monitor.stream), into the scan's feed."""
         rate, decoded_s = self.scanner.sample_rate, 0.0
         try:
-            blocks = _av_blocks(Pipe(self.container), RECORDING, rate, round(BLOCK_S * rate))
-            for item in _finite(blocks, rate):
+            blocks = container_blocks(Pipe(self.container), RECORDING, rate, round(BLOCK_S * rate))
+            for item in finite_blocks(blocks, rate):
                 seconds = 0.0 if isinstance(item, Gap) else len(item) / rate  # gaps cost no scan
                 decoded_s += item.seconds if isinstance(item, Gap) else seconds
                 self.audio.put(item, seconds)
