@@ -24,8 +24,10 @@ class ServiceLimits:
             before decoding).
         upload_timeout_s: receiving an upload slower than this answers 408.
         request_timeout_s: decoding and recognising slower than this answers 504.
-        max_in_flight: uploads handled at once per worker process; more answer 503 with
-            Retry-After.
+        max_in_flight: uploads handled at once per worker process (received, waiting for a
+            decode thread or being recognised); more answer 503 with Retry-After. 64 keeps
+            64 clients of a 2-core machine waiting their turn (~1 s) rather than refused, and
+            bounds memory to 64 uploads.
         decode_workers: threads that decode and recognise (libsndfile, FFmpeg and numpy
             release the GIL, so one slow file does not stall the others).
         retry_after_s: the Retry-After of a 503.
@@ -47,7 +49,7 @@ class ServiceLimits:
     max_audio_s: float = 60.0
     upload_timeout_s: float = 60.0
     request_timeout_s: float = 30.0
-    max_in_flight: int = 8
+    max_in_flight: int = 64
     decode_workers: int = 4
     retry_after_s: int = 1
     max_streams: int = 4
