@@ -18,11 +18,13 @@ def serve(
     cors_origins: list[str] | None = None,
     uploads_dir: str | None = None,
     limits: ServiceLimits = ServiceLimits(),  # noqa: B008 (frozen)
+    access_log: bool = True,
 ) -> None:
     """Answer recognition requests over HTTP with the index kept loaded (OpenAPI at /docs).
 
     Routes: GET / (a web page), POST /v1/recognize, WS /v1/stream, GET|POST /v1/tracks,
-    GET|DELETE /v1/tracks/ID, GET /healthz, GET /metrics. Adding and deleting tracks need 'Authorization: Bearer TOKEN'.
+    GET|DELETE /v1/tracks/ID, GET /healthz, GET /metrics. Adding and deleting tracks need
+    'Authorization: Bearer TOKEN'.
 
     Args:
         index: the index directory (acr index).
@@ -36,6 +38,7 @@ def serve(
         cors_origins: origins a browser page may call the service from (none by default).
         uploads_dir: where added tracks' audio is kept (default: INDEX/uploads).
         limits: upload size, audio length, time limit and requests in flight.
+        access_log: log every request (uvicorn's access log; false under heavy traffic).
     """
     try:
         import uvicorn
@@ -49,9 +52,12 @@ def serve(
         raise ValueError(f"workers must be >= 1, got {workers}")
     settings = ServeSettings(index, limits, token, list(cors_origins or []), uploads_dir, database)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        app = create_app(settings)
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
         return
-    create_app(settings)  # a bad index is one error here, not one per worker
+    # A bad index is one error here, not one per worker. (The supervisor's ~180 MB are its
+    # imports: an index is memory-mapped, and this one is never searched.)
+    create_app(settings)
     os.environ[SETTINGS_VARIABLE] = settings.to_json()
     uvicorn.run(
         "acr.service.app:app_from_environment",
@@ -60,6 +66,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        access_log=access_log,
     )
 
 

@@ -68,7 +68,7 @@ class DatabaseReader:
         try:
             db = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         except psycopg.OperationalError as error:
-            detail = (str(error).strip().splitlines() or [""])[-1]
+            detail = (str(error).strip().splitlines() or [""])[0].strip()
             raise DatabaseUnavailable(f"{redacted(self.url)}: cannot connect ({detail})") from error
         hnsw = getattr(self, "meta", {}).get("hnsw") or {}
         if "ef_search" in hnsw:

@@ -119,7 +119,7 @@ def connection(url: str, autocommit: bool = True) -> Iterator[Any]:
             check_url(url), autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S
         )
     except psycopg.OperationalError as error:
-        detail = (str(error).strip().splitlines() or [""])[-1]
+        detail = (str(error).strip().splitlines() or [""])[0].strip()
         raise DatabaseUnavailable(f"{redacted(url)}: cannot connect ({detail})") from error
     with connection:
         yield connection
