@@ -78,6 +78,8 @@ def push_index(index: str, database: str) -> PushSummary:
     directory = Path(index)
     meta = init_database(database)
     state = IndexState.read(directory)
+    if not state.segments:
+        raise DatabaseError(f"{directory}: no segment yet (the build has indexed no track)")
     names = [name for name in state.engines if name in ENGINES]
     if not names:
         raise DatabaseError(

@@ -28,13 +28,15 @@ class Loaded:
 
 
 class Catalog:
+    """An index directory's catalog, loaded again first when ``_version`` changed."""
+
     def __init__(self, index: str | Path) -> None:
         self.index = Path(index)
         self._lock = threading.Lock()
         self._loaded = self._load()
 
     def current(self) -> Loaded:
-        """The loaded index, reloaded first when index.json changed (a stat per call)."""
+        """The loaded catalog, loaded again first when its version changed."""
         if self._version() != self._loaded.version:
             with self._lock:
                 if self._version() != self._loaded.version:
@@ -46,7 +48,8 @@ class Catalog:
             self._loaded = self._load()
             return self._loaded
 
-    def _version(self) -> tuple[int, int]:
+    def _version(self) -> object:
+        """index.json's modification time and size: a stat per call."""
         stat = os.stat(self.index / INDEX_FILE)
         return stat.st_mtime_ns, stat.st_size
 
@@ -57,8 +60,8 @@ class Catalog:
         return Loaded(recognizer, one_per_engine(recognizer), tracks, version)
 
 
-class DatabaseCatalog:
-    """The catalog of an acr database; the same interface as Catalog."""
+class DatabaseCatalog(Catalog):
+    """The catalog of an acr database, loaded again as Catalog is."""
 
     def __init__(self, database: str) -> None:
         from acr.database.engines import database_recognizer
@@ -69,32 +72,27 @@ class DatabaseCatalog:
         self._lock = threading.Lock()
         self._loaded = self._load()
 
-    def current(self) -> Loaded:
-        """The catalog, its track list read again when the version changed (a query per call:
-        what tells a replica that another one changed the catalog, and that the database is
-        reachable)."""
-        if self.reader.version() != self._loaded.version:
-            with self._lock:
-                if self.reader.version() != self._loaded.version:
-                    self._loaded = self._load()
-        return self._loaded
-
-    def reload(self) -> Loaded:
-        with self._lock:
-            self._loaded = self._load()
-            return self._loaded
+    def _version(self) -> int:
+        """The database's catalog version: a query per call, which also tells that the
+        database is reachable, and a replica that another one changed the catalog."""
+        return self.reader.version()
 
     def _load(self) -> Loaded:
         from acr.database.engines import database_recognizer
 
-        version = self.reader.version()
+        version = self._version()
         meta = self.reader.read_meta()
-        if meta != self.reader.meta:  # another push: other fusion or calibration
+        if _settings(meta) != _settings(self.reader.meta):  # a push: another fusion, calibration
             self.reader.meta = meta
             self._recognizer = database_recognizer(self.reader)
         table = self.reader.tracks().assign(segment=None, path=None)
         tracks = table[["track_id", "segment", "audio_s", "path"]].set_index("track_id", drop=False)
         return Loaded(self._recognizer, one_per_engine(self._recognizer), tracks, version)
+
+
+def _settings(meta: dict) -> dict:
+    """What the recognizer is made of: acr_meta without the version every change bumps."""
+    return {key: value for key, value in meta.items() if key != "version"}
 
 
 def one_per_engine(recognizer: Recognizer) -> dict[str, Recognizer]:
