@@ -63,11 +63,11 @@ class PushSummary:
 
 
 def push_index(index: str, database: str) -> PushSummary:
-    """Copy an index directory's live tracks into a PostgreSQL database (``acr db init``
-    first, or it is initialised here with the default HNSW settings).
+    """Copy an index directory's live tracks into a PostgreSQL database.
 
-    Tracks the database holds already (by id) are left as they are, so a rerun after a kill
-    goes on where it stopped. The first push records the engines' settings (and the embedding
+    Run ``acr db init`` first, or the database is initialised here with the default HNSW
+    settings. Tracks the database holds already (by id) are left as they are, so a rerun
+    after a kill goes on where it stopped. The first push records the engines' settings (and the embedding
     model); a later push of an index with other settings or another model is refused. The
     index's fusion and calibration go with it where they cover the engines the database holds.
 
@@ -339,8 +339,9 @@ def add_track(
 
 
 def remove_tracks(database: str, track_ids: Sequence[str]) -> int:
-    """Remove tracks from a database catalog, in one transaction (an id it does not hold is
-    an error, and nothing is removed).
+    """Remove tracks from a database catalog, in one transaction.
+
+    An id the database does not hold is an error, and nothing is removed.
 
     Args:
         database: a postgresql:// URL.

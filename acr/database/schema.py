@@ -126,8 +126,7 @@ def connection(url: str, autocommit: bool = True) -> Iterator[Any]:
 
 
 def init_database(database: str, hnsw: VectorIndexSettings = VectorIndexSettings()) -> dict:  # noqa: B008 (frozen)
-    """Create acr's tables in a PostgreSQL database (with the pgvector extension), or check
-    the ones there.
+    """Create acr's tables in a PostgreSQL database with pgvector, or check them.
 
     The window table is made by the first push of an index with an embedding engine (its
     dimension is the model's). Running it again on an initialised database changes nothing.
