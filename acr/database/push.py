@@ -67,9 +67,10 @@ def push_index(index: str, database: str) -> PushSummary:
 
     Run ``acr db init`` first, or the database is initialised here with the default HNSW
     settings. Tracks the database holds already (by id) are left as they are, so a rerun
-    after a kill goes on where it stopped. The first push records the engines' settings (and the embedding
-    model); a later push of an index with other settings or another model is refused. The
-    index's fusion and calibration go with it where they cover the engines the database holds.
+    after a kill goes on where it stopped. The first push records the engines' settings (and
+    the embedding model); a later push of an index with other settings or another model is
+    refused. The index's fusion and calibration go with it where they cover the engines the
+    database holds.
 
     Args:
         index: the index directory (acr index), with a fingerprint and/or embedding engine.
