@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from acr.retrieval.calibration import CALIBRATION_FILE
 from acr.retrieval.changes import list_index
-from acr.retrieval.recognizer import Recognizer
+from acr.retrieval.recognizer import FUSION_FILE, Recognizer
 from acr.retrieval.store import INDEX_FILE
 
 
@@ -49,8 +50,16 @@ class Catalog:
             return self._loaded
 
     def _version(self) -> object:
-        """index.json's modification time and size: a stat per call."""
+        """The modification time and size of index.json, fusion.json and calibration.json
+        (``acr fuse`` and ``acr calibrate`` change no segment): three stats per call."""
         stat = os.stat(self.index / INDEX_FILE)
+        return (stat.st_mtime_ns, stat.st_size), *map(self._stat, (FUSION_FILE, CALIBRATION_FILE))
+
+    def _stat(self, name: str) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.index / name)
+        except FileNotFoundError:
+            return None
         return stat.st_mtime_ns, stat.st_size
 
     def _load(self) -> Loaded:

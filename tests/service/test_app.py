@@ -298,3 +298,20 @@ def test_cors_is_off_unless_origins_are_named(server: str, calibrated_index: Pat
         assert allowed.headers["access-control-allow-origin"] == "https://app.example"
         other = httpx.get(f"{url}/healthz", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_a_calibration_fitted_while_serving_is_used_by_the_next_request(
+    calibrated_index: Path, serve, clip, wav, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    shutil.copytree(calibrated_index, index)
+    calibration = (index / "calibration.json").read_bytes()
+    (index / "calibration.json").unlink()
+    with serve(ServeSettings(str(index), LIMITS)) as url:
+        uncalibrated = post_audio(url, wav(clip(FRESH_SEED))).json()
+        assert uncalibrated["probability"] is None and uncalibrated["matches"]
+        assert httpx.get(f"{url}/healthz").json()["calibrated"] is False
+        (index / "calibration.json").write_bytes(calibration)  # as acr calibrate writes it
+        answer = post_audio(url, wav(clip(FRESH_SEED))).json()
+        assert answer["status"] == "no_match" and answer["probability"] < 0.5
+        assert httpx.get(f"{url}/healthz").json()["calibrated"] is True
