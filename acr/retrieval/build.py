@@ -38,7 +38,7 @@ from acr.files import SKIPPED_COLUMNS, SKIPPED_FILE, output_path, replacing, wri
 from acr.retrieval.devices import TrainerSettings
 from acr.retrieval.distributed import Shards, extract_on_devices, predict_shards
 from acr.retrieval.embedding import EmbeddingEngine, EmbeddingSettings
-from acr.retrieval.engine import Engine, IndexDirectoryError
+from acr.retrieval.engine import Engine, IndexDirectoryError, IndexLockedError
 from acr.retrieval.extraction import Result, extract_in_workers
 from acr.retrieval.fingerprint.engine import FingerprintSettings
 from acr.retrieval.melody import MelodySettings
@@ -290,7 +290,7 @@ def index_lock(directory: Path) -> Iterator[None]:
         except BlockingIOError:
             lock.seek(0)
             holder = lock.read().strip() or "unknown"
-            raise IndexDirectoryError(
+            raise IndexLockedError(
                 f"{directory} is being written by another acr process (pid {holder}); wait"
                 " for it to finish"
             ) from None

@@ -47,6 +47,11 @@ class IndexDirectoryError(RuntimeError):
     """An index directory that cannot be built, resumed or read as asked."""
 
 
+class IndexLockedError(IndexDirectoryError):
+    """Another process is writing the index (acr.retrieval.build.index_lock): trying again
+    later will do."""
+
+
 @contextmanager
 def reading(path: Path) -> Iterator[Path]:
     """Read one file of an index: what a missing or corrupt file raises inside the block becomes

@@ -16,6 +16,7 @@ import hmac
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -33,8 +34,8 @@ from acr.data.manifests import id_problem, write_table
 from acr.database.push import add_audio
 from acr.database.push import remove_tracks as remove_from_database
 from acr.database.schema import DatabaseError, DatabaseUnavailable
-from acr.retrieval.changes import add_tracks, remove_tracks
-from acr.retrieval.engine import IndexDirectoryError
+from acr.retrieval.changes import add_tracks, list_index, remove_tracks
+from acr.retrieval.engine import IndexDirectoryError, IndexLockedError
 from acr.retrieval.recognizer import Recognition, Recognizer
 from acr.service.catalog import Catalog, DatabaseCatalog, Loaded
 from acr.service.live import Streams
@@ -238,9 +239,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 raise UploadError(422, f"track_id: {problem}")
             async with write_lock:
                 if track_id in (await loaded()).tracks.index:
-                    raise UploadError(409, f"track_id: {track_id!r} is already in the catalog")
+                    raise _duplicate(track_id)
                 digest = hashlib.sha256(track_id.encode()).hexdigest()[:24]
-                kept = uploads_dir / f"{digest}{upload.suffix or '.audio'}"
+                # Unique per upload: another worker adding the same id at once writes its own
+                # file, and the one whose add fails removes only its own.
+                unique = f"{digest}-{uuid.uuid4().hex[:12]}"
+                kept = uploads_dir / f"{unique}{upload.suffix or '.audio'}"
                 if settings.database:
                     engines = (await loaded()).recognizer.engines
                     add = functools.partial(_add_to_database, engines=engines)
@@ -337,6 +341,10 @@ def _recognize(upload: Upload, recognizer: Recognizer, top_k: int, max_audio_s: 
     return recognizer.recognize(audio, sample_rate, top_k)
 
 
+def _duplicate(track_id: str) -> UploadError:
+    return UploadError(409, f"track_id: {track_id!r} is already in the catalog")
+
+
 def _add(upload: Upload, track_id: str, kept: Path, settings: ServeSettings) -> float:
     """Check the upload decodes, keep it, and add it to the index (acr.retrieval.changes)."""
     # A catalog track may be longer than a query: only the upload's size bounds it.
@@ -346,8 +354,15 @@ def _add(upload: Upload, track_id: str, kept: Path, settings: ServeSettings) -> 
         write_table(pd.DataFrame({"track_id": [track_id], "path": [str(kept)]}), table)
         try:
             add_tracks(settings.index, str(table), workers=1)
+        except IndexLockedError as error:  # another worker's add or delete, or acr index add
+            kept.unlink(missing_ok=True)
+            retry = {"Retry-After": str(settings.limits.retry_after_s)}
+            raise UploadError(503, f"busy: {error}", retry) from error
         except IndexDirectoryError as error:
             kept.unlink(missing_ok=True)
+            if track_id in set(list_index(settings.index).tracks["track_id"]):
+                # Another worker added this id first (each worker's lock is its own).
+                raise _duplicate(track_id) from error
             raise UploadError(422, f"file: {error}") from error
     return len(audio) / sample_rate
 

@@ -315,3 +315,25 @@ def test_a_calibration_fitted_while_serving_is_used_by_the_next_request(
         answer = post_audio(url, wav(clip(FRESH_SEED))).json()
         assert answer["status"] == "no_match" and answer["probability"] < 0.5
         assert httpx.get(f"{url}/healthz").json()["calibrated"] is True
+
+
+def test_an_add_while_another_process_writes_the_index_answers_503_then_succeeds(
+    calibrated_index: Path, serve, clip, wav, tmp_path: Path
+) -> None:
+    from acr.retrieval.build import index_lock
+
+    index = tmp_path / "index"
+    shutil.copytree(calibrated_index, index)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    files = {"file": ("new.wav", wav(clip(ADDED_SEED, 0.0, 60.0)), "audio/wav")}
+    with serve(ServeSettings(str(index), LIMITS, token=TOKEN)) as url:
+        with index_lock(index):  # another worker's add, or acr index add, holds it
+            busy = httpx.post(f"{url}/v1/tracks", files=files, data={"track_id": "new"},
+                              headers=auth, timeout=60)  # fmt: skip
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert "being written by another acr process" in busy.json()["detail"]
+        assert list((index / "uploads").glob("*")) == []  # its upload is not left behind
+        added = httpx.post(f"{url}/v1/tracks", files=files, data={"track_id": "new"},
+                           headers=auth, timeout=60)  # fmt: skip
+        assert added.status_code == 201
+        assert len(list((index / "uploads").glob("*"))) == 1
