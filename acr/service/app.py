@@ -264,12 +264,17 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def delete_track(track_id: str) -> dict[str, Any]:
         """Remove a track: it is never answered again."""
         async with write_lock:
-            if track_id not in (await loaded()).tracks.index:
+            tracks = (await loaded()).tracks
+            if track_id not in tracks.index:
                 raise UploadError(404, f"track {track_id!r} is not in the catalog")
             if settings.database:
                 await run_in_threadpool(remove_from_database, settings.database, [track_id])
             else:
                 await run_in_threadpool(remove_tracks, settings.index, [track_id])
+                # The audio an add kept goes with the track (nothing reads a removed one's).
+                source = Path(str(tracks.loc[track_id, "path"]))
+                if source.parent.resolve() == uploads_dir.resolve():
+                    source.unlink(missing_ok=True)
             await run_in_threadpool(catalog.reload)
         metrics.catalog_tracks = len((await loaded()).tracks)
         return {"removed": track_id}

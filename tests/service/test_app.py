@@ -337,3 +337,7 @@ def test_an_add_while_another_process_writes_the_index_answers_503_then_succeeds
                            headers=auth, timeout=60)  # fmt: skip
         assert added.status_code == 201
         assert len(list((index / "uploads").glob("*"))) == 1
+        assert httpx.delete(f"{url}/v1/tracks/new", headers=auth).status_code == 200
+        assert list((index / "uploads").glob("*")) == []  # the audio went with the track
+        assert httpx.delete(f"{url}/v1/tracks/song1", headers=auth).status_code == 200
+        assert (calibrated_index.parent / "catalog" / "song1.wav").exists()  # not an upload
