@@ -22,6 +22,7 @@ import numpy as np
 
 from acr.database.reader import DatabaseReader
 from acr.database.schema import DatabaseError, redacted
+from acr.files import sha256_file
 from acr.retrieval.engine import Engine, TrackMatch, read_settings
 from acr.retrieval.fingerprint.engine import FingerprintEngine, FingerprintSettings, Postings
 from acr.retrieval.store import ENGINES as ENGINE_REGISTRY
@@ -183,7 +184,7 @@ def open_engines(reader: DatabaseReader) -> dict[str, Engine]:
 def _model_file(reader: DatabaseReader, sha256: str) -> Path:
     """The model's checkpoint, written once per machine from acr_models and checked."""
     path = MODEL_CACHE / f"{sha256}.ckpt"
-    if path.is_file() and _sha256(path) == sha256:
+    if path.is_file() and sha256_file(path) == sha256:
         return path
     checkpoint = reader.checkpoint(sha256)
     if hashlib.sha256(checkpoint).hexdigest() != sha256:
@@ -195,33 +196,15 @@ def _model_file(reader: DatabaseReader, sha256: str) -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def database_recognizer(reader: DatabaseReader, cascade: bool = True) -> Any:
-    """A Recognizer over the database's engines, with the fusion and calibration it holds
-    (checked as acr.retrieval.recognizer checks them in an index directory)."""
-    from acr.retrieval.calibration import CALIBRATION_FILE, Calibration
-    from acr.retrieval.fusion import Fusion
-    from acr.retrieval.recognizer import FUSION_FILE, Recognizer
+    """A Recognizer over the database's engines, with the fusion and calibration it holds,
+    read and checked as in an index directory (written to a temporary one for that)."""
+    from acr.retrieval.calibration import CALIBRATION_FILE
+    from acr.retrieval.recognizer import FUSION_FILE, Recognizer, read_fusion
 
-    fusion = calibration = None
     with tempfile.TemporaryDirectory(prefix="acr-db-") as folder:
-        texts = {
-            FUSION_FILE: reader.meta.get("fusion"),
-            CALIBRATION_FILE: reader.meta.get("calibration"),
-        }
-        for name, text in texts.items():
-            if text is not None:
-                (Path(folder) / name).write_text(text)
-        if texts[FUSION_FILE] is not None:
-            fusion = Fusion.load(Path(folder) / FUSION_FILE)
-        if texts[CALIBRATION_FILE] is not None:
-            calibration = Calibration.load(Path(folder) / CALIBRATION_FILE)
-            digest = hashlib.sha256((texts[FUSION_FILE] or "").encode()).hexdigest()
-            if calibration.fusion_sha256 != (digest if texts[FUSION_FILE] is not None else ""):
-                raise DatabaseError(
-                    f"{redacted(reader.url)}: the calibration was fitted with another fusion"
-                )
+        for name, key in ((FUSION_FILE, "fusion"), (CALIBRATION_FILE, "calibration")):
+            if reader.meta.get(key) is not None:
+                (Path(folder) / name).write_text(reader.meta[key])
+        fusion, calibration = read_fusion(Path(folder))
     return Recognizer(open_engines(reader), fusion, cascade, calibration)

@@ -10,7 +10,8 @@ windows go in with COPY in PostgreSQL's binary format, built by numpy a block at
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ COPY_BLOCK = 1 << 20  # postings (or windows) encoded and sent at a time
 # Settings that may differ between two pushes of one catalog: where the checkpoint was read.
 UNCOMPARED = {"checkpoint"}
 COPY_POSTINGS = "COPY acr_postings (hash, track, frame) FROM STDIN (FORMAT BINARY)"
+COPY_WINDOWS = "COPY acr_windows (track, start_s, embedding) FROM STDIN (FORMAT BINARY)"
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 _TRAILER = b"\xff\xff"
 _POSTING_ROW = np.dtype(
@@ -233,29 +235,28 @@ def _insert_tracks(
     return dict(rows)
 
 
+@contextmanager
+def _binary_copy(db: Any, sql: str) -> Iterator[Callable[[bytes], None]]:
+    """A ``COPY ... FROM STDIN (FORMAT BINARY)``: yields its write, for rows (numpy records of
+    PostgreSQL's binary row layout) between the format's header and trailer."""
+    with db.cursor().copy(sql) as copy:
+        copy.write(_HEADER)
+        yield copy.write
+        copy.write(_TRAILER)
+
+
 def _copy_postings(db: Any, part: Postings, number_of: np.ndarray) -> int:
     """COPY a part's postings of the tracks given a database number (others are -1)."""
     written = 0
-    with db.cursor().copy(COPY_POSTINGS) as copy:
-        copy.write(_HEADER)
+    with _binary_copy(db, COPY_POSTINGS) as write:
         for first in range(0, len(part.tracks), COPY_BLOCK):
             rows = np.arange(first, min(first + COPY_BLOCK, len(part.tracks)))
             keys = part.keys[np.searchsorted(part.starts, rows, side="right") - 1]
             tracks = number_of[part.tracks[rows]]
             keep = tracks >= 0
-            copy.write(_posting_rows(keys[keep], tracks[keep], part.frames[rows][keep]))
+            write(_posting_rows(keys[keep], tracks[keep], part.frames[rows][keep]))
             written += int(keep.sum())
-        copy.write(_TRAILER)
     return written
-
-
-def copy_track_postings(db: Any, number: int, hashes: np.ndarray, frames: np.ndarray) -> int:
-    """COPY one track's landmarks (a track added from audio)."""
-    with db.cursor().copy(COPY_POSTINGS) as copy:
-        copy.write(_HEADER)
-        copy.write(_posting_rows(hashes, np.full(len(hashes), number), frames))
-        copy.write(_TRAILER)
-    return len(hashes)
 
 
 def _posting_rows(hashes: np.ndarray, tracks: np.ndarray, frames: np.ndarray) -> bytes:
@@ -272,49 +273,31 @@ def _copy_index_windows(db: Any, index: WindowIndex, numbers: dict[str, int]) ->
     tracks, starts = index._vector_track, index._vector_start_s
     written = 0
     block = max(1, COPY_BLOCK // max(index.dim, 1))
-    with _window_copy(db, index.dim) as write:
+    with _binary_copy(db, COPY_WINDOWS) as write:
         for part in index._parts:
             labels = np.arange(part.first_label, part.first_label + part.vectors.size)
             labels = labels[number_of[tracks[labels]] >= 0]
             for first in range(0, len(labels), block):
                 chunk = labels[first : first + block]
                 vectors = part.vectors.vectors(chunk - part.first_label)
-                write(number_of[tracks[chunk]], starts[chunk], vectors)
+                write(_window_rows(number_of[tracks[chunk]], starts[chunk], vectors))
                 written += len(chunk)
     return written
 
 
-class _window_copy:  # noqa: N801 (a context manager used as a function)
-    """A binary COPY into acr_windows; pgvector's binary vector is int16 dim, int16 0, then
-    big-endian float4s."""
-
-    def __init__(self, db: Any, dim: int) -> None:
-        self.db, self.dim = db, dim
-        self.row = np.dtype(
-            [("fields", ">i2"), ("n1", ">i4"), ("track", ">i4"), ("n2", ">i4"),
-             ("start", ">f4"), ("n3", ">i4"), ("dim", ">i2"), ("unused", ">i2"),
-             ("vector", ">f4", (dim,))]
-        )  # fmt: skip
-
-    def __enter__(self) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
-        self._copy = self.db.cursor().copy(
-            "COPY acr_windows (track, start_s, embedding) FROM STDIN (FORMAT BINARY)"
-        )
-        self.copy = self._copy.__enter__()
-        self.copy.write(_HEADER)
-        return self.write
-
-    def write(self, tracks: np.ndarray, starts: np.ndarray, vectors: np.ndarray) -> None:
-        rows = np.empty(len(tracks), self.row)
-        rows["fields"], rows["n1"], rows["n2"], rows["n3"] = 3, 4, 4, 4 + 4 * self.dim
-        rows["track"], rows["start"], rows["dim"], rows["unused"] = tracks, starts, self.dim, 0
-        rows["vector"] = vectors
-        self.copy.write(rows.tobytes())
-
-    def __exit__(self, *failure: object) -> None:
-        if failure[0] is None:
-            self.copy.write(_TRAILER)
-        self._copy.__exit__(*failure)
+def _window_rows(tracks: np.ndarray, starts: np.ndarray, vectors: np.ndarray) -> bytes:
+    """Rows of acr_windows; pgvector's binary vector is int16 dim, int16 0, then big-endian
+    float4s."""
+    dim = vectors.shape[1]
+    rows = np.empty(
+        len(tracks),
+        [("fields", ">i2"), ("n1", ">i4"), ("track", ">i4"), ("n2", ">i4"), ("start", ">f4"),
+         ("n3", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("vector", ">f4", (dim,))],
+    )  # fmt: skip
+    rows["fields"], rows["n1"], rows["n2"], rows["n3"] = 3, 4, 4, 4 + 4 * dim
+    rows["track"], rows["start"], rows["dim"], rows["unused"] = tracks, starts, dim, 0
+    rows["vector"] = vectors
+    return rows.tobytes()
 
 
 def add_track(
@@ -331,11 +314,13 @@ def add_track(
         bump_version(db)
         (number,) = _insert_tracks(db, [track_id], [audio_s], [source]).values()
         if landmarks is not None:
-            copy_track_postings(db, number, *landmarks)
+            hashes, frames = landmarks
+            with _binary_copy(db, COPY_POSTINGS) as write:
+                write(_posting_rows(hashes, np.full(len(hashes), number), frames))
         if windows is not None:
             vectors, starts = windows
-            with _window_copy(db, vectors.shape[1]) as write:
-                write(np.full(len(starts), number), starts, vectors)
+            with _binary_copy(db, COPY_WINDOWS) as write:
+                write(_window_rows(np.full(len(starts), number), starts, vectors))
     return number
 
 

@@ -19,6 +19,7 @@ from acr.database.schema import (
     check_schema,
     check_url,
     redacted,
+    unreachable,
 )
 
 # A query's postings come back as one bytea of (hash, track, frame) big-endian int4 triples:
@@ -68,8 +69,7 @@ class DatabaseReader:
         try:
             db = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         except psycopg.OperationalError as error:
-            detail = (str(error).strip().splitlines() or [""])[0].strip()
-            raise DatabaseUnavailable(f"{redacted(self.url)}: cannot connect ({detail})") from error
+            raise unreachable(self.url, error) from error
         hnsw = getattr(self, "meta", {}).get("hnsw") or {}
         if "ef_search" in hnsw:
             db.execute(f"SET hnsw.ef_search = {int(hnsw['ef_search'])}")
@@ -126,9 +126,12 @@ class DatabaseReader:
             return self._tracks[1]
 
     def track_ids_of(self, numbers: np.ndarray) -> list[str]:
-        """The ids of track numbers (sorted, distinct); a track added since the last read of
-        the table makes it read again."""
-        table = self.tracks()
+        """The ids of track numbers (sorted, distinct), from the table as last read: a number
+        names one track for good (an identity is never reused), so only a track added since
+        makes it read again, and a search costs no version query."""
+        with self._tracks_lock:
+            cached = self._tracks
+        table = cached[1] if cached is not None else self.tracks()
         positions = np.searchsorted(table["number"].to_numpy(), numbers)
         found = positions < len(table)
         if found.all() and (table["number"].to_numpy()[positions] == numbers).all():

@@ -108,6 +108,13 @@ def redacted(url: object) -> str:
     return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", str(url))
 
 
+def unreachable(url: str, error: Exception) -> DatabaseUnavailable:
+    """The error of a server that refused or did not answer a connection (libpq's first line
+    says why; the rest is advice)."""
+    detail = (str(error).strip().splitlines() or [""])[0].strip()
+    return DatabaseUnavailable(f"{redacted(url)}: cannot connect ({detail})")
+
+
 @contextmanager
 def connection(url: str, autocommit: bool = True) -> Iterator[Any]:
     """A connection, closed at the end; a server that cannot be reached is DatabaseUnavailable
@@ -119,8 +126,7 @@ def connection(url: str, autocommit: bool = True) -> Iterator[Any]:
             check_url(url), autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S
         )
     except psycopg.OperationalError as error:
-        detail = (str(error).strip().splitlines() or [""])[0].strip()
-        raise DatabaseUnavailable(f"{redacted(url)}: cannot connect ({detail})") from error
+        raise unreachable(url, error) from error
     with connection:
         yield connection
 

@@ -103,17 +103,7 @@ class Recognizer:
 
         ``min_probability`` needs a calibrated index."""
         directory = Path(directory)
-        fusion_path = directory / FUSION_FILE
-        fusion = Fusion.load(fusion_path) if fusion_path.is_file() else None
-        calibration_path = directory / CALIBRATION_FILE
-        calibration = None
-        if calibrated and calibration_path.is_file():
-            calibration = Calibration.load(calibration_path)
-            if calibration.fusion_sha256 != file_digest(fusion_path):
-                raise IndexDirectoryError(
-                    f"{calibration_path}: fitted with another {FUSION_FILE}; fit it again with"
-                    " `acr calibrate`"
-                )
+        fusion, calibration = read_fusion(directory, calibrated)
         if min_probability is not None and calibration is None:
             raise ValueError(
                 f"min_probability needs a calibrated index: {directory} has no"
@@ -212,6 +202,25 @@ class Recognizer:
         except ValueError as error:
             return _error(Recognition(query["query_id"]), f"no clip: {error}")
         return self.recognize_clip(clip, query["query_id"], top_k)
+
+
+def read_fusion(
+    directory: Path, calibrated: bool = True
+) -> tuple[Fusion | None, Calibration | None]:
+    """The fusion.json and (``calibrated``) calibration.json of ``directory``, where there
+    are; a calibration fitted with another fusion is refused."""
+    fusion_path = directory / FUSION_FILE
+    fusion = Fusion.load(fusion_path) if fusion_path.is_file() else None
+    calibration_path = directory / CALIBRATION_FILE
+    calibration = None
+    if calibrated and calibration_path.is_file():
+        calibration = Calibration.load(calibration_path)
+        if calibration.fusion_sha256 != file_digest(fusion_path):
+            raise IndexDirectoryError(
+                f"{calibration_path}: fitted with another {FUSION_FILE}; fit it again with"
+                " `acr calibrate`"
+            )
+    return fusion, calibration
 
 
 def query_features(audio: np.ndarray, sample_rate: int) -> QueryFeatures:
