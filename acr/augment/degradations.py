@@ -7,9 +7,11 @@ audio, so a query table can say exactly what was done to each clip.
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from acr.augment import field
 from acr.augment.effects import (
     add_noise,
     add_reverb,
@@ -157,6 +159,23 @@ DEGRADATIONS: dict[str, Degradation] = {
     )
 }
 DEGRADATION_NAMES: tuple[str, ...] = tuple(DEGRADATIONS)
+# The same kinds of damage from generators the training chain does not share (acr.augment.field):
+# the benchmark split whose figures are reported beside the own split's.
+FIELD_DEGRADATIONS: dict[str, Degradation] = {
+    degradation.name: degradation
+    for degradation in (
+        Degradation("clean", field.field_clean),
+        Degradation("noise", field.field_noise),
+        Degradation("reverb", field.field_reverb),
+        Degradation("phone_codec", field.field_phone),
+        Degradation("speed", field.field_speed),
+        Degradation("pitch", field.field_pitch),
+        Degradation("live_mix", field.field_live_mix),
+        Degradation(HUMMING, field.field_humming, margin=False),
+    )
+}
+SUITES: dict[str, dict[str, Degradation]] = {"acr": DEGRADATIONS, "field": FIELD_DEGRADATIONS}
+Suite = Literal["acr", "field"]
 MARGIN = 1.1  # excerpts with a margin are this many times the query's length
 
 
@@ -168,8 +187,20 @@ def check_degradations(names: Sequence[str], field: str = "degradations") -> tup
     return tuple(names)
 
 
+def check_suite(suite: str) -> dict[str, Degradation]:
+    """The degradations of ``suite``, or a ValueError listing the suites."""
+    if suite not in SUITES:
+        raise ValueError(f"suite: unknown {suite!r}; known: {', '.join(SUITES)}")
+    return SUITES[suite]
+
+
 def degrade(
-    audio: np.ndarray, sample_rate: int, degradation: str, rng: np.random.Generator
+    audio: np.ndarray,
+    sample_rate: int,
+    degradation: str,
+    rng: np.random.Generator,
+    suite: Suite = "acr",
+    speech_dir: str | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Apply one named query degradation with randomly drawn parameters.
 
@@ -179,7 +210,11 @@ def degrade(
     live_mix: RT60 0.4-1.2 s, SNR 5-15 dB, a 100-250 Hz to 4-7 kHz band and 6-12 dB of drive
     into clipping; humming_like: the excerpt's melody hummed (UnusableExcerpt where it has
     none); clean is an unchanged copy. Speed changes the length and is not cropped here:
-    callers read a slightly longer source segment (``margin``) and crop.
+    callers read a slightly longer source segment (``margin``) and crop. ``suite`` "field"
+    applies the same names from independent generators (acr.augment.field), its crowds
+    speaking the recordings under ``speech_dir`` when one is given (else espeak-ng).
     """
     check_degradations([degradation], "degradation")
-    return DEGRADATIONS[degradation].apply(mono_float32(audio), sample_rate, rng)
+    apply = check_suite(suite)[degradation].apply
+    with field.speech_from(speech_dir):
+        return apply(mono_float32(audio), sample_rate, rng)

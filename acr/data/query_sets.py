@@ -3,8 +3,9 @@
 The table has exactly the columns ``acr evaluate`` reads: ``query_id, path, track_id,
 offset_s, length_s, degradation`` (and ``degradation_params``, which is not a bucket), plus a
 ``strategy`` bucket when offsets come from a segment strategy other than ``random``
-(acr.data.segments.strategies). Everything is drawn from ``seed``, so the same call writes the
-same queries.
+(acr.data.segments.strategies), and a ``suite`` bucket when the damage comes from the field
+suite's independent generators (acr.augment.field). Everything is drawn from ``seed``, so the
+same call writes the same queries.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from acr.augment.degradations import (
     DEGRADATION_NAMES,
     DEGRADATIONS,
     MARGIN,
+    Suite,
     UnusableExcerpt,
     check_degradations,
+    check_suite,
     degrade,
 )
+from acr.augment.sources import recordings
 from acr.data.catalogs import read_catalog
 from acr.data.manifests import write_table
 from acr.data.segments.analysis import TrackAnalysis, analysis_path, analyze
@@ -56,6 +60,8 @@ class _TrackJob:
     directory: str
     strategy: str = RandomStrategy.name
     analysis_file: str = ""  # the track's cached TrackAnalysis ("" = analyse, keep nothing)
+    suite: str = "acr"
+    speech_dir: str | None = None
 
     def skipped(self, reason: str) -> dict[str, str]:
         """A skipped.csv row for this track."""
@@ -74,6 +80,8 @@ def make_queries(
     workers: int | None = None,
     strategy: StrategyName = "random",
     out_of_catalog: str | None = None,
+    suite: Suite = "acr",
+    speech_dir: str | None = None,
 ) -> pd.DataFrame:
     """Write degraded query clips of catalog tracks and their queries.csv.
 
@@ -101,8 +109,21 @@ def make_queries(
             are skipped (listed in skipped.csv), and every query has in_catalog = false. Only
             ids are compared: the same recording under another id is not found here (acr
             dedup finds it).
+        suite: whose generators make the damage: ``acr`` (the ones training views share) or
+            ``field`` (independent ones, acr.augment.field: espeak-ng crowds, Freeverb, Opus,
+            Rubber Band, a pYIN singer), for figures that training cannot flatter. A field
+            query set has a ``suite`` column, a bucket of acr evaluate.
+        speech_dir: a folder of recorded speech that the field suite's crowds (noise,
+            live_mix) speak instead of espeak-ng voices (experiments/fetch_speech.sh fetches
+            five recorded voices).
     """
     check_degradations(degradations)
+    check_suite(suite)
+    if speech_dir is not None:
+        if suite != "field":
+            raise ValueError("speech_dir: only the field suite's crowds speak (use --suite field)")
+        recordings(speech_dir)  # a missing folder, or one without audio, fails here, once
+        speech_dir = str(Path(speech_dir).expanduser().absolute())
     get_strategy(strategy)  # an unknown name fails here, not in every worker
     output = output_path(output, folder=True)
     tracks = read_catalog(catalog)
@@ -133,6 +154,8 @@ def make_queries(
             str(output),
             strategy,
             str(analysis_path(cache, track_id)) if cache else "",
+            suite,
+            speech_dir,
         )
         for index, (track_id, path) in enumerate(zip(tracks["track_id"], tracks["path"]))
     ]
@@ -143,6 +166,8 @@ def make_queries(
     table = pd.DataFrame(rows)
     if strategy != RandomStrategy.name and len(table):
         table["strategy"] = strategy
+    if suite != "acr" and len(table):
+        table["suite"] = suite
     if out_of_catalog is not None and len(table):
         table["in_catalog"] = False
     write_table(table, output / QUERIES_FILE)
@@ -253,7 +278,9 @@ def _one_query(
             continue
         excerpt = source if DEGRADATIONS[degradation].margin else source[:length]
         try:
-            query, params = degrade(excerpt, job.sample_rate, degradation, rng)
+            query, params = degrade(
+                excerpt, job.sample_rate, degradation, rng, job.suite, job.speech_dir
+            )
         except UnusableExcerpt:
             continue
         query_id = f"{job.track_id}-{degradation}-{length_s:g}s-{repeat}"

@@ -82,21 +82,23 @@ def test_landmark_settings_that_do_not_fit_32_bits_are_refused() -> None:
 
 
 def test_settings_left_unset_take_the_preset_of_their_hash() -> None:
-    """Pairs (the default): acr 0.2's landmarks and search; triplets: fewer peaks, more
-    targets."""
+    """Pairs (the default): acr 0.2's landmarks, a query twice as dense; triplets: fewer peaks,
+    more targets."""
     pairs, triplets = FingerprintSettings(), FingerprintSettings(hash_peaks=3)
     assert (pairs.peaks_per_second, pairs.fanout, pairs.max_pair_frames) == (30.0, 5, 63)
-    assert (pairs.query_fanout, pairs.pitch_step_semitones, pairs.max_postings_per_hash) == (
-        5,
-        1 / 3,
-        1000,
-    )
+    assert (
+        pairs.query_peaks_per_second,
+        pairs.query_fanout,
+        pairs.pitch_step_semitones,
+        pairs.max_postings_per_hash,
+    ) == (60.0, 10, 1 / 3, 1000)
     assert (triplets.peaks_per_second, triplets.fanout, triplets.max_pair_frames) == (22.0, 4, 31)
     assert (
+        triplets.query_peaks_per_second,
         triplets.query_fanout,
         triplets.pitch_step_semitones,
         triplets.max_postings_per_hash,
-    ) == (6, 1 / 6, 100)
+    ) == (30.0, 6, 1 / 6, 100)
     assert FingerprintSettings(hash_peaks=2, fanout=3).fanout == 3  # a setting given stays
     assert pairs == FingerprintSettings(**asdict(pairs))  # as an index records them
 
