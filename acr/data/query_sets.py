@@ -122,7 +122,10 @@ def make_queries(
     if speech_dir is not None:
         if suite != "field":
             raise ValueError("speech_dir: only the field suite's crowds speak (use --suite field)")
-        recordings(speech_dir)  # a missing folder, or one without audio, fails here, once
+        try:  # a missing folder, or one without audio, fails here, once
+            recordings(speech_dir)
+        except ValueError as error:
+            raise ValueError(f"speech_dir: {error}") from error
         speech_dir = str(Path(speech_dir).expanduser().absolute())
     get_strategy(strategy)  # an unknown name fails here, not in every worker
     output = output_path(output, folder=True)

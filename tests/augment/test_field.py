@@ -167,7 +167,15 @@ def test_speech_dir_is_checked_before_any_work(tmp_path) -> None:
     save_audio(tmp_path / "song.wav", melody(1, 6.0), SAMPLE_RATE)
     with pytest.raises(ValueError, match="only the field suite"):
         make_queries(str(tmp_path), str(tmp_path / "q"), speech_dir=str(tmp_path), workers=1)
-    with pytest.raises(ValueError, match="nowhere: not a folder"):
+    with pytest.raises(ValueError, match="speech_dir: .*nowhere: not a folder"):
         make_queries(
             str(tmp_path), str(tmp_path / "q"), suite="field", speech_dir=str(tmp_path / "nowhere")
         )
+
+
+def test_field_humming_is_sung_by_the_independent_singer() -> None:
+    tune = melody(5, 4.0, note_s=0.5)
+    sung, params = degrade(tune, SAMPLE_RATE, HUMMING, np.random.default_rng(0), "field")
+    assert sung.shape == tune.shape and params["notes"] >= 4
+    assert 45 - 12 <= params["centre_midi"] <= 67 + 12
+    assert not np.allclose(sung, tune)
