@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -81,9 +82,22 @@ def test_the_synthetic_chain_runs_skips_when_current_and_redoes_what_changed(
     kept = json.loads((output / SUMMARY_FILE).read_text())
     assert kept["top1"] == summary.top1 and kept["artifacts"] == summary.artifacts
     assert read_status(output)["state"] == "finished"
+    # The same test excerpts damaged by the field suite's generators, evaluated beside them.
+    field_queries = pd.read_csv(summary.artifacts["field_queries"])
+    assert set(field_queries["suite"]) == {"field"} and summary.field_queries == 16
+    test_queries = pd.read_csv(summary.artifacts["test_queries"])
+    assert list(field_queries["offset_s"]) == list(test_queries["offset_s"])
+    field_report = json.loads(Path(summary.artifacts["field_evaluation"]).read_text())
+    assert set(summary.field_top1) == set(summary.top1)
+    for system, buckets in field_report["systems"].items():
+        assert summary.field_top1[system] == {b: cell["top1"] for b, cell in buckets.items()}
+    assert kept["field_top1"] == summary.field_top1
     print_summary(summary)
     printed = capsys.readouterr().out
     assert "degradation=noise" in printed and "evaluation" in printed
+    assert "16 field-suite queries" in printed
+    gap = summary.field_top1["hybrid"]["overall"] - summary.top1["hybrid"]["overall"]
+    assert f"({gap:+.3f})" in printed
 
     before = files_of(output)
     again = run_pipeline(output=str(output), **tiny)
@@ -100,7 +114,9 @@ def test_the_synthetic_chain_runs_skips_when_current_and_redoes_what_changed(
     assert Path(checkpoint).read_bytes() == before[str(Path(checkpoint).relative_to(output))][0]
 
 
-def test_settings_that_cannot_work_fail_before_any_work(tmp_path: Path, tiny_config: str) -> None:
+def test_settings_that_cannot_work_fail_before_any_work(
+    tmp_path: Path, tiny_config: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     output = tmp_path / "pipeline"
     with pytest.raises(ValueError, match="root: the synthetic source generates"):
         run_pipeline(output=str(output), root=str(tmp_path))
@@ -113,6 +129,10 @@ def test_settings_that_cannot_work_fail_before_any_work(tmp_path: Path, tiny_con
         run_pipeline(**folder, fit_config=tiny_config)
     with pytest.raises(ValueError, match="train_tracks is not an option of FolderDataModule"):
         run_pipeline(**folder, fit_options={"data.init_args.train_tracks": 4})
+    with monkeypatch.context() as patched:
+        patched.setenv("PATH", "")
+        with pytest.raises(ValueError, match="field_queries: .* need espeak-ng on PATH"):
+            run_pipeline(output=str(output), fit_config=tiny_config)
     assert not output.exists()
 
 

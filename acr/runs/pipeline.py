@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from acr.augment.degradations import DEGRADATION_NAMES, check_degradations
+from acr.augment.field import ESPEAK
 from acr.files import write_json
 from acr.runs.pipeline_plan import (
     PipelineError,
@@ -68,6 +70,9 @@ class PipelineSummary:
     top1: dict[str, dict[str, float]]  # system -> bucket -> top-1 (from the evaluate report)
     queries: int
     seconds: float
+    # The same on the field suite's test queries (field_queries), empty without them.
+    field_top1: dict[str, dict[str, float]] = field(default_factory=dict)
+    field_queries: int = 0
 
     def statuses(self) -> dict[str, str]:
         return {outcome.stage: outcome.status for outcome in self.stages}
@@ -93,6 +98,7 @@ def run_pipeline(
     workers: int | None = None,
     index_save_every: int = 200,
     wandb: Literal["offline", "disabled"] = "offline",
+    field_queries: bool = True,
 ) -> PipelineSummary:
     """Train, index and evaluate on one source, end to end, into one output folder.
 
@@ -132,6 +138,9 @@ def run_pipeline(
             keeps).
         wandb: offline: the fit logs to W&B as its config says (an offline run); disabled: no
             W&B run.
+        field_queries: also a test set damaged by the field suite's generators, which training
+            does not share (acr.augment.field; its crowds need espeak-ng), evaluated beside
+            the own test set (evaluate/report-field.json): the gap is in the summary.
     """
     started = time.monotonic()
     if source == "synthetic" and root is not None:
@@ -140,6 +149,11 @@ def run_pipeline(
         raise ValueError(f"root: the {source} source needs the folder of its collection")
     if root is not None and not Path(root).expanduser().is_dir():
         raise FileNotFoundError(f"root: {root} is not a folder")
+    if field_queries and shutil.which(ESPEAK) is None:
+        raise ValueError(
+            f"field_queries: the field suite's crowds need {ESPEAK} on PATH (apt-get install"
+            f" {ESPEAK}); or pass --field_queries false"
+        )
     plan = Plan(
         output=Path(output).expanduser().absolute(),
         source=source,
@@ -160,6 +174,7 @@ def run_pipeline(
         workers=workers,
         index_save_every=index_save_every,
         wandb=wandb,
+        field_queries=field_queries,
     )
     plan.check()
     plan.output.mkdir(parents=True, exist_ok=True)
@@ -265,8 +280,9 @@ def is_current(record: dict[str, Any], inputs: str, stage: Stage) -> bool:
 
 
 def output_digest(stage: Stage, outputs: dict[str, str]) -> str:
-    """The content of the outputs the later stages read (``stage.digested``)."""
-    return files_digest(outputs[name] for name in stage.digested)
+    """The content of the outputs the later stages read (``stage.digested``; those it made:
+    the field queries and their evaluation only where asked for)."""
+    return files_digest(outputs[name] for name in stage.digested if name in outputs)
 
 
 @contextmanager
@@ -291,10 +307,18 @@ def summarize(plan: Plan, outcomes: list[StageOutcome], seconds: float) -> Pipel
     for outcome in outcomes:
         artifacts |= outcome.outputs
     report = json.loads(Path(artifacts["evaluation"]).read_text())
-    top1 = {
-        system: {bucket: cell["top1"] for bucket, cell in buckets.items()}
-        for system, buckets in report["systems"].items()
-    }
+    field_report = (
+        json.loads(Path(artifacts["field_evaluation"]).read_text())
+        if "field_evaluation" in artifacts
+        else {"systems": {}, "queries": 0}
+    )
+    top1, field_top1 = (
+        {
+            system: {bucket: cell["top1"] for bucket, cell in buckets.items()}
+            for system, buckets in evaluated["systems"].items()
+        }
+        for evaluated in (report, field_report)
+    )
     return PipelineSummary(
         output=str(plan.output),
         source=plan.source,
@@ -303,6 +327,8 @@ def summarize(plan: Plan, outcomes: list[StageOutcome], seconds: float) -> Pipel
         top1=top1,
         queries=report["queries"],
         seconds=round(seconds, 1),
+        field_top1=field_top1,
+        field_queries=field_report["queries"],
     )
 
 
@@ -321,14 +347,29 @@ def print_summary(summary: PipelineSummary) -> None:
     for name, path in summary.artifacts.items():
         artifacts.add_row(name, path)
     systems = list(summary.top1)
-    top1 = Table(title=f"top-1 on {summary.queries} test queries")
-    top1.add_column("bucket")
-    for system in systems:
-        top1.add_column(system, justify="right")
-    for bucket in summary.top1[systems[0]]:
-        if "," not in bucket:
-            top1.add_row(bucket, *(f"{summary.top1[system][bucket]:.3f}" for system in systems))
-    for table in (stages_table, artifacts, top1):
+    tables = [stages_table, artifacts]
+    shown = [(f"top-1 on {summary.queries} test queries", summary.top1, None)]
+    if summary.field_top1:
+        title = f"top-1 on {summary.field_queries} field-suite queries (gap to the test set)"
+        shown.append((title, summary.field_top1, summary.top1))
+    for title, values, own in shown:
+        table = Table(title=title)
+        table.add_column("bucket", no_wrap=True)
+        for system in systems:
+            table.add_column(system, justify="right")
+        for bucket in values[systems[0]]:
+            if "," in bucket:
+                continue
+            cells = []
+            for system in systems:
+                value = values[system].get(bucket)
+                text = "" if value is None else f"{value:.3f}"
+                if own is not None and value is not None and bucket in own[system]:
+                    text += f" ({value - own[system][bucket]:+.3f})"
+                cells.append(text)
+            table.add_row(bucket, *cells)
+        tables.append(table)
+    for table in tables:
         console.print(table)
 
 

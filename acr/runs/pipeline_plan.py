@@ -67,6 +67,7 @@ class Plan:
     workers: int | None
     index_save_every: int
     wandb: str
+    field_queries: bool = True
 
     @property
     def data_dir(self) -> Path:

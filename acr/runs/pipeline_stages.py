@@ -160,10 +160,14 @@ def index_settings(plan: Plan) -> dict[str, Any]:
 
 def queries_stage(context: StageContext) -> dict[str, str]:
     """Two sets of degraded excerpts of the indexed tracks, drawn with different seeds: one to
-    fit the fusion on, one to report."""
+    fit the fusion on, one to report; with ``field_queries`` a third, the test excerpts damaged
+    by the field suite's independent generators, reported beside the test set."""
     plan = context.plan
     outputs = {}
-    for name, seed in (("validation", plan.seed + VALIDATION_SEED_OFFSET), ("test", plan.seed)):
+    sets = [("validation", plan.seed + VALIDATION_SEED_OFFSET, "acr"), ("test", plan.seed, "acr")]
+    if plan.field_queries:
+        sets.append(("field", plan.seed, "field"))
+    for name, seed, suite in sets:
         folder = plan.output / "queries" / name
         shutil.rmtree(folder, ignore_errors=True)  # no clip of an earlier set stays behind
         table = make_queries(
@@ -176,6 +180,7 @@ def queries_stage(context: StageContext) -> dict[str, str]:
             sample_rate=plan.datamodule.sample_rate,
             max_tracks=plan.query_tracks,
             workers=plan.workers,
+            suite=suite,
         )
         if table.empty:
             raise ManifestError(
@@ -194,6 +199,7 @@ def queries_settings(plan: Plan) -> dict[str, Any]:
         "max_tracks": plan.query_tracks,
         "seed": plan.seed,
         "sample_rate": plan.datamodule.sample_rate,
+        "field": plan.field_queries,
     }
 
 
@@ -210,16 +216,22 @@ def evaluate_stage(context: StageContext) -> dict[str, str]:
     """Top-1, top-k and MRR per engine and fused, per bucket, with bootstrap intervals, on the
     test queries."""
     plan = context.plan
-    path = plan.output / "evaluate" / "report.json"
-    evaluate_index(
-        context.upstream["index"]["index"],
-        context.upstream["queries"]["test_queries"],
-        output=str(path),
-        top_k=plan.top_k,
-        bootstrap=plan.bootstrap,
-        seed=plan.seed,
-    )
-    return {"evaluation": str(path)}
+    outputs = {}
+    for name, output in (("test", "evaluation"), ("field", "field_evaluation")):
+        queries = context.upstream["queries"].get(f"{name}_queries")
+        if queries is None:  # no field queries asked for
+            continue
+        path = plan.output / "evaluate" / ("report.json" if name == "test" else "report-field.json")
+        evaluate_index(
+            context.upstream["index"]["index"],
+            queries,
+            output=str(path),
+            top_k=plan.top_k,
+            bootstrap=plan.bootstrap,
+            seed=plan.seed,
+        )
+        outputs[output] = str(path)
+    return outputs
 
 
 def evaluate_settings(plan: Plan) -> dict[str, Any]:
@@ -263,12 +275,12 @@ CHAIN = [
     ),
     Stage(
         "queries", queries_stage, queries_settings, ("prepare",),
-        ("validation_queries", "test_queries"),
+        ("validation_queries", "test_queries", "field_queries"),
     ),
     Stage("fuse", fuse_stage, no_settings, ("index", "queries"), ("fusion",), needed=hybrid),
     Stage(
         "evaluate", evaluate_stage, evaluate_settings, ("index", "queries", "fuse"),
-        ("evaluation",),
+        ("evaluation", "field_evaluation"),
     ),
     Stage("report", report_stage, no_settings, ("fit", "evaluate")),
 ]  # fmt: skip
