@@ -10,7 +10,7 @@ sit beside the own split bucket by bucket, but shares no generator with that cha
   babble of acr.augment.sources) plus pink noise from the Voss-McCartney algorithm (not
   spectral shaping), at 0-10 dB SNR, as in a bar or on a street;
 - reverb: Freeverb (pedalboard.Reverb: comb and all-pass filters, not an impulse response);
-- phone_codec: a VoIP call, Opus narrowband at 6-12 kbit/s through FFmpeg (not GSM), behind
+- phone_codec: a VoIP call, Opus at 6-12 kbit/s through FFmpeg (not GSM), behind
   pedalboard's filters;
 - speed: soxr resampling (librosa), not acr's polyphase kernel;
 - pitch: Rubber Band (pedalboard.PitchShift), not acr's phase vocoder;
@@ -30,7 +30,8 @@ import contextvars
 import functools
 import io
 import shutil
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 
 import av
 import librosa
@@ -105,8 +106,6 @@ def _espeak_sentence(
     voice: str, words: str, speed: int, pitch: int, sample_rate: int
 ) -> np.ndarray:
     """One sentence from espeak-ng at ``sample_rate`` (its stdout WAV, decoded in memory)."""
-    import subprocess
-
     command = [ESPEAK, "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", words]
     try:
         wav = subprocess.run(command, check=True, capture_output=True, timeout=60).stdout
@@ -122,16 +121,21 @@ def _espeak_sentence(
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
-def _recorded_talker(folder: str, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
-    """CROWD_BANK_S of recordings from ``folder`` (utterances in a random order), with pauses."""
-    files = recordings(folder)
+def _talker(
+    say: Callable[[], np.ndarray], sample_rate: int, rng: np.random.Generator
+) -> np.ndarray:
+    """CROWD_BANK_S of one talker at unit RMS: utterances from ``say`` with pauses between."""
     parts, have = [], 0
     while have < CROWD_BANK_S * sample_rate:
-        utterance = load_audio(str(rng.choice(files)), sample_rate)
+        utterance = say()
         pause = np.zeros(int(rng.uniform(0.1, 0.8) * sample_rate), np.float32)
         parts += [utterance, pause]
         have += len(utterance) + len(pause)
-    return np.concatenate(parts)
+    speech = np.concatenate(parts)
+    level = np.sqrt(power(speech))
+    if level == 0.0:
+        raise ValueError("the crowd's speech is silent")
+    return (speech / level).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)
@@ -144,33 +148,31 @@ def crowd_bank(sample_rate: int, speech_dir: str | None = None) -> tuple[np.ndar
     query set is the same whichever worker makes which query. Needs espeak-ng on PATH, or
     ``speech_dir``.
     """
+    rng = np.random.default_rng(20261206)
     if speech_dir is not None:
-        rng = np.random.default_rng(20261206)
-        talkers = [
-            _recorded_talker(speech_dir, sample_rate, rng) for _ in range(CROWD_BANK_TALKERS)
-        ]
-        silent = [index for index, talker in enumerate(talkers) if power(talker) == 0.0]
-        if silent:
-            raise ValueError(f"speech_dir {speech_dir}: its recordings are silent")
-        return tuple((talker / np.sqrt(power(talker))).astype(np.float32) for talker in talkers)
+        files = recordings(speech_dir)
+
+        def recorded() -> np.ndarray:
+            return load_audio(str(rng.choice(files)), sample_rate)
+
+        try:
+            return tuple(_talker(recorded, sample_rate, rng) for _ in range(CROWD_BANK_TALKERS))
+        except ValueError as error:
+            raise ValueError(f"speech_dir {speech_dir}: {error}") from error
     if shutil.which(ESPEAK) is None:
         raise ValueError(
             f"the field suite's crowd noise needs {ESPEAK} on PATH (apt-get install espeak-ng)"
         )
-    rng = np.random.default_rng(20261206)
     bank = []
     for talker in range(CROWD_BANK_TALKERS):
         voice = f"{CROWD_VOICES[talker % len(CROWD_VOICES)]}+{rng.choice(CROWD_VARIANTS)}"
         speed, pitch = int(rng.integers(130, 200)), int(rng.integers(15, 85))
-        parts, have = [], 0
-        while have < CROWD_BANK_S * sample_rate:
+
+        def spoken(voice: str = voice, speed: int = speed, pitch: int = pitch) -> np.ndarray:
             words = " ".join(rng.choice(CROWD_WORDS, size=int(rng.integers(5, 15))))
-            sentence = _espeak_sentence(voice, words, speed, pitch, sample_rate)
-            pause = np.zeros(int(rng.uniform(0.1, 0.8) * sample_rate), np.float32)
-            parts += [sentence, pause]
-            have += len(sentence) + len(pause)
-        speech = np.concatenate(parts)
-        bank.append((speech / np.sqrt(power(speech))).astype(np.float32))
+            return _espeak_sentence(voice, words, speed, pitch, sample_rate)
+
+        bank.append(_talker(spoken, sample_rate, rng))
     return tuple(bank)
 
 
@@ -208,6 +210,7 @@ def _freeverb(audio: np.ndarray, sample_rate: int, room_size: float, wet: float)
 
 
 def _band(audio: np.ndarray, sample_rate: int, low_hz: float, high_hz: float) -> np.ndarray:
+    """A band limit of 24 dB an octave either side: each pedalboard filter is 12 dB, so two."""
     board = pedalboard.Pedalboard(
         [
             pedalboard.HighpassFilter(cutoff_frequency_hz=low_hz),
@@ -220,8 +223,9 @@ def _band(audio: np.ndarray, sample_rate: int, low_hz: float, high_hz: float) ->
 
 
 def opus_call(audio: np.ndarray, sample_rate: int, bitrate: int) -> np.ndarray:
-    """A round trip through FFmpeg's libopus at ``bitrate`` bit/s, 8 kHz (a VoIP call),
-    time-aligned to the input (Opus's pre-skip removed) and back at ``sample_rate``."""
+    """A round trip through FFmpeg's libopus at ``bitrate`` bit/s (a VoIP call), back at
+    ``sample_rate`` and aligned with the input within a millisecond (FFmpeg's decoder drops
+    Opus's pre-skip)."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="ogg") as container:
         stream = container.add_stream("libopus", rate=48000)
