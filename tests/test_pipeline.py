@@ -105,10 +105,15 @@ def test_the_synthetic_chain_runs_skips_when_current_and_redoes_what_changed(
     assert files_of(output) == before  # nothing rewritten, not even pipeline.json
     assert again.top1 == summary.top1 and again.artifacts == summary.artifacts
 
-    shorter = run_pipeline(output=str(output), **{**tiny, "query_lengths_s": [1.0]})
+    shorter = run_pipeline(
+        output=str(output), **{**tiny, "query_lengths_s": [1.0], "field_queries": False}
+    )
     statuses = shorter.statuses()
     assert [statuses[stage] for stage in SYNTHETIC_ORDER] == ["skipped"] * 5 + ["ran"] * 4
     assert shorter.queries == 8
+    assert shorter.field_top1 == {} and shorter.field_queries == 0
+    assert not (output / "queries" / "field").exists()
+    assert not (output / "evaluate" / "report-field.json").exists()
     assert not any("length_s=3" in bucket for bucket in shorter.top1["hybrid"])
     checkpoint = summary.artifacts["checkpoint"]
     assert Path(checkpoint).read_bytes() == before[str(Path(checkpoint).relative_to(output))][0]

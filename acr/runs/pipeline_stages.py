@@ -167,6 +167,8 @@ def queries_stage(context: StageContext) -> dict[str, str]:
     sets = [("validation", plan.seed + VALIDATION_SEED_OFFSET, "acr"), ("test", plan.seed, "acr")]
     if plan.field_queries:
         sets.append(("field", plan.seed, "field"))
+    else:  # a field set of an earlier run is not this run's
+        shutil.rmtree(plan.output / "queries" / "field", ignore_errors=True)
     for name, seed, suite in sets:
         folder = plan.output / "queries" / name
         shutil.rmtree(folder, ignore_errors=True)  # no clip of an earlier set stays behind
@@ -214,14 +216,18 @@ def fuse_stage(context: StageContext) -> dict[str, str]:
 
 def evaluate_stage(context: StageContext) -> dict[str, str]:
     """Top-1, top-k and MRR per engine and fused, per bucket, with bootstrap intervals, on the
-    test queries."""
+    test queries (and on the field suite's, with ``field_queries``)."""
     plan = context.plan
     outputs = {}
-    for name, output in (("test", "evaluation"), ("field", "field_evaluation")):
+    for name, output, file in (
+        ("test", "evaluation", "report.json"),
+        ("field", "field_evaluation", "report-field.json"),
+    ):
+        path = plan.output / "evaluate" / file
         queries = context.upstream["queries"].get(f"{name}_queries")
-        if queries is None:  # no field queries asked for
+        if queries is None:  # no field queries asked for; an earlier run's report goes
+            path.unlink(missing_ok=True)
             continue
-        path = plan.output / "evaluate" / ("report.json" if name == "test" else "report-field.json")
         evaluate_index(
             context.upstream["index"]["index"],
             queries,

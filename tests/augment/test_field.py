@@ -1,6 +1,8 @@
 """The field suite (acr.augment.field): the same names as acr's own degradations, made by
 independent generators, each doing what its name says, reproducibly."""
 
+from typing import get_args
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +10,14 @@ from fixtures_signals import SAMPLE_RATE, melody, music_like, peak_frequency_hz,
 
 from acr.audio import load_audio, save_audio
 from acr.augment import field
-from acr.augment.degradations import DEGRADATION_NAMES, FIELD_DEGRADATIONS, HUMMING, degrade
+from acr.augment.degradations import (
+    DEGRADATION_NAMES,
+    FIELD_DEGRADATIONS,
+    HUMMING,
+    SUITES,
+    Suite,
+    degrade,
+)
 from acr.data.query_sets import make_queries
 
 DAMAGE = [name for name in DEGRADATION_NAMES if name != HUMMING]
@@ -16,6 +25,7 @@ DAMAGE = [name for name in DEGRADATION_NAMES if name != HUMMING]
 
 def test_the_field_suite_names_every_degradation_of_acrs_own() -> None:
     assert tuple(FIELD_DEGRADATIONS) == DEGRADATION_NAMES
+    assert get_args(Suite) == tuple(SUITES)  # the CLI's choices are the registry's suites
 
 
 @pytest.mark.parametrize("degradation", DAMAGE)
