@@ -164,7 +164,7 @@ DEGRADATION_NAMES: tuple[str, ...] = tuple(DEGRADATIONS)
 FIELD_DEGRADATIONS: dict[str, Degradation] = {
     degradation.name: degradation
     for degradation in (
-        Degradation("clean", field.field_clean),
+        Degradation("clean", _degrade_clean),  # an unchanged copy: nothing to generate
         Degradation("noise", field.field_noise),
         Degradation("reverb", field.field_reverb),
         Degradation("phone_codec", field.field_phone),

@@ -255,10 +255,6 @@ def _sign(rng: np.random.Generator) -> float:
     return 1.0 if rng.random() < 0.5 else -1.0
 
 
-def field_clean(audio: np.ndarray, sample_rate: int, rng: np.random.Generator):
-    return audio.copy(), {}
-
-
 def field_noise(audio: np.ndarray, sample_rate: int, rng: np.random.Generator):
     snr_db = float(rng.uniform(*CROWD_SNR_DB_RANGE))
     noise, params = crowd(len(audio), sample_rate, rng)

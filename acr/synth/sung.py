@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, signal
 
+from acr.audio import rms
+
 TRACK_RATE_HZ = 8000  # pyin runs on the excerpt resampled to this rate: 1 kHz pitch, half the cost
 TRACK_HOP_S = 0.01
 FMIN_HZ = 65.0
@@ -300,5 +302,5 @@ def _breath(
 
 
 def _unit_rms(audio: np.ndarray) -> np.ndarray:
-    rms = float(np.sqrt(np.mean(np.square(audio)))) if len(audio) else 0.0
-    return audio / rms if rms > 1e-12 else audio
+    level = rms(audio) if len(audio) else 0.0
+    return audio / level if level > 1e-12 else audio
