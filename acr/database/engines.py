@@ -38,6 +38,7 @@ class DatabaseFingerprint(FingerprintEngine):
         super().__init__(settings)
         self.reader = reader
         self._grids: list | None = None
+        self._numbers: dict[str, int] = {}  # a search view's track ids -> database numbers
 
     @property
     def track_ids(self) -> list[str]:
@@ -65,7 +66,14 @@ class DatabaseFingerprint(FingerprintEngine):
             )
         ]  # fmt: skip
         view._added, view._memory = [], None
+        view._numbers = dict(zip(track_ids, numbers.tolist()))
         return FingerprintEngine.search(view, audio, top_k)
+
+    def _spectra(self, requests: list[tuple[str, int, int]]) -> list[np.ndarray | None]:
+        """The candidates' verification spectrograms, read from acr_spectra in one statement
+        (a search's view knows the database numbers of the tracks its postings named)."""
+        requests = [(self._numbers[track_id], first, end) for track_id, first, end in requests]
+        return self.reader.spectra(requests, self.settings.verification_bands)
 
     def _query_grids(self, audio: np.ndarray) -> list:
         return self._grids if self._grids is not None else super()._query_grids(audio)
@@ -165,6 +173,7 @@ def open_engines(reader: DatabaseReader) -> dict[str, Engine]:
     for name in sorted(recorded_engines, key=list(ENGINE_REGISTRY).index):
         recorded = recorded_engines[name]
         if name == "fingerprint":
+            recorded = {**FingerprintSettings.UNRECORDED, **recorded}
             settings = read_settings(FingerprintSettings, recorded, where)
             engines[name] = DatabaseFingerprint(settings, reader)
         elif name == "embedding":

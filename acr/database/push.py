@@ -39,6 +39,7 @@ from acr.retrieval.windows import WindowIndex
 ENGINES = ("fingerprint", "embedding")  # what the database holds; melody stays in files
 HNSW_BUILD_MEMORY = "512MB"  # a graph that fits is built without spilling (pgvector's advice)
 COPY_BLOCK = 1 << 20  # postings (or windows) encoded and sent at a time
+SPECTRA_BLOCK_BYTES = 1 << 25  # verification spectrograms sent at a time (~10 h of audio)
 # Settings that may differ between two pushes of one catalog: where the checkpoint was read.
 UNCOMPARED = {"checkpoint"}
 COPY_POSTINGS = "COPY acr_postings (hash, track, frame) FROM STDIN (FORMAT BINARY)"
@@ -126,7 +127,9 @@ def push_index(index: str, database: str) -> PushSummary:
             db.execute(windows_schema(meta["embedding_dim"], VectorIndexSettings(**meta["hnsw"])))
         if summary.added:
             # Index-only lookups need the visibility map that VACUUM sets; ANALYZE the plans.
-            tables = "acr_tracks, acr_postings" + (", acr_windows" if "embedding" in names else "")
+            tables = "acr_tracks, acr_postings, acr_spectra" + (
+                ", acr_windows" if "embedding" in names else ""
+            )
             db.execute(f"VACUUM (ANALYZE) {tables}")
     return summary
 
@@ -210,6 +213,7 @@ def _push_segment(
             (part,) = engine._parts
             number_of = np.array([numbers.get(t, -1) for t in engine._track_ids], np.int64)
             postings = _copy_postings(db, part, number_of)
+            _insert_spectra(db, part, number_of, engine.settings.verification_bands)
         if "embedding" in names:
             windows_index = WindowIndex.open([folder / "embedding" / "hnsw"], [sorted(removed)])
             windows = _copy_index_windows(db, windows_index, numbers)
@@ -259,6 +263,31 @@ def _copy_postings(db: Any, part: Postings, number_of: np.ndarray) -> int:
     return written
 
 
+def _insert_spectra(db: Any, part: Postings, number_of: np.ndarray, bands: int) -> None:
+    """A part's verification spectrograms of the tracks given a database number, a block of
+    about SPECTRA_BLOCK_BYTES at a time."""
+    if not bands or part.spectra is None or part.spectrum_starts is None:
+        return
+    numbers, blobs, size = [], [], 0
+    for track in np.flatnonzero(number_of >= 0):
+        first, end = int(part.spectrum_starts[track]), int(part.spectrum_starts[track + 1])
+        numbers.append(int(number_of[track]))
+        blobs.append(np.ascontiguousarray(part.spectra[first:end]).tobytes())
+        size += len(blobs[-1])
+        if size >= SPECTRA_BLOCK_BYTES:
+            _spectra_rows(db, numbers, blobs)
+            numbers, blobs, size = [], [], 0
+    if numbers:
+        _spectra_rows(db, numbers, blobs)
+
+
+def _spectra_rows(db: Any, numbers: list[int], blobs: list[bytes]) -> None:
+    db.execute(
+        "INSERT INTO acr_spectra (track, spectrum) SELECT * FROM unnest(%s::int[], %s::bytea[])",
+        (numbers, blobs),
+    )
+
+
 def _posting_rows(hashes: np.ndarray, tracks: np.ndarray, frames: np.ndarray) -> bytes:
     rows = np.empty(len(hashes), _POSTING_ROW)
     rows["fields"], rows["n1"], rows["n2"], rows["n3"] = 3, 4, 4, 4
@@ -305,7 +334,7 @@ def add_track(
     track_id: str,
     audio_s: float,
     source: str,
-    landmarks: tuple[np.ndarray, np.ndarray] | None,
+    landmarks: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None,
     windows: tuple[np.ndarray, np.ndarray] | None,
 ) -> int:
     """One track's features (extracted by the caller with the database's engines) in one
@@ -314,9 +343,11 @@ def add_track(
         bump_version(db)
         (number,) = _insert_tracks(db, [track_id], [audio_s], [source]).values()
         if landmarks is not None:
-            hashes, frames = landmarks
+            hashes, frames, spectrum = landmarks
             with _binary_copy(db, COPY_POSTINGS) as write:
                 write(_posting_rows(hashes, np.full(len(hashes), number), frames))
+            if spectrum is not None:
+                _spectra_rows(db, [number], [np.ascontiguousarray(spectrum).tobytes()])
         if windows is not None:
             vectors, starts = windows
             with _binary_copy(db, COPY_WINDOWS) as write:
@@ -344,6 +375,7 @@ def remove_tracks(database: str, track_ids: Sequence[str]) -> int:
             raise DatabaseError(f"track {missing[0]!r} is not in the database; nothing removed")
         numbers = [row[1] for row in rows]
         db.execute("DELETE FROM acr_postings WHERE track = ANY(%s)", (numbers,))
+        db.execute("DELETE FROM acr_spectra WHERE track = ANY(%s)", (numbers,))
         if db.execute("SELECT to_regclass('acr_windows') IS NOT NULL").fetchone()[0]:
             db.execute("DELETE FROM acr_windows WHERE track = ANY(%s)", (numbers,))
         db.execute("DELETE FROM acr_tracks WHERE number = ANY(%s)", (numbers,))
@@ -368,7 +400,7 @@ def add_audio(
     landmarks = windows = None
     if "fingerprint" in engines:
         extracted = engines["fingerprint"].extractor()(resampled(engines["fingerprint"]))
-        landmarks = (extracted.hashes, extracted.frames)
+        landmarks = (extracted.hashes, extracted.frames, extracted.spectrum)
     if "embedding" in engines:
         embedded = engines["embedding"].embed_track(resampled(engines["embedding"]))
         windows = (embedded.vectors, embedded.starts_s)

@@ -10,6 +10,9 @@ Tables (all named ``acr_*``, so the catalog can share a database with an applica
     acr_postings   (hash, track, frame): one landmark each, a B-tree on hash that carries
                    track and frame (index-only lookups), a BRIN on track (rows arrive in track
                    order, so deleting a track finds its rows from a few kB of index)
+    acr_spectra    (track, spectrum): a track's verification spectrogram (uint8 frames of
+                   verification_bands bytes, acr.retrieval.fingerprint.verification); a
+                   search reads the byte ranges of its best candidates only
     acr_windows    (track, start_s, embedding vector(D)): an HNSW index (inner product) and a
                    B-tree on (track, start_s) for the sequence rescoring
 
@@ -78,6 +81,7 @@ CREATE TABLE IF NOT EXISTS acr_postings (
 );
 CREATE INDEX IF NOT EXISTS acr_postings_hash ON acr_postings (hash) INCLUDE (track, frame);
 CREATE INDEX IF NOT EXISTS acr_postings_track ON acr_postings USING brin (track);
+CREATE TABLE IF NOT EXISTS acr_spectra (track integer PRIMARY KEY, spectrum bytea NOT NULL);
 """
 
 

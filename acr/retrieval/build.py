@@ -494,7 +494,8 @@ def _check_same_settings(directory: Path, state: IndexState, engines: dict[str, 
         )
     for name, engine in engines.items():
         requested = json.loads(json.dumps(engine.recorded_settings()))
-        recorded = state.engines[name]
+        # A setting added since the build started was what UNRECORDED says.
+        recorded = {**getattr(engine.settings, "UNRECORDED", {}), **state.engines[name]}
         for key, value in requested.items():
             if key == "checkpoint" or recorded.get(key) == value:
                 continue  # the same model may sit at another path

@@ -71,6 +71,9 @@ def test_init_is_idempotent_and_bad_urls_are_refused(database: str, postgres) ->
         DatabaseReader(database)
 
 
+RATE_FRAMES = 8000 / 256  # the fingerprint's STFT frames a second
+
+
 def test_fingerprint_answers_are_those_of_the_index_directory(
     fingerprint_index: Path, songs: Path, database: str
 ) -> None:
@@ -87,6 +90,14 @@ def test_fingerprint_answers_are_those_of_the_index_directory(
         ]
         right += bool(b.matches) and b.matches[0].track_id == song
     assert right >= 22
+    # Each track's verification spectrogram went in whole: 30 bands a frame, ~31 frames a s.
+    spectra = DatabaseReader(database).execute(
+        "SELECT t.track_id, length(s.spectrum), t.audio_s FROM acr_spectra s"
+        " JOIN acr_tracks t ON t.number = s.track"
+    )
+    assert len(spectra) == len(SEEDS)
+    for track_id, size, audio_s in spectra:
+        assert size % 30 == 0 and abs(size / 30 - audio_s * RATE_FRAMES) < 5, track_id
     again = push_index(str(fingerprint_index), database)
     assert (again.added, again.present, again.postings) == (0, len(SEEDS), 0)
 
@@ -153,6 +164,7 @@ def test_removed_tracks_are_never_answered_and_unknown_ids_change_nothing(
     left = reader.execute("SELECT count(*) FROM acr_postings")[0][0]
     assert left == reader.execute("SELECT count(*) FROM acr_postings p JOIN acr_tracks t"
                                   " ON p.track = t.number")[0][0]  # fmt: skip
+    assert reader.execute("SELECT count(*) FROM acr_spectra")[0][0] == len(SEEDS) - 1
 
 
 def test_another_catalog_is_refused(

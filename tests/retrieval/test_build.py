@@ -92,6 +92,39 @@ def test_resume_continues_a_partial_index_without_duplicates(catalog: Path, tmp_
     assert again.items == complete.items
 
 
+def test_a_build_started_before_verification_resumes_without_spectrograms(
+    catalog: Path, tmp_path: Path
+) -> None:
+    """index.json and the segments of a partial build from before verification name neither
+    setting: resumed as it was (``verification_bands`` 0) it completes, and resumed with the
+    spectrograms it is told which setting differs."""
+    import json
+
+    from acr.retrieval.fingerprint.engine import FingerprintSettings
+
+    tracks = read_catalog(catalog)
+    write_table(tracks.head(3), tmp_path / "first_three.csv")
+    partial = tmp_path / "partial"
+    before = FingerprintSettings(verification_bands=0)
+    build_index(tmp_path / "first_three.csv", partial, "fingerprint", workers=1, fingerprint=before)
+    for manifest in [partial / "index.json", *partial.glob("segment-*/fingerprint/*.json")]:
+        recorded = json.loads(manifest.read_text())
+        settings = (
+            recorded["engines"]["fingerprint"] if "engines" in recorded else recorded["settings"]
+        )
+        del settings["verification_bands"], settings["verify_candidates"]
+        manifest.write_text(json.dumps(recorded))
+    with pytest.raises(IndexDirectoryError, match="fingerprint.verification_bands=0, not 30"):
+        build_index(catalog, partial, "fingerprint", resume=True, workers=1)
+    resumed = build_index(
+        catalog, partial, "fingerprint", resume=True, workers=1, fingerprint=before
+    )
+    engine = load_engines(partial)["fingerprint"]
+    assert resumed.tracks == len(engine.track_ids) == 6
+    assert engine.settings.verification_bands == 0
+    assert all(part.spectra is None for part in engine._parts)
+
+
 @pytest.mark.slow
 def test_sigkill_midway_then_resume(catalog: Path, tmp_path: Path) -> None:
     """The real thing: kill -9 the CLI after its first snapshot, then --resume."""

@@ -36,6 +36,10 @@ import scipy.sparse
 # Filtered magnitudes below this (a tone at about -110 dBFS) are silence: no peaks there.
 MAGNITUDE_FLOOR = 1e-3
 SPAN_S = 120.0  # a long track is fingerprinted this much at a time (LandmarkExtractor.in_spans)
+# A verification spectrogram is stored in uint8 steps of this many natural-log units (0.43 dB)
+# above the floor: 12.75 units (111 dB) of range, more than the peaks' own.
+SPECTRUM_STEP = 0.05
+SPECTRUM_FLOOR = math.log(MAGNITUDE_FLOOR)
 
 
 class Peaks(NamedTuple):
@@ -46,10 +50,12 @@ class Peaks(NamedTuple):
 
 
 class Landmarks(NamedTuple):
-    """A track's features: one 32-bit hash per landmark and the frame of its anchor peak."""
+    """A track's features: one 32-bit hash per landmark and the frame of its anchor peak, and
+    its coarse spectrogram for verifying candidates (None where ``verification_bands`` is 0)."""
 
     hashes: np.ndarray  # uint32
     frames: np.ndarray  # int32
+    spectrum: np.ndarray | None = None  # uint8 [frames, verification_bands], see band_spectrum
 
 
 def fill_unset(settings: object, presets: dict[str, float]) -> None:
@@ -105,6 +111,7 @@ class LandmarkExtractor:
     max_pair_frames: int | None = None
     max_pair_bins: int = 63
     hash_peaks: int = 2
+    verification_bands: int = 30
 
     # What a None setting becomes, per hash_peaks. Pairs: acr 0.2's landmarks. Triplets:
     # 4 targets (6 triplets an anchor) from 22 peaks a second, 128 postings a second of audio,
@@ -120,6 +127,13 @@ class LandmarkExtractor:
         if self.hash_peaks not in self.PRESETS:
             raise ValueError(f"hash_peaks must be 2 (pairs) or 3 (triplets), got {self.hash_peaks}")
         fill_unset(self, self.PRESETS[self.hash_peaks])
+        if self.verification_bands < 0 or (
+            self.verification_bands and self.bin_count % self.verification_bands
+        ):
+            raise ValueError(
+                f"verification_bands must divide bin_count ({self.bin_count}) or be 0,"
+                f" got {self.verification_bands}"
+            )
         if self.hash_bits > 32:
             raise ValueError(f"hash fields need {self.hash_bits} bits; at most 32 fit")
         top_hz = self.min_frequency_hz * 2.0 ** (self.bin_count / self.bins_per_octave)
@@ -144,13 +158,33 @@ class LandmarkExtractor:
 
     def __call__(self, audio: np.ndarray) -> Landmarks:
         """The landmarks of one catalog track (mono float32 at ``sample_rate``)."""
-        return self.of_peaks(self.peaks(audio, self.peaks_per_second))
+        spectrum = self.spectrogram(audio)
+        peaks = self._peaks(spectrum, self.peaks_per_second)
+        anchors, targets = self.landmarks(peaks, self.fanout)
+        hashes, valid, frames = self.hash_landmarks(peaks, anchors, targets, 0.0, 1.0)
+        return Landmarks(hashes[valid], frames[valid].astype(np.int32), self.stored(spectrum))
 
     def of_peaks(self, peaks: Peaks) -> Landmarks:
-        """The landmarks of a catalog track's peaks (as :meth:`peaks` finds them)."""
+        """The landmarks of a catalog track's peaks (as :meth:`peaks` finds them), without a
+        verification spectrogram (benchmarks that make peaks without audio)."""
         anchors, targets = self.landmarks(peaks, self.fanout)
         hashes, valid, frames = self.hash_landmarks(peaks, anchors, targets, 0.0, 1.0)
         return Landmarks(hashes[valid], frames[valid].astype(np.int32))
+
+    def band_spectrum(self, spectrum: np.ndarray) -> np.ndarray:
+        """A spectrogram's ``verification_bands`` bands (the log of each band's mean magnitude),
+        [bands, frames] float32: what a candidate is verified on (FingerprintEngine.search)."""
+        width = self.bin_count // self.verification_bands
+        magnitude = np.exp(spectrum).reshape(self.verification_bands, width, -1).mean(axis=1)
+        return np.log(magnitude).astype(np.float32)
+
+    def stored(self, spectrum: np.ndarray) -> np.ndarray | None:
+        """:meth:`band_spectrum` as an index stores it: uint8 [frames, bands], SPECTRUM_STEP
+        natural-log units a step above SPECTRUM_FLOOR; None where verification_bands is 0."""
+        if not self.verification_bands:
+            return None
+        steps = (self.band_spectrum(spectrum) - SPECTRUM_FLOOR) / SPECTRUM_STEP
+        return np.ascontiguousarray(np.clip(np.rint(steps), 0, 255).astype(np.uint8).T)
 
     def spectrogram(self, audio: np.ndarray) -> np.ndarray:
         """Log-magnitude log-frequency spectrogram, [bin_count, frames]; no frames when the
@@ -221,7 +255,7 @@ class LandmarkExtractor:
         period_frames = self.sample_rate // math.gcd(self.sample_rate, self.hop_size)
         span = max(1, round(span_s * self.sample_rate / hop / period_frames)) * period_frames
         margin = math.ceil((self.max_pair_frames + 1) / period_frames) * period_frames
-        hashes, frames = [], []
+        hashes, frames, spectra = [], [], []
         start, end = 0, np.inf  # frames; the track's end is known once a read comes back short
         while start < end:
             first = max(start - radius, 0)
@@ -239,10 +273,16 @@ class LandmarkExtractor:
             valid &= anchor_frames < stop
             hashes.append(span_hashes[valid])
             frames.append(anchor_frames[valid].astype(np.int32))
+            spectra.append(self.stored(spectrum[:, start - first : stop - first]))
             start = stop
         if not hashes:
-            return Landmarks(np.zeros(0, np.uint32), np.zeros(0, np.int32))
-        return Landmarks(np.concatenate(hashes), np.concatenate(frames))
+            return Landmarks(
+                np.zeros(0, np.uint32),
+                np.zeros(0, np.int32),
+                self.stored(np.zeros((self.bin_count, 0), np.float32)),
+            )
+        spectrum = None if spectra[0] is None else np.concatenate(spectra)
+        return Landmarks(np.concatenate(hashes), np.concatenate(frames), spectrum)
 
     @staticmethod
     def _refine(spectrum: np.ndarray, bins: np.ndarray, frames: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from acr.augment.effects import add_noise, change_speed, shift_pitch
-from acr.retrieval.engine import IndexDirectoryError
+from acr.retrieval.engine import IndexDirectoryError, TrackMatch
 from acr.retrieval.fingerprint.engine import FingerprintEngine, FingerprintSettings
 from acr.retrieval.fingerprint.landmarks import Landmarks
 from acr.synth import synthesize_track
@@ -161,7 +161,7 @@ def _changed_queries(tracks: list[np.ndarray]) -> list[np.ndarray]:
 def test_a_changed_hypothesis_answers_only_with_ratio_times_the_votes(tracks, hash_peaks) -> None:
     """The answer under every hypothesis replaces the answer as the query sounds only when its
     best track has ``changed_vote_ratio`` times the votes of the latter's."""
-    plain = {"hash_peaks": hash_peaks, "sure_votes": 0}
+    plain = {"hash_peaks": hash_peaks, "sure_votes": 0, "verify_candidates": 0}
     as_it_sounds = _built(tracks, **plain, max_pitch_shift_semitones=0.0, speed_factors=())
     every = _built(tracks, **plain, changed_vote_ratio=1.0)
     queries = _changed_queries(tracks)
@@ -180,10 +180,11 @@ def test_a_changed_hypothesis_answers_only_with_ratio_times_the_votes(tracks, ha
 def test_a_sure_answer_as_the_query_sounds_stops_the_search(tracks) -> None:
     """With ``sure_votes``, a best track with that many votes as the query sounds is the
     answer; below it, every hypothesis is searched (the triplet preset: 20)."""
-    as_it_sounds = _built(tracks, hash_peaks=3, max_pitch_shift_semitones=0.0, speed_factors=())
-    engine = _built(tracks, hash_peaks=3)
+    votes = {"hash_peaks": 3, "verify_candidates": 0}
+    as_it_sounds = _built(tracks, **votes, max_pitch_shift_semitones=0.0, speed_factors=())
+    engine = _built(tracks, **votes)
     assert engine.settings.sure_votes == 20
-    full = _built(tracks, hash_peaks=3, sure_votes=0, changed_vote_ratio=1.0)
+    full = _built(tracks, **votes, sure_votes=0, changed_vote_ratio=1.0)
     stopped = searched = 0
     for query in _changed_queries(tracks):
         first = as_it_sounds.search(query)
@@ -207,7 +208,7 @@ def test_save_load_round_trip(engine, tracks, tmp_path: Path) -> None:
     # The postings are the files' pages (shared by every process that loads the index), not
     # copies: a reader's own memory does not grow with the index.
     (part,) = loaded._parts
-    for name in ("keys", "starts", "tracks", "frames"):
+    for name in ("keys", "starts", "tracks", "frames", "spectra"):
         postings = getattr(part, name)
         assert isinstance(postings, np.memmap)
         assert Path(postings.filename) == tmp_path / f"{name}.npy"
@@ -236,7 +237,7 @@ def test_parts_search_as_one_index_and_removed_tracks_are_never_returned(
     parts.save(tmp_path / "merged")
     merged = FingerprintEngine.load(tmp_path / "merged")
     assert merged.item_count == fresh.item_count < parts.item_count
-    for name in ("keys", "starts", "tracks", "frames"):
+    for name in ("keys", "starts", "tracks", "frames", "spectra", "spectrum_starts"):
         assert np.array_equal(getattr(merged._parts[0], name), getattr(fresh._all_parts()[0], name))
     answered = 0
     for number, _, clip in excerpts(tracks, QUERY_S):
@@ -298,6 +299,63 @@ def test_duplicate_track_id_is_rejected(tracks) -> None:
     engine.add_audio("song", tracks[0][: 5 * SAMPLE_RATE])
     with pytest.raises(ValueError, match="already"):
         engine.add("song", Landmarks(np.zeros(1, np.uint32), np.zeros(1, np.int32)))
+    with pytest.raises(ValueError, match="verify_candidates must be >= 0"):
+        FingerprintSettings(verify_candidates=-1)
+
+
+def test_verification_ranks_first_the_candidate_that_sounds_like_the_query(tracks) -> None:
+    """Given a chance match with four times the votes and the right track at its offset, the
+    right track comes first; as it does pitch-shifted or sped up under its hypothesis. With
+    verification off the votes' order stands. Scores stay the votes."""
+    engine = _built(tracks, hash_peaks=2)
+    for number, start_s, clip in excerpts(tracks, QUERY_S)[:4]:
+        decoy = f"song{(number + 1) % TRACK_COUNT}"
+        for query, speed, semitones in [
+            (clip, 1.0, 0.0),
+            (shift_pitch(clip, SAMPLE_RATE, 1.0), 1.0, 1.0),
+            (change_speed(clip, SAMPLE_RATE, 1.05), 1.05, 0.0),
+        ]:
+            right = TrackMatch(f"song{number}", 5.0, start_s, speed, semitones)
+            chance = TrackMatch(decoy, 20.0, 10.0)
+            assert engine._verified(query, [chance, right], 5) == [right, chance]
+            assert engine._verified(query, [right, chance], 5) == [right, chance]
+        unverified = engine.with_search_settings(verify_candidates=0)
+        assert unverified._verified(clip, [chance, right], 5) == [chance, right]
+
+
+def test_an_index_written_before_verification_is_searched_by_votes(tracks, tmp_path) -> None:
+    """Its settings name no ``verification_bands`` and it has no spectra: it is read as
+    storing none, and ranks by votes."""
+    engine = _built(tracks[:4])
+    engine.save(tmp_path)
+    manifest = json.loads((tmp_path / "fingerprint.json").read_text())
+    del manifest["settings"]["verification_bands"], manifest["settings"]["verify_candidates"]
+    (tmp_path / "fingerprint.json").write_text(json.dumps(manifest))
+    (tmp_path / "spectra.npy").unlink()
+    (tmp_path / "spectrum_starts.npy").unlink()
+    loaded = FingerprintEngine.load(tmp_path)
+    assert loaded.settings.verification_bands == 0 and loaded._parts[0].spectra is None
+    by_votes = engine.with_search_settings(verify_candidates=0)
+    for _, _, clip in excerpts(tracks[:4], 1.0):
+        noisy = add_noise(clip, -5.0, np.random.default_rng(1))
+        assert loaded.search(noisy, top_k=8) == by_votes.search(noisy, top_k=8)
+
+
+def test_missing_or_inconsistent_spectra_are_refused(tracks, tmp_path) -> None:
+    engine = _built(tracks[:3])
+    engine.save(tmp_path)
+    starts = np.load(tmp_path / "spectrum_starts.npy")
+    np.save(tmp_path / "spectrum_starts.npy", starts[::-1])
+    with pytest.raises(IndexDirectoryError, match="spectrum_starts.npy: not where"):
+        FingerprintEngine.load(tmp_path)
+    np.save(tmp_path / "spectrum_starts.npy", starts[:-1])
+    with pytest.raises(IndexDirectoryError, match="spectrum_starts.npy: 3 entries for the 3"):
+        FingerprintEngine.load(tmp_path)
+    (tmp_path / "spectra.npy").unlink()
+    with pytest.raises(IndexDirectoryError, match="spectra.npy: missing"):
+        FingerprintEngine.load(tmp_path)
+    with pytest.raises(ValueError, match="'bare'.*verification spectrogram of 30 bands"):
+        engine.add("bare", Landmarks(np.zeros(1, np.uint32), np.zeros(1, np.int32)))
 
 
 @pytest.mark.parametrize(

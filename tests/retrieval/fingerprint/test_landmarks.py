@@ -12,7 +12,12 @@ import soundfile
 
 from acr.audio import audio_info, read_audio, read_resampled, resample
 from acr.retrieval.fingerprint.engine import FingerprintSettings
-from acr.retrieval.fingerprint.landmarks import LandmarkExtractor, Peaks
+from acr.retrieval.fingerprint.landmarks import (
+    SPECTRUM_FLOOR,
+    SPECTRUM_STEP,
+    LandmarkExtractor,
+    Peaks,
+)
 from acr.synth import synthesize_track
 
 
@@ -29,6 +34,7 @@ def test_a_track_read_in_spans_has_the_landmarks_of_the_whole_track(tmp_path, fi
         spans = extractor.in_spans(read, span_s)
         np.testing.assert_array_equal(spans.hashes, whole.hashes)
         np.testing.assert_array_equal(spans.frames, whole.frames)
+        np.testing.assert_array_equal(spans.spectrum, whole.spectrum)
 
 
 def test_a_span_read_equals_that_span_of_the_whole_file_resampled(tmp_path):
@@ -116,3 +122,31 @@ def test_triplets_spread_a_catalog_over_far_more_hash_values_than_pairs() -> Non
 
     pairs, triplets = collision(LandmarkExtractor()), collision(LandmarkExtractor(**TRIPLETS))
     assert triplets < pairs / 4
+
+
+def test_the_verification_spectrogram_holds_a_tone_in_its_band_at_its_level() -> None:
+    """One uint8 row per STFT frame and one column per two semitones: a 1-kHz tone is loudest
+    in the band of its log-frequency bins, and the stored steps read back as the bands'
+    log magnitudes to within half a step."""
+    extractor = LandmarkExtractor()
+    time = np.arange(4 * extractor.sample_rate) / extractor.sample_rate
+    tone = (0.5 * np.sin(2 * np.pi * 1000.0 * time)).astype(np.float32)
+    spectrum = extractor.spectrogram(tone)
+    stored = extractor(tone).spectrum
+    assert stored.dtype == np.uint8 and stored.shape == (spectrum.shape[1], 30)
+    tone_bin = extractor.bins_per_octave * np.log2(1000.0 / extractor.min_frequency_hz)
+    assert np.bincount(stored.argmax(axis=1)).argmax() == int(tone_bin) // 6
+    bands = extractor.band_spectrum(spectrum)
+    read_back = SPECTRUM_FLOOR + SPECTRUM_STEP * stored.T.astype(np.float32)
+    assert np.abs(read_back - bands).max() <= SPECTRUM_STEP / 2 + 1e-5
+    silence = extractor(np.zeros(2 * extractor.sample_rate, np.float32)).spectrum
+    assert silence.max() == 0  # the magnitude floor is step 0
+
+
+def test_verification_bands_must_divide_the_bins_or_be_none() -> None:
+    with pytest.raises(ValueError, match="verification_bands must divide bin_count"):
+        LandmarkExtractor(verification_bands=7)
+    assert LandmarkExtractor(verification_bands=0)(np.ones(8000, np.float32)).spectrum is None
+    assert (
+        LandmarkExtractor(verification_bands=60)(np.ones(8000, np.float32)).spectrum.shape[1] == 60
+    )
