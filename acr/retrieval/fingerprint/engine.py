@@ -272,12 +272,8 @@ class Postings:
         none."""
         if self.spectra is None or self.spectrum_starts is None:
             return None
+        # The row index was checked whole at load (_read_spectra).
         start, stop = int(self.spectrum_starts[track]), int(self.spectrum_starts[track + 1])
-        check_index(
-            0 <= start <= stop <= len(self.spectra),
-            (self.source or Path("fingerprint index")) / "spectrum_starts.npy",
-            f"track {track}'s frames [{start}, {stop}) lie outside spectra.npy",
-        )
         return self.spectra[min(start + first, stop) : min(start + end, stop)]
 
     @classmethod
