@@ -173,7 +173,6 @@ def open_engines(reader: DatabaseReader) -> dict[str, Engine]:
     for name in sorted(recorded_engines, key=list(ENGINE_REGISTRY).index):
         recorded = recorded_engines[name]
         if name == "fingerprint":
-            recorded = {**FingerprintSettings.UNRECORDED, **recorded}
             settings = read_settings(FingerprintSettings, recorded, where)
             engines[name] = DatabaseFingerprint(settings, reader)
         elif name == "embedding":

@@ -83,9 +83,11 @@ def read_index_json(path: Path, required: tuple[str, ...] = ()) -> dict[str, Any
 
 def read_settings(settings_class: type[T], recorded: object, path: Path) -> T:
     """An engine's settings dataclass from what ``path`` recorded; unknown or impossible
-    settings (TypeError, ValueError from the dataclass) raise IndexDirectoryError."""
+    settings (TypeError, ValueError from the dataclass) raise IndexDirectoryError. A setting
+    the class added since takes its ``UNRECORDED`` value (what files without it did)."""
     if not isinstance(recorded, dict):
         raise IndexDirectoryError(f"{path}: settings must be a JSON object")
+    recorded = {**getattr(settings_class, "UNRECORDED", {}), **recorded}
     try:
         return settings_class(**recorded)
     except (TypeError, ValueError) as error:

@@ -716,10 +716,7 @@ class FingerprintEngine(Engine):
                 f"written by engine {manifest['engine']!r}",
             )
             track_ids = check_track_ids(manifest["track_ids"], manifest_path)
-            recorded = manifest["settings"]
-            if isinstance(recorded, dict):
-                recorded = {**FingerprintSettings.UNRECORDED, **recorded}
-            settings = read_settings(FingerprintSettings, recorded, manifest_path)
+            settings = read_settings(FingerprintSettings, manifest["settings"], manifest_path)
             if engine is None:
                 engine = cls(settings)
             check_index(

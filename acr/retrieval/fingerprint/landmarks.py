@@ -275,12 +275,7 @@ class LandmarkExtractor:
             frames.append(anchor_frames[valid].astype(np.int32))
             spectra.append(self.stored(spectrum[:, start - first : stop - first]))
             start = stop
-        if not hashes:
-            return Landmarks(
-                np.zeros(0, np.uint32),
-                np.zeros(0, np.int32),
-                self.stored(np.zeros((self.bin_count, 0), np.float32)),
-            )
+        # The loop ran at least once (end starts unknown), so every list holds a span.
         spectrum = None if spectra[0] is None else np.concatenate(spectra)
         return Landmarks(np.concatenate(hashes), np.concatenate(frames), spectrum)
 
