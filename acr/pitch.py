@@ -10,7 +10,7 @@ time on one core at 16 kHz, where librosa.pyin (monophonic only) runs about at r
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -37,7 +37,7 @@ SILENCE_DB = -50.0  # frames this far below the clip's loudest frames are unvoic
 # noise 1.6-2.2, hums 6-9, synthetic mixes 2-9 (5th-95th percentiles).
 MIN_PEAK_TO_MEAN = 2.5
 
-SPAN_S = 120.0  # a long track is tracked this much at a time (predominant_pitch_in_spans)
+SPAN_S = 120.0  # a long track is tracked this much at a time (pitch_lines_in_spans)
 SPECTRUM_BLOCK = 1024  # frames of spectrum in memory at once (10 s at the default hop)
 PATH_CONTEXT_S = 10.0  # audio tracked either side of a span, then dropped
 
@@ -78,6 +78,17 @@ class FramePitch(NamedTuple):
     energy: np.ndarray  # sum of the frame's squared weighted magnitudes
 
 
+@dataclass(frozen=True)
+class Line:
+    """Where one line of a mix is tracked: a pitch range, and whether the spectrum is
+    equal-loudness weighted first. Weighted, the lead outweighs the bass (Salamon & Gómez 2012);
+    unweighted, the line is whatever sounds loudest, the bass included."""
+
+    fmin_hz: float = 80.0
+    fmax_hz: float = 1000.0
+    equal_loudness: bool = True
+
+
 def predominant_pitch(
     audio: np.ndarray,
     sample_rate: int,
@@ -92,21 +103,33 @@ def predominant_pitch(
     is peaked (not noise: MIN_PEAK_TO_MEAN) and reaches ``voicing_threshold`` of the clip's
     strong frames (95th percentile).
     """
+    return pitch_lines(audio, sample_rate, (Line(fmin_hz, fmax_hz),), hop_s, voicing_threshold)[0]
+
+
+def pitch_lines(
+    audio: np.ndarray,
+    sample_rate: int,
+    lines: Sequence[Line],
+    hop_s: float = 0.01,
+    voicing_threshold: float = 0.1,
+) -> list[PitchTrack]:
+    """:func:`predominant_pitch` of each of ``lines``, from one spectrum."""
     hop = max(1, round(hop_s * sample_rate))
-    frames = _frame_pitch(audio, sample_rate, hop, fmin_hz, fmax_hz)
-    return _voiced_track(frames, hop / sample_rate, fmin_hz, voicing_threshold)
+    return [
+        _voiced_track(frames, hop / sample_rate, line.fmin_hz, voicing_threshold)
+        for line, frames in zip(lines, _frame_pitch(audio, sample_rate, hop, lines))
+    ]
 
 
-def predominant_pitch_in_spans(
+def pitch_lines_in_spans(
     read: Callable[[int, int], np.ndarray],
     sample_rate: int,
+    lines: Sequence[Line],
     hop_s: float = 0.01,
-    fmin_hz: float = 80.0,
-    fmax_hz: float = 1000.0,
     voicing_threshold: float = 0.1,
     span_s: float = SPAN_S,
-) -> PitchTrack:
-    """:func:`predominant_pitch` of a track read in spans (``read(start, stop)``: its samples,
+) -> list[PitchTrack]:
+    """:func:`pitch_lines` of a track read in spans (``read(start, stop)``: its samples,
     shorter at the end), in memory bounded by the span: a 2-hour track's spectrogram alone
     would take 3 GB.
 
@@ -118,7 +141,7 @@ def predominant_pitch_in_spans(
     hop = max(1, round(hop_s * sample_rate))
     span = max(1, round(span_s * sample_rate / hop))
     context = round(PATH_CONTEXT_S * sample_rate / hop)
-    pieces: list[FramePitch] = []
+    pieces: list[list[FramePitch]] = [[] for _ in lines]
     start, end = 0, None  # frames; the track's end is known once a read comes back short
     while end is None or start < end:
         first = max(start - context, 0)
@@ -126,29 +149,40 @@ def predominant_pitch_in_spans(
         audio = read(first * hop, stop * hop)
         if len(audio) < (stop - first) * hop:
             end = first + -(-len(audio) // hop)
-        frames = _frame_pitch(audio, sample_rate, hop, fmin_hz, fmax_hz)
         keep = slice(start - first, min(start + span, end or np.inf) - first)
-        pieces.append(FramePitch(*(part[keep] for part in frames)))
+        for line_pieces, frames in zip(pieces, _frame_pitch(audio, sample_rate, hop, lines)):
+            line_pieces.append(FramePitch(*(part[keep] for part in frames)))
         start += span
-    frames = FramePitch(*(np.concatenate(parts) for parts in zip(*pieces)))
-    return _voiced_track(frames, hop / sample_rate, fmin_hz, voicing_threshold)
+    return [
+        _voiced_track(
+            FramePitch(*(np.concatenate(parts) for parts in zip(*line_pieces))),
+            hop / sample_rate,
+            line.fmin_hz,
+            voicing_threshold,
+        )
+        for line, line_pieces in zip(lines, pieces)
+    ]
 
 
 def _frame_pitch(
-    audio: np.ndarray, sample_rate: int, hop: int, fmin_hz: float, fmax_hz: float
-) -> FramePitch:
+    audio: np.ndarray, sample_rate: int, hop: int, lines: Sequence[Line]
+) -> list[FramePitch]:
     frame_count = -(-len(audio) // hop)
     if frame_count == 0:
         empty = np.zeros(0)
-        return FramePitch(empty, empty, empty.astype(bool), empty)
-    salience, energy = _salience(audio, sample_rate, hop, frame_count, fmin_hz, fmax_hz)
-    path = _continuous_path(salience)
-    return FramePitch(
-        _refine(salience, path),
-        salience[np.arange(frame_count), path],
-        salience.max(axis=1) >= MIN_PEAK_TO_MEAN * salience.mean(axis=1),
-        energy,
-    )
+        return [FramePitch(empty, empty, empty.astype(bool), empty) for _ in lines]
+    found = []
+    for salience, energy in _salience(audio, sample_rate, hop, frame_count, lines):
+        path = _continuous_path(salience)
+        found.append(
+            FramePitch(
+                _refine(salience, path),
+                salience[np.arange(frame_count), path],
+                salience.max(axis=1) >= MIN_PEAK_TO_MEAN * salience.mean(axis=1),
+                energy,
+            )
+        )
+    return found
 
 
 def _voiced_track(
@@ -168,32 +202,39 @@ def _voiced_track(
 
 
 def _salience(
-    audio: np.ndarray, sample_rate: int, hop: int, frame_count: int, fmin_hz: float, fmax_hz: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Harmonic-summation salience ``[frames, pitches]`` and each frame's energy, from the
-    magnitude spectra (zero-padded 2x) of centred Hann frames, A-weighted: the equal-loudness
-    filter of Salamon & Gómez 2012, which also keeps the bass from outweighing the melody.
+    audio: np.ndarray, sample_rate: int, hop: int, frame_count: int, lines: Sequence[Line]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per line, the harmonic-summation salience ``[frames, pitches]`` and each frame's energy,
+    from the magnitude spectra (zero-padded 2x) of centred Hann frames, A-weighted for a line
+    with ``equal_loudness``: the equal-loudness filter of Salamon & Gómez 2012, which also keeps
+    the bass from outweighing the melody. The lines share the spectra.
 
     The spectra are made ``SPECTRUM_BLOCK`` frames at a time: whole, they are 80 times the
     salience (a 140-s span took 280 MB).
     """
     window_length = 2 ** round(np.log2(WINDOW_S * sample_rate))
     n_fft = 2 * window_length
-    summation = _harmonic_summation(sample_rate, n_fft, fmin_hz, fmax_hz)
+    summations = [
+        _harmonic_summation(sample_rate, n_fft, line.fmin_hz, line.fmax_hz) for line in lines
+    ]
     padded = np.zeros((frame_count - 1) * hop + window_length, np.float32)
     usable = min(len(audio), len(padded) - window_length // 2)
     padded[window_length // 2 : window_length // 2 + usable] = audio[:usable]
     frames = librosa.util.frame(padded, frame_length=window_length, hop_length=hop, axis=0)
     window = np.hanning(window_length).astype(np.float32)
     weighting = _a_weighting(sample_rate, n_fft)
-    salience = np.empty((frame_count, summation.shape[1]), np.float32)
-    energy = np.empty(frame_count, np.float32)
+    found = [
+        (np.empty((frame_count, summation.shape[1]), np.float32), np.empty(frame_count, np.float32))
+        for summation in summations
+    ]
     for first in range(0, frame_count, SPECTRUM_BLOCK):
         block = slice(first, first + SPECTRUM_BLOCK)
-        magnitude = np.abs(scipy.fft.rfft(frames[block] * window, n=n_fft, axis=1)) * weighting
-        salience[block] = magnitude @ summation
-        energy[block] = np.square(magnitude).sum(axis=1)
-    return salience, energy
+        spectrum = np.abs(scipy.fft.rfft(frames[block] * window, n=n_fft, axis=1))
+        for line, summation, (salience, energy) in zip(lines, summations, found):
+            magnitude = spectrum * weighting if line.equal_loudness else spectrum
+            salience[block] = magnitude @ summation
+            energy[block] = np.square(magnitude).sum(axis=1)
+    return found
 
 
 @functools.lru_cache(maxsize=8)

@@ -11,11 +11,13 @@ from acr.pitch import (
     BINS_PER_SEMITONE,
     JUMP_PROBABILITY,
     PATH_CONTEXT_S,
+    Line,
     PitchTrack,
     _continuous_path,
     harmonicity,
+    pitch_lines,
+    pitch_lines_in_spans,
     predominant_pitch,
-    predominant_pitch_in_spans,
 )
 from acr.synth.humming import hum_contour
 
@@ -151,11 +153,31 @@ def test_a_track_tracked_in_spans_has_the_pitch_of_the_whole_track(span_s: float
         reads.append((start, stop))
         return audio[start:stop]
 
-    spans = predominant_pitch_in_spans(read, SAMPLE_RATE, span_s=span_s)
+    lines = (Line(), Line(50.0, 1000.0, equal_loudness=False))
+    spans = pitch_lines_in_spans(read, SAMPLE_RATE, lines, span_s=span_s)
     longest = (span_s + 2 * PATH_CONTEXT_S + 0.01) * SAMPLE_RATE  # never the whole track
     assert len(reads) >= 40 // span_s and max(b - a for a, b in reads) <= longest
     assert whole.voiced.mean() > 0.5
-    np.testing.assert_array_equal(spans.voiced, whole.voiced)
-    np.testing.assert_array_equal(spans.f0_hz, whole.f0_hz)
-    np.testing.assert_array_equal(spans.confidence, whole.confidence)
-    np.testing.assert_array_equal(spans.times_s, whole.times_s)
+    for in_spans, at_once in zip(spans, [whole, pitch_lines(audio, SAMPLE_RATE, lines)[1]]):
+        np.testing.assert_array_equal(in_spans.voiced, at_once.voiced)
+        np.testing.assert_array_equal(in_spans.f0_hz, at_once.f0_hz)
+        np.testing.assert_array_equal(in_spans.confidence, at_once.confidence)
+        np.testing.assert_array_equal(in_spans.times_s, at_once.times_s)
+
+
+def test_an_unweighted_line_follows_the_bass_the_lead_line_ignores() -> None:
+    """A loud bass (C2 then G2) under a softer lead (A4 then E5): the equal-loudness line
+    follows the lead, the unweighted line from 50 Hz the bass, in pitch class (what the melody
+    engine matches; the bass line may sit an octave low) within a quarter tone."""
+    samples = 2 * SAMPLE_RATE
+    second = np.arange(samples) >= SAMPLE_RATE
+    bass_hz, lead_hz = np.where(second, 98.0, 65.4), np.where(second, 659.3, 440.0)
+    mix = 2 * harmonic_tone(bass_hz) + harmonic_tone(lead_hz)
+    lead, bass = pitch_lines(mix, SAMPLE_RATE, (Line(), Line(50.0, 1000.0, equal_loudness=False)))
+    for track, hz in ((lead, lead_hz), (bass, bass_hz)):
+        frames = np.round(track.times_s * SAMPLE_RATE).astype(int)
+        inner = (np.abs(frames - SAMPLE_RATE) > 0.1 * SAMPLE_RATE) & (frames < samples - 800)
+        assert track.voiced[inner].mean() > 0.95
+        error = track.midi[inner] - librosa.hz_to_midi(hz[frames[inner]])
+        assert np.nanmax(np.abs((error + 6) % 12 - 6)) < 0.5
+    assert np.nanmax(np.abs(lead.midi[inner] - librosa.hz_to_midi(lead_hz[frames[inner]]))) < 0.5

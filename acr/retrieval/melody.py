@@ -12,6 +12,13 @@ fragments found by approximate nearest-neighbour search, candidates re-ranked by
    offset and tempo scale, maximised over transpositions: a matched filter on the pitch-class
    circle, whose harmonics k > 1 sharpen it from a cosine into a narrow peak.
 
+Several lines. People hum the line they hear, which is not always the lead: a track is indexed
+along its equal-loudness-weighted lead and along a second line tracked without that filter from
+``bass_fmin_hz`` (the bass, or whatever sounds loudest), and matches by its better line, the
+second line's score less ``bass_penalty``. Multiple melody candidates per track are the usual
+answer of query-by-humming systems that search audio (Duda, Nürnberger & Stober 2007, "Towards
+query by singing/humming on audio databases").
+
 Pitch classes (octave-folded melody, as in the query-by-humming features of Salamon et al. 2013,
 "Tonal representations for music retrieval") make the match immune to octave errors, the
 commonest error of melody extraction in polyphonic music (Salamon et al. 2014, "Melody extraction
@@ -21,13 +28,14 @@ from polyphonic music signals"), and to the octave a person hums in.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from acr.files import write_json
-from acr.pitch import PitchTrack, predominant_pitch, predominant_pitch_in_spans
+from acr.pitch import Line, PitchTrack, pitch_lines, pitch_lines_in_spans, predominant_pitch
 from acr.retrieval.engine import (
     Engine,
     TrackMatch,
@@ -72,27 +80,28 @@ def pool_contour(track: PitchTrack, cell_s: float, scale: float = 1.0) -> Melody
     return MelodyContour(pitch_midi, (count / frames_per_cell).astype(np.float32))
 
 
+Lines = tuple[MelodyContour, ...]  # a track's contours: the lead line first, then the bass
+
+
 @dataclass(frozen=True)
 class MelodyExtractor:
-    """Audio -> MelodyContour; picklable, stateless (runs in indexing worker processes)."""
+    """Audio -> the contour of each of ``lines``; picklable, stateless (runs in indexing worker
+    processes)."""
 
     sample_rate: int
     hop_s: float
-    fmin_hz: float
-    fmax_hz: float
     cell_s: float
+    lines: tuple[Line, ...]
 
-    def __call__(self, audio: np.ndarray) -> MelodyContour:
-        track = predominant_pitch(audio, self.sample_rate, self.hop_s, self.fmin_hz, self.fmax_hz)
-        return pool_contour(track, self.cell_s)
+    def __call__(self, audio: np.ndarray) -> Lines:
+        tracks = pitch_lines(audio, self.sample_rate, self.lines, self.hop_s)
+        return tuple(pool_contour(track, self.cell_s) for track in tracks)
 
-    def in_spans(self, read: Callable[[int, int], np.ndarray]) -> MelodyContour:
-        """The contour of a long track read in spans (``read(start, stop)``), in bounded
-        memory: acr.pitch.predominant_pitch_in_spans."""
-        track = predominant_pitch_in_spans(
-            read, self.sample_rate, self.hop_s, self.fmin_hz, self.fmax_hz
-        )
-        return pool_contour(track, self.cell_s)
+    def in_spans(self, read: Callable[[int, int], np.ndarray]) -> Lines:
+        """The contours of a long track read in spans (``read(start, stop)``), in bounded
+        memory: acr.pitch.pitch_lines_in_spans."""
+        tracks = pitch_lines_in_spans(read, self.sample_rate, self.lines, self.hop_s)
+        return tuple(pool_contour(track, self.cell_s) for track in tracks)
 
 
 def window_vectors(
@@ -153,8 +162,13 @@ class MelodySettings:
     Args:
         sample_rate: audio rate in Hz of ``extractor`` input and ``search`` queries.
         hop_s: predominant-pitch frame hop, in seconds.
-        fmin_hz: lowest pitch searched, in Hz.
+        fmin_hz: lowest pitch of the lead line (and of queries), in Hz.
         fmax_hz: highest pitch searched, in Hz.
+        bass_fmin_hz: lowest pitch of a second line of each track, tracked without the
+            equal-loudness filter: the bass, or whatever sounds loudest, which is what many
+            people hum; 0 indexes the lead line only.
+        bass_penalty: taken off the second line's alignment score, so that the lead line wins
+            near-ties (chosen as the least that costs acr's own hums of the lead nothing).
         cell_s: contour resolution in seconds; notes are rarely shorter than 0.1 s.
         window_s: catalog window for the candidate search, in seconds.
         window_hop_s: hop between catalog windows, in seconds.
@@ -163,6 +177,8 @@ class MelodySettings:
         harmonics: pitch-class harmonics per cell (1 = plain circle; 3 is sharper).
         tempo_scales: query tempo ratios tried (hummers drift from the recording's tempo).
         candidates: tracks re-ranked by alignment; a catalog this small is re-ranked whole.
+            40 rather than 20 since the bass line's windows share the window search (20 lost
+            acr's own hums of the lead 4 points at 3 s).
         neighbors: nearest windows per query window in the candidate search.
         min_voiced: voiced fraction (0-1) a window needs to be indexed or searched.
         min_query_voiced_s: a query with less voiced pitch than this, in seconds, returns no
@@ -173,25 +189,40 @@ class MelodySettings:
     hop_s: float = 0.01
     fmin_hz: float = 80.0
     fmax_hz: float = 1000.0
+    bass_fmin_hz: float = 50.0
+    bass_penalty: float = 0.03
     cell_s: float = 0.1
     window_s: float = 2.0
     window_hop_s: float = 0.2
     query_hop_s: float = 0.1
     harmonics: int = 3
     tempo_scales: tuple[float, ...] = (0.9, 1.0, 1.1)
-    candidates: int = 20
+    candidates: int = 40
     neighbors: int = 20
     min_voiced: float = 0.5
     min_query_voiced_s: float = 1.0
 
+    # Indexes written before the bass line had the lead line only.
+    UNRECORDED: ClassVar[dict[str, object]] = {"bass_fmin_hz": 0.0, "bass_penalty": 0.0}
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "tempo_scales", tuple(float(s) for s in self.tempo_scales))
+        if not 0 <= self.bass_fmin_hz < self.fmax_hz:
+            raise ValueError(f"bass_fmin_hz must be 0 (no bass line) or below fmax_hz, not"
+                             f" {self.bass_fmin_hz}")  # fmt: skip
+
+    @property
+    def lines(self) -> tuple[Line, ...]:
+        """The lines each catalog track is tracked along: the lead, and the bass unless
+        ``bass_fmin_hz`` is 0."""
+        lead = Line(self.fmin_hz, self.fmax_hz)
+        if not self.bass_fmin_hz:
+            return (lead,)
+        return lead, Line(self.bass_fmin_hz, self.fmax_hz, equal_loudness=False)
 
     def extractor(self) -> MelodyExtractor:
         """The catalog side of these settings: what indexing workers run."""
-        return MelodyExtractor(
-            **{field.name: getattr(self, field.name) for field in fields(MelodyExtractor)}
-        )
+        return MelodyExtractor(self.sample_rate, self.hop_s, self.cell_s, self.lines)
 
 
 class MelodyEngine(Engine):
@@ -203,8 +234,8 @@ class MelodyEngine(Engine):
         self.settings = settings = settings or MelodySettings()
         self._window_cells = round(settings.window_s / settings.cell_s)
         self._index = WindowIndex(2 * settings.harmonics * self._window_cells)
-        self._contours: dict[str, MelodyContour] = {}
-        self._phasors: dict[str, np.ndarray] = {}  # per track, computed on first alignment
+        self._contours: dict[str, Lines] = {}
+        self._phasors: dict[str, list[np.ndarray]] = {}  # per track and line, on first alignment
 
     def extractor(self) -> MelodyExtractor:
         return self.settings.extractor()
@@ -217,16 +248,23 @@ class MelodyEngine(Engine):
     def item_count(self) -> int:
         return len(self._index)
 
-    def add(self, track_id: str, features: MelodyContour) -> int:
-        """Index one track's contour; returns the number of windows it put in the index."""
+    def add(self, track_id: str, features: Lines) -> int:
+        """Index one track's contours, one per line of the settings; returns the number of
+        windows they put in the index (a window of any line votes for the track)."""
         if track_id in self._contours:
             raise ValueError(f"track {track_id!r} is already in the index")
-        vectors, starts = self._windows(
-            features, round(self.settings.window_hop_s / self.settings.cell_s)
-        )
+        if len(features) != len(self.settings.lines):
+            raise ValueError(
+                f"track {track_id!r}: {len(features)} melody lines, the settings track"
+                f" {len(self.settings.lines)}"
+            )
+        hop_cells = round(self.settings.window_hop_s / self.settings.cell_s)
+        windows = [self._windows(line, hop_cells) for line in features]
+        vectors = np.concatenate([vectors for vectors, _ in windows])
+        starts = np.concatenate([starts for _, starts in windows])
         if len(vectors):
             self._index.add(track_id, vectors, starts * self.settings.cell_s)
-        self._contours[track_id] = features
+        self._contours[track_id] = tuple(features)
         return len(vectors)
 
     def search(self, audio: np.ndarray, top_k: int = 5) -> list[TrackMatch]:
@@ -284,33 +322,39 @@ class MelodyEngine(Engine):
         return sorted(votes, key=lambda track_id: -votes[track_id])[: self.settings.candidates]
 
     def _align(self, track_id: str, queries: list[tuple[np.ndarray, np.ndarray]]) -> TrackMatch:
-        """The candidate's best alignment over the query's tempo scales (phasors, voiced
-        fraction) and offsets."""
-        reference = self._contours[track_id]
+        """The candidate's best alignment over its lines (the bass's less ``bass_penalty``),
+        the query's tempo scales (phasors, voiced fraction) and offsets."""
+        lines = self._contours[track_id]
         if track_id not in self._phasors:
-            self._phasors[track_id] = reference.phasors(self.settings.harmonics)
+            self._phasors[track_id] = [line.phasors(self.settings.harmonics) for line in lines]
         best_score, best_offset = -np.inf, 0
-        for query_phasors, query_voiced in queries:
-            scores = alignment_scores(
-                query_phasors, query_voiced, self._phasors[track_id], reference.voiced_fraction
-            )
-            offset = int(np.argmax(scores))
-            if scores[offset] > best_score:
-                best_score, best_offset = float(scores[offset]), offset
+        for number, (line, phasors) in enumerate(zip(lines, self._phasors[track_id])):
+            penalty = self.settings.bass_penalty if number else 0.0
+            for query_phasors, query_voiced in queries:
+                scores = alignment_scores(
+                    query_phasors, query_voiced, phasors, line.voiced_fraction
+                )
+                offset = int(np.argmax(scores))
+                if scores[offset] - penalty > best_score:
+                    best_score, best_offset = float(scores[offset]) - penalty, offset
         return TrackMatch(track_id, best_score, best_offset * self.settings.cell_s)
 
     def save(self, directory: Path) -> None:
-        """settings.json, contours.npz (all tracks' cells, concatenated) and the window index."""
+        """settings.json, contours.npz (all tracks' cells, concatenated: ``[lines, cells]``)
+        and the window index."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if any(directory.iterdir()):
             raise FileExistsError(f"{directory}: not empty")
-        contours = list(self._contours.values())
+        tracks = list(self._contours.values())
+        empty = np.zeros((len(self.settings.lines), 0), np.float32)
         np.savez(
             directory / "contours.npz",
-            pitch_midi=np.concatenate([c.pitch_midi for c in contours] or [np.zeros(0)]),
-            voiced_fraction=np.concatenate([c.voiced_fraction for c in contours] or [np.zeros(0)]),
-            cells=np.array([len(c.pitch_midi) for c in contours], dtype=np.int64),
+            pitch_midi=np.concatenate([[c.pitch_midi for c in t] for t in tracks] or [empty], 1),
+            voiced_fraction=np.concatenate(
+                [[c.voiced_fraction for c in t] for t in tracks] or [empty], 1
+            ),
+            cells=np.array([len(t[0].pitch_midi) for t in tracks], dtype=np.int64),
         )
         state = {"engine": self.name, "settings": asdict(self.settings)}
         write_json(directory / "settings.json", {**state, "track_ids": self.track_ids})
@@ -377,8 +421,9 @@ class MelodyEngine(Engine):
         return engine
 
 
-def _read_part(directory: Path) -> tuple[MelodySettings, dict[str, MelodyContour]]:
-    """One part's settings and contours."""
+def _read_part(directory: Path) -> tuple[MelodySettings, dict[str, Lines]]:
+    """One part's settings and contours (a part written before the bass line holds 1-d
+    arrays: the lead line's)."""
     settings_path, contours_path = directory / "settings.json", directory / "contours.npz"
     state = read_index_json(settings_path, ("engine", "settings", "track_ids"))
     check_index(
@@ -399,6 +444,9 @@ def _read_part(directory: Path) -> tuple[MelodySettings, dict[str, MelodyContour
         names = ("pitch_midi", "voiced_fraction", "cells")
         check_index(set(names) <= set(arrays.files), contours_path, "not a contour table")
         pitch_midi, voiced_fraction, cells = (arrays[name] for name in names)
+    lines = len(settings.lines)
+    if pitch_midi.ndim == voiced_fraction.ndim == 1 and lines == 1:
+        pitch_midi, voiced_fraction = pitch_midi[None], voiced_fraction[None]
     check_index(
         cells.ndim == 1
         and np.issubdtype(cells.dtype, np.integer)
@@ -408,14 +456,17 @@ def _read_part(directory: Path) -> tuple[MelodySettings, dict[str, MelodyContour
         f"{cells.shape} cell counts for the {len(track_ids)} tracks of {settings_path.name}",
     )
     check_index(
-        pitch_midi.shape == voiced_fraction.shape == (int(cells.sum()),),
+        pitch_midi.shape == voiced_fraction.shape == (lines, int(cells.sum())),
         contours_path,
         f"{pitch_midi.shape} pitches and {voiced_fraction.shape} voiced fractions for"
-        f" {int(cells.sum())} cells",
+        f" {lines} lines of {int(cells.sum())} cells",
     )
     bounds = np.cumsum(np.r_[0, cells])
     contours = {
-        track_id: MelodyContour(pitch_midi[start:end], voiced_fraction[start:end])
+        track_id: tuple(
+            MelodyContour(pitch, voiced)
+            for pitch, voiced in zip(pitch_midi[:, start:end], voiced_fraction[:, start:end])
+        )
         for track_id, start, end in zip(track_ids, bounds[:-1], bounds[1:])
     }
     return settings, contours
